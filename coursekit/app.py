@@ -1,0 +1,60 @@
+"""`make_app`: the Celery app every lesson and learner module uses, already wired to the course's broker,
+namespace and events. Worker subprocesses get their broker and extra settings from the environment that
+`coursekit.Worker` gives them, so the notebook and its workers always agree."""
+from __future__ import annotations
+
+import json
+import os
+
+from celery import Celery
+
+from . import broker, namespace, probe
+from .errors import CourseError
+
+WORKER_CONFIG_ENV = "COURSEKIT_WORKER_CONFIG"
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Merge settings, dict-valued ones key by key, so extra transport options keep the namespace prefix."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class CourseCelery(Celery):
+    """A Celery app that refuses tasks defined in a notebook cell, which workers could never import."""
+
+    def _task_from_fun(self, fun, name=None, base=None, bind=False, **options):
+        if getattr(fun, "__module__", None) == "__main__" and name is None:
+            raise CourseError(
+                f"task {fun.__name__!r} is defined in the notebook itself, so no worker can import it "
+                "(the worker would log 'Received unregistered task')",
+                fix="put the task in a module: `%%writefile workspace/mytasks.py` in a cell, then import it")
+        return super()._task_from_fun(fun, name=name, base=base, bind=bind, **options)
+
+
+def make_app(name: str, broker_url: str | None = None, **settings) -> Celery:
+    """A Celery app named `name` on the course broker (Redis unless `broker_url` says otherwise).
+
+    Settings passed here come first; a worker started with `Worker(config=...)` adds its own on top.
+    """
+    url = broker_url or broker.current().url
+    transport = "redis" if probe.scheme(url) in probe.REDIS_SCHEMES else "amqp"
+    backend = url if transport == "redis" else broker.current().url
+    config = {
+        # Every coursekit worker runs with -E; apps also announce each task they send, so that the
+        # recorder sees a task from the moment it is published.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "broker_connection_retry_on_startup": True,
+        "result_extended": True,  # name, args and worker stored with each result: lessons show them
+    }
+    config = _merge(config, namespace.celery_config(transport))
+    config = _merge(config, settings)
+    extra = os.environ.get(WORKER_CONFIG_ENV, "").strip()
+    if extra:
+        config = _merge(config, json.loads(extra))
+    app = CourseCelery(name, broker=url, backend=backend, set_as_current=False)
+    app.conf.update(config)
+    return app

@@ -1,0 +1,126 @@
+"""The `coursekit` command: up, down, status, reset, doctor, run, bench."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from . import broker, doctor, embedded, namespace, state
+from .defaults import DEFAULTS
+from .errors import CourseError
+
+
+def friendly(fn):
+    """Turn a CourseError into its message and exit code 2: no traceback in the learner's face."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CourseError as exc:
+            click.echo(exc.text(), err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(help="Celery Lab's helper: brokers, workers, notebooks.")
+def cli() -> None:
+    pass
+
+
+@cli.command(help="Find a broker for the course, or start the embedded one, and say which.")
+@click.option("--embedded", "embedded_only", is_flag=True, help="Use coursekit's own redis-server, whatever else runs.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port for the embedded redis-server (default: a free one).")
+@friendly
+def up(embedded_only: bool, port: int | None) -> None:
+    found = broker.up(embedded_only=embedded_only, port=port)
+    for note in found.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"redis: {found.describe()}")
+    rabbit = broker.rabbitmq()
+    click.echo(f"rabbitmq: {rabbit.describe() if rabbit else 'none (lessons that need it will say so)'}")
+    click.echo(f"namespace: {namespace.prefix()}")
+
+
+@cli.command(help="Stop what coursekit started, and nothing else. Safe to run twice.")
+@friendly
+def down() -> None:
+    for line in broker.down():
+        click.echo(line)
+
+
+@cli.command(help="What broker the course would use now, and what coursekit has running.")
+@friendly
+def status() -> None:
+    try:
+        found = broker.current()
+        for note in found.notes:
+            click.echo(f"note: {note}")
+        click.echo(f"redis: {found.describe()}")
+    except CourseError as exc:
+        click.echo(f"redis: none ({exc.problem}; {exc.fix})")
+    rabbit = broker.rabbitmq()
+    click.echo(f"rabbitmq: {rabbit.describe() if rabbit else 'none'}")
+    record = state.read(embedded.STATE_FILE)
+    started = "nothing" if not record else f"embedded Redis pid {record['pid']} port {record['port']} " \
+                                           f"since {record['started_at']}"
+    click.echo(f"started by coursekit: {started}")
+    click.echo(doctor.running().detail.join(["workers and brokers: ", ""]))
+    click.echo(f"namespace: {namespace.prefix()}   state folder: {state.state_dir()}")
+
+
+@cli.command(help="Delete the course's keys (namespace prefix) from the broker. Nothing else is touched.")
+@friendly
+def reset() -> None:
+    found = broker.current()
+    if found.transport != "redis":
+        raise CourseError("reset works on the Redis broker only", fix="point COURSEKIT_BROKER_URL at Redis")
+    count = namespace.reset(found.url)
+    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {found.url}")
+
+
+@cli.command(help="Check that the course can run here; every problem comes with its fix.")
+def doctor_cmd() -> None:
+    text, code = doctor.report(doctor.diagnose())
+    click.echo(text)
+    sys.exit(code)
+
+
+cli.add_command(doctor_cmd, name="doctor")
+
+
+@cli.command(help="Run notebooks headless, each on a fresh kernel. PATHS are notebooks or folders.")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--timeout", default=DEFAULTS.cell_timeout_s, show_default=True, help="Seconds one cell may run.")
+@friendly
+def run(paths: tuple[str, ...], timeout: int) -> None:
+    from . import runner
+
+    found = runner.find(list(paths))
+    if not found:
+        raise CourseError(f"no notebooks in {' '.join(paths)}", fix="name .ipynb files or folders holding them")
+    broker.current()  # fail here, once, rather than in every notebook's first cell
+    failed = 0
+    for path in found:
+        outcome = runner.run(path, cell_timeout=timeout)
+        click.echo(outcome.line())
+        failed += not outcome.ok
+    click.echo(f"{len(found) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+@cli.command(help="Measure broker start, worker start and task throughput.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly
+def bench(as_json: bool) -> None:
+    from . import bench as benchmarks
+
+    figures = benchmarks.run_all()
+    click.echo(json.dumps(figures, indent=None if as_json else 2))
+
+
+def main() -> None:
+    cli(prog_name="coursekit")

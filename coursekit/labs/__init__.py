@@ -1,0 +1,1 @@
+"""Celery apps and tasks the lessons run. Workers import these modules with `celery -A coursekit.labs.NAME`."""

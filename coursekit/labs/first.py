@@ -1,0 +1,23 @@
+"""Chapter 00: the first tasks."""
+import os
+import time
+
+import coursekit as ck
+
+app = ck.make_app("first")
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+@app.task
+def where_am_i():
+    """Which process ran this: the pid shows that a worker's pool child, not the notebook, did the work."""
+    return {"pid": os.getpid(), "at": time.time()}
+
+
+@app.task
+def noop():
+    return None

@@ -1,0 +1,40 @@
+"""Entry point of every worker coursekit starts: `python -m coursekit.launch --owner PID celery -A mod worker ...`.
+
+It runs Celery's own command line in this process, with one addition: a daemon thread that SIGKILLs the
+worker's whole process group as soon as the process that started it is gone, however it died. A parent-death
+signal is not enough: Linux fires PR_SET_PDEATHSIG when the spawning THREAD exits, and it would not reach the
+pool children. The argv keeps `celery ... worker` visible, so `ps` shows what this is.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from .defaults import DEFAULTS
+
+
+def _follow_owner(owner: int, interval: float) -> None:
+    while True:
+        # Once the owner dies we are re-parented (to init or a subreaper), so our parent pid changes.
+        if os.getppid() != owner:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        time.sleep(interval)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[0] != "--owner" or argv[2] != "celery":
+        sys.exit("usage: python -m coursekit.launch --owner PID celery ARGS...")
+    owner = int(argv[1])
+    threading.Thread(target=_follow_owner, args=(owner, DEFAULTS.owner_poll_s), daemon=True,
+                     name="coursekit-follow-owner").start()
+    from celery.__main__ import main as celery_main
+
+    sys.argv = argv[2:]
+    celery_main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,55 @@
+"""The course namespace: a prefix on every key and name the course creates, so that a learner's own data on
+the same broker is never read or changed, and a reset deletes the course's keys and nothing else."""
+from __future__ import annotations
+
+import os
+import re
+
+from .defaults import DEFAULTS
+from .errors import CourseError
+
+_VALID = re.compile(r"^[A-Za-z0-9_.-]+:$")
+
+
+def prefix() -> str:
+    value = os.environ.get("COURSEKIT_NAMESPACE", "").strip() or DEFAULTS.namespace
+    if not _VALID.match(value):
+        raise CourseError(f"COURSEKIT_NAMESPACE={value!r} is not a usable namespace",
+                          fix="use letters, digits, '_', '.' or '-' followed by one ':', e.g. 'celerylab:'")
+    return value
+
+
+def celery_config(transport: str) -> dict:
+    """Celery settings that keep an app inside the namespace on `transport` ('redis' or 'amqp')."""
+    ns = prefix()
+    # The result backend is always Redis; its keys carry the same prefix.
+    config: dict = {"result_backend_transport_options": {"global_keyprefix": ns}}
+    if transport == "redis":
+        # kombu prefixes every key (queues, unacked, bindings) and every pub/sub channel (events, control).
+        config["broker_transport_options"] = {"global_keyprefix": ns}
+    else:
+        # RabbitMQ has no key prefix: name every queue and exchange the app declares.
+        config.update(task_default_queue=f"{ns}celery", task_default_exchange=f"{ns}celery",
+                      task_default_routing_key=f"{ns}celery", event_exchange=f"{ns}celeryev",
+                      control_exchange=f"{ns}celery", event_queue_prefix=f"{ns}celeryev")
+    return config
+
+
+def keys(client) -> list[bytes]:
+    """Every key in the namespace. SCAN, not KEYS, so a large foreign keyspace is not blocked."""
+    pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix()) + "*"
+    return list(client.scan_iter(match=pattern, count=1000))
+
+
+def reset(redis_url: str) -> int:
+    """Delete the course's keys on the Redis at `redis_url` and return how many. Nothing else is touched."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        found = keys(client)
+        for start in range(0, len(found), 500):
+            client.delete(*found[start:start + 500])
+        return len(found)
+    finally:
+        client.close()

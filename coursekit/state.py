@@ -1,0 +1,47 @@
+"""The per-user state folder: what coursekit started (broker.json), broker data and worker logs.
+
+COURSEKIT_STATE_DIR overrides the location; tests point it at a temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import platformdirs
+
+
+def state_dir() -> Path:
+    override = os.environ.get("COURSEKIT_STATE_DIR", "").strip()
+    path = Path(override) if override else Path(platformdirs.user_state_dir("coursekit"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def logs_dir() -> Path:
+    path = state_dir() / "logs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def read(name: str) -> dict | None:
+    """The JSON record `name`, or None when it is missing or unreadable (a crash mid-write)."""
+    try:
+        return json.loads((state_dir() / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write(name: str, record: dict) -> None:
+    """Rewrite the whole record atomically, so a crash never leaves half a file."""
+    target = state_dir() / name
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(target)
+
+
+def remove(name: str) -> None:
+    try:
+        (state_dir() / name).unlink()
+    except FileNotFoundError:
+        pass

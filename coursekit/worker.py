@@ -1,0 +1,276 @@
+"""`Worker`: one real `celery -A <module> worker` subprocess, in its own process group.
+
+Its life reads as verbs: spawn, wait_until_ready, stop (warm shutdown), kill (SIGKILL the whole group),
+kill_child (SIGKILL one pool process). It never outlives the process that started it: see `launch.py`.
+"""
+from __future__ import annotations
+
+import atexit
+import importlib
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+from celery import Celery
+
+from . import state
+from .app import WORKER_CONFIG_ENV
+from .defaults import DEFAULTS
+from .errors import CourseError, WorkerError
+
+_counter = itertools.count(1)
+_live: "set[Worker]" = set()
+_live_lock = threading.Lock()
+
+# Lines a worker logs when it cannot go on, and what the learner should do about each.
+_LOG_DIAGNOSES = [
+    ("Cannot connect to", "the worker cannot reach the broker: run `coursekit status`, then `ck.up()`"),
+    ("Unable to load celery application", "check the module name given to Worker(); the file must be importable "
+                                          "from the folder the notebook runs in"),
+    ("Error: Invalid value", "one of the worker options is not valid: see the log below"),
+]
+
+
+def load_app(module: str) -> Celery:
+    """Import `module` here first, so a broken module fails with a clear message before any process starts."""
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    try:
+        mod = importlib.import_module(module)
+    except CourseError:
+        raise
+    except SyntaxError as exc:
+        raise WorkerError(f"{exc.filename}, line {exc.lineno}: syntax error: {exc.msg}",
+                          fix=f"correct the line in {exc.filename}, then start the worker again") from None
+    except ModuleNotFoundError as exc:
+        raise WorkerError(f"no module named {exc.name!r} (looking for {module!r} from {os.getcwd()})",
+                          fix="check the spelling; a module you wrote with %%writefile must sit in the folder "
+                              "the notebook runs in, or a package below it") from None
+    except Exception as exc:  # the learner's module raised while importing
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise WorkerError(f"importing {module!r} raised {type(exc).__name__}: {exc}",
+                          fix=f"see {where.filename}, line {where.lineno}") from None
+    for attr in ("app", "celery"):
+        if isinstance(getattr(mod, attr, None), Celery):
+            return getattr(mod, attr)
+    found = [v for v in vars(mod).values() if isinstance(v, Celery)]
+    if len(found) == 1:
+        return found[0]
+    raise WorkerError(f"module {module!r} defines no Celery app",
+                      fix="create one in it: `app = ck.make_app('mytasks')`")
+
+
+class Worker:
+    """A real Celery worker for the course. Use it as a context manager, or call start() and stop()."""
+
+    def __init__(self, app: str, *, name: str | None = None, queues: list[str] | str | None = None,
+                 concurrency: int | None = 1, pool: str = "prefork", prefetch_multiplier: int | None = None,
+                 loglevel: str = "INFO", max_tasks_per_child: int | None = None,
+                 max_memory_per_child: int | None = None, config: dict | None = None,
+                 mingle: bool = False, cwd: str | os.PathLike | None = None):
+        if not isinstance(app, str):
+            app = getattr(app, "__name__", None) or ""
+            if not app:
+                raise WorkerError("Worker() takes the module that holds the app, as a string",
+                                  fix="e.g. Worker('coursekit.labs.first')")
+        self.module = app
+        self.index = next(_counter)
+        self.name = name or f"w{self.index}"
+        self.nodename = f"{self.name}-{os.getpid()}@{socket.gethostname()}"
+        self.queues = [queues] if isinstance(queues, str) else list(queues or [])
+        self.concurrency, self.pool, self.loglevel = concurrency, pool, loglevel
+        self.prefetch_multiplier = prefetch_multiplier
+        self.max_tasks_per_child, self.max_memory_per_child = max_tasks_per_child, max_memory_per_child
+        self.config = dict(config or {})
+        self.mingle = mingle
+        self.cwd = Path(cwd or os.getcwd()).resolve()
+        self.logfile = state.logs_dir() / f"{self.name}-{os.getpid()}-{self.index}.log"
+        self.proc: subprocess.Popen | None = None
+        self.app: Celery | None = None
+        self.ready_s: float | None = None
+
+    # -- the command ---------------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "coursekit.launch", "--owner", str(os.getpid()),
+               "celery", "-A", self.module, "worker", "-E", "-n", self.nodename, "-l", self.loglevel,
+               "-P", self.pool]
+        if self.concurrency is not None:
+            cmd += ["-c", str(self.concurrency)]
+        if self.queues:
+            cmd += ["-Q", ",".join(self.queues)]
+        if self.prefetch_multiplier is not None:
+            cmd += ["--prefetch-multiplier", str(self.prefetch_multiplier)]
+        if self.max_tasks_per_child is not None:
+            cmd += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
+        if self.max_memory_per_child is not None:
+            cmd += ["--max-memory-per-child", str(self.max_memory_per_child)]
+        if not self.mingle:
+            cmd.append("--without-mingle")  # mingle waits 1 s for other workers' replies at every start
+        return cmd
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["COURSEKIT_BROKER_URL"] = str(self.app.conf.broker_url)
+        env[WORKER_CONFIG_ENV] = json.dumps(self.config) if self.config else ""
+        # The notebook's folder is on the worker's import path, as the project root is in a real deployment.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self.cwd), env.get("PYTHONPATH", "")] if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def spawn(self) -> "Worker":
+        if self.running:
+            return self
+        if self.app is None:
+            self.app = load_app(self.module)
+        with open(self.logfile, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
+                                         start_new_session=True)
+        self._spawned_at = time.monotonic()
+        with _live_lock:
+            _live.add(self)
+        return self
+
+    def wait_until_ready(self, timeout: float = DEFAULTS.worker_ready_timeout_s) -> "Worker":
+        """Return once the worker answers a ping; raise with the log's tail if it exits or stays silent."""
+        deadline = self._spawned_at + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self._fail(f"worker {self.name} exited with code {self.proc.returncode} before it was ready")
+            for marker, fix in _LOG_DIAGNOSES[:1]:
+                if marker in self.logs():
+                    self.kill()
+                    self._fail(f"worker {self.name} cannot reach its broker {self.app.conf.broker_url}", fix)
+            if self.app.control.ping(destination=[self.nodename], timeout=DEFAULTS.ping_timeout_s, limit=1):
+                self.ready_s = time.monotonic() - self._spawned_at
+                return self
+            if time.monotonic() > deadline:
+                self.kill()
+                self._fail(f"worker {self.name} did not answer a ping within {timeout:.0f} s")
+
+    def start(self, timeout: float = DEFAULTS.worker_ready_timeout_s) -> "Worker":
+        return self.spawn().wait_until_ready(timeout)
+
+    def stop(self, timeout: float = DEFAULTS.worker_stop_timeout_s) -> int | None:
+        """Warm shutdown: finish running tasks, return prefetched ones to the queue, exit."""
+        if not self.running:
+            return self._forget()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return self._forget()
+
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group: the main process and every pool child, with no chance to ack."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        return self._forget()
+
+    def kill_child(self, pid: int | None = None) -> int:
+        """SIGKILL one pool child (the first, or `pid`) and return its pid. The main process lives on."""
+        kids = self.children
+        if not kids:
+            raise WorkerError(f"worker {self.name} has no pool children (pool {self.pool!r} runs tasks in "
+                              "its main process)", fix="use pool='prefork' to have children to kill")
+        target = pid if pid is not None else kids[0]
+        if target not in kids:
+            raise WorkerError(f"pid {target} is not a pool child of worker {self.name}", fix=f"pick one of {kids}")
+        os.kill(target, signal.SIGKILL)
+        return target
+
+    def _forget(self) -> int | None:
+        with _live_lock:
+            _live.discard(self)
+        return None if self.proc is None else self.proc.returncode
+
+    def _fail(self, problem: str, fix: str = "") -> None:
+        log = self.logs(tail=15)
+        if not fix:
+            fix = next((f for marker, f in _LOG_DIAGNOSES if marker in log), "read the worker log below")
+        raise WorkerError(problem, fix=fix, details=f"--- last lines of {self.logfile} ---\n{log}")
+
+    # -- looking at it -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def children(self) -> list[int]:
+        """Pids of the pool processes now (prefork only); a recycled or killed child is replaced by a new pid."""
+        if not self.running:
+            return []
+        try:
+            return [p.pid for p in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def logs(self, tail: int | None = None) -> str:
+        try:
+            text = self.logfile.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-tail:]) if tail else text
+
+    def __enter__(self) -> "Worker":
+        return self if self.running else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        status = f"running, pid {self.pid}" if self.running else "stopped"
+        return f"<Worker {self.nodename} {status}, -P {self.pool} -c {self.concurrency}, " \
+               f"queues {self.queues or ['celery']}>"
+
+
+def start_all(*workers: Worker, timeout: float = DEFAULTS.worker_ready_timeout_s) -> list[Worker]:
+    """Spawn every worker first, then wait for each: they boot side by side instead of one after another."""
+    try:
+        for w in workers:
+            w.spawn()
+        for w in workers:
+            w.wait_until_ready(timeout)
+    except BaseException:
+        stop_all(workers)
+        raise
+    return list(workers)
+
+
+def stop_all(workers=None, timeout: float = DEFAULTS.worker_stop_timeout_s) -> None:
+    with _live_lock:
+        targets = list(workers if workers is not None else _live)
+    for w in targets:
+        if w.running:
+            w.proc.send_signal(signal.SIGTERM)
+    for w in targets:
+        w.stop(timeout)
+
+
+def live_workers() -> list[Worker]:
+    with _live_lock:
+        return [w for w in _live if w.running]
+
+
+@atexit.register
+def _reap_at_exit() -> None:
+    stop_all(timeout=3)
