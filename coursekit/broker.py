@@ -163,8 +163,8 @@ class Embedded(Source):
 LOCAL_REDIS = f"redis://127.0.0.1:{DEFAULTS.redis_port}/0"
 
 
-def redis_sources(port: int | None = None) -> list[Source]:
-    return [FromEnv(), StartedEarlier(), Local(LOCAL_REDIS), Compose("redis", LOCAL_REDIS), Embedded(port)]
+def redis_sources() -> list[Source]:
+    return [FromEnv(), StartedEarlier(), Local(LOCAL_REDIS), Compose("redis", LOCAL_REDIS), Embedded()]
 
 
 def rabbitmq_sources() -> list[Source]:
@@ -183,18 +183,27 @@ def _walk(sources: list[Source], start: bool) -> Broker | None:
 
 
 def up(embedded_only: bool = False, port: int | None = None) -> Broker:
-    """Resolve the Redis broker the course uses, starting one if nothing answers."""
-    earlier = StartedEarlier().find(notes := [])
-    if earlier is not None and port is not None and not earlier.url.startswith(f"redis://127.0.0.1:{port}/"):
+    """Resolve the Redis broker the course uses, starting one if nothing answers.
+
+    `embedded_only` (or a `port`, which only the embedded server takes) skips the env, local and compose steps.
+    """
+    notes: list[str] = []
+    embedded_only = embedded_only or port is not None
+    if not embedded_only:
+        chosen = FromEnv().find(notes)
+        if chosen is not None:
+            return chosen
+    earlier = StartedEarlier().find(notes)
+    if earlier is not None and port is not None and probe.port_of(earlier.url) != port:
         # Starting a second one would overwrite the state file and lose track of the first.
         raise BrokerError(f"coursekit already runs an embedded Redis at {earlier.url}",
                           fix="use it (leave --port out), or `coursekit down` first")
     if earlier is not None:
         return earlier
-    sources = [Embedded(port)] if embedded_only else redis_sources(port)
-    found = _walk(sources, start=True)
-    found.notes[:0] = notes
+    rest = [Embedded(port)] if embedded_only else [Local(LOCAL_REDIS), Compose("redis", LOCAL_REDIS), Embedded()]
+    found = _walk(rest, start=True)
     assert found is not None  # the embedded step either starts or raises
+    found.notes[:0] = notes
     return found
 
 

@@ -16,6 +16,10 @@ def scheme(url: str) -> str:
     return urlparse(url).scheme.lower()
 
 
+def port_of(url: str) -> int | None:
+    return urlparse(url).port
+
+
 def redis_answers(url: str, timeout: float = DEFAULTS.probe_timeout_s) -> str | None:
     """None when Redis answers PING at `url`, otherwise the reason it does not."""
     import redis

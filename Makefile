@@ -1,0 +1,31 @@
+# Celery Lab. `make lab` to learn, `make test` to check the course, `make bench` for timings (JSON).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# JupyterLab refuses to run as root (containers, CI) unless told it may.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the dependencies change.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+lab: $(VENV)/.installed
+	$(VENV)/bin/coursekit up
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) notebooks/00_setup.ipynb
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/coursekit bench --json | tee bench.json
+
+clean:
+	-[ -x $(VENV)/bin/coursekit ] && $(VENV)/bin/coursekit down
+	rm -rf $(VENV) .pytest_cache build *.egg-info bench.json
