@@ -1,0 +1,100 @@
+"""Test harness. Every test runs in a private namespace and state folder, so the suite never touches a learner's
+course data, and at the end no process the suite started may still run."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+# Set before coursekit is imported anywhere, and inherited by every worker, kernel and CLI the tests start.
+SUITE_STATE = Path(tempfile.mkdtemp(prefix="coursekit-tests-"))
+os.environ["COURSEKIT_STATE_DIR"] = str(SUITE_STATE)
+os.environ["COURSEKIT_NAMESPACE"] = f"cktest{os.getpid()}:"
+os.environ.pop("COURSEKIT_BROKER_URL", None)
+os.environ.pop("COURSEKIT_RABBITMQ_URL", None)
+
+import coursekit as ck  # noqa: E402
+from coursekit import broker, namespace  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def started_by_suite() -> list[psutil.Process]:
+    """Celery workers and redis-servers whose environment or command line names this suite's state folder."""
+    mine = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
+        cmd = " ".join(proc.info.get("cmdline") or [])
+        if not ("celery" in cmd or "redis-server" in cmd or "ipykernel" in cmd):
+            continue
+        try:
+            env_state = proc.environ().get("COURSEKIT_STATE_DIR", "")
+        except psutil.Error:
+            env_state = ""
+        if env_state == str(SUITE_STATE) or str(SUITE_STATE) in cmd:
+            mine.append(proc)
+    return mine
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite():
+    yield
+    ck.stop_all(timeout=5)
+    broker.down()
+    deadline = time.monotonic() + 8  # a kernel follows its runner within ~4 s, its workers 0.5 s later
+    left = started_by_suite()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = started_by_suite()
+    for proc in left:
+        proc.kill()
+    shutil.rmtree(SUITE_STATE, ignore_errors=True)
+    assert not left, "processes started by the suite outlived it: " + \
+        "; ".join(f"{p.pid} {' '.join(p.info.get('cmdline') or [])[:120]}" for p in left)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The broker the course resolves here (the machine's Redis in CI, else the embedded one)."""
+    return ck.up().url
+
+
+@pytest.fixture
+def clean_namespace(redis_url):
+    namespace.reset(redis_url)
+    yield
+    namespace.reset(redis_url)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    found = broker.rabbitmq()
+    if found is None:
+        if IN_CI:
+            pytest.fail("RabbitMQ does not answer on 127.0.0.1:5672, and CI must run the RabbitMQ tests")
+        pytest.skip("RabbitMQ does not answer on 127.0.0.1:5672 (these tests fail instead when CI=true)")
+    return found.url
+
+
+@pytest.fixture
+def private_state(tmp_path, monkeypatch):
+    """A state folder of its own, for tests that start and stop an embedded broker. It sits inside the
+    suite's folder so that the leak check recognises a redis-server left running there."""
+    folder = Path(tempfile.mkdtemp(dir=SUITE_STATE, prefix="private-"))
+    monkeypatch.setenv("COURSEKIT_STATE_DIR", str(folder))
+    yield folder
+    broker.down()
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A folder on the import path where a test writes task modules, as a learner does with %%writefile."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
