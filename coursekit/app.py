@@ -22,16 +22,28 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def _refuse_notebook_task(fun) -> None:
+    if getattr(fun, "__module__", None) == "__main__":
+        raise CourseError(
+            f"task {getattr(fun, '__name__', fun)!r} is defined in the notebook itself, so no worker can "
+            "import it (the worker would fail it as an unregistered task)",
+            fix="put the task in a module: `%%writefile mytasks.py` in a cell, then `from mytasks import ...`")
+
+
 class CourseCelery(Celery):
     """A Celery app that refuses tasks defined in a notebook cell, which workers could never import."""
 
-    def _task_from_fun(self, fun, name=None, base=None, bind=False, **options):
-        if getattr(fun, "__module__", None) == "__main__" and name is None:
-            raise CourseError(
-                f"task {fun.__name__!r} is defined in the notebook itself, so no worker can import it "
-                "(the worker would log 'Received unregistered task')",
-                fix="put the task in a module: `%%writefile workspace/mytasks.py` in a cell, then import it")
-        return super()._task_from_fun(fun, name=name, base=base, bind=bind, **options)
+    def task(self, *args, **opts):
+        if len(args) == 1 and callable(args[0]):  # @app.task
+            _refuse_notebook_task(args[0])
+            return super().task(*args, **opts)
+        decorator = super().task(*args, **opts)  # @app.task(...)
+
+        def checked(fun):
+            _refuse_notebook_task(fun)
+            return decorator(fun)
+
+        return checked
 
 
 def make_app(name: str, broker_url: str | None = None, **settings) -> Celery:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import psutil
 from celery import Celery
+from kombu.exceptions import OperationalError
 
-from . import state
+from . import probe, state
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
@@ -33,7 +34,8 @@ _live_lock = threading.Lock()
 
 # Lines a worker logs when it cannot go on, and what the learner should do about each.
 _LOG_DIAGNOSES = [
-    ("Cannot connect to", "the worker cannot reach the broker: run `coursekit status`, then `ck.up()`"),
+    ("Cannot connect to", "start the broker or correct the app's URL; `coursekit status` shows what runs, "
+                          "`ck.up()` starts one"),
     ("Unable to load celery application", "check the module name given to Worker(); the file must be importable "
                                           "from the folder the notebook runs in"),
     ("Error: Invalid value", "one of the worker options is not valid: see the log below"),
@@ -132,6 +134,10 @@ class Worker:
             return self
         if self.app is None:
             self.app = load_app(self.module)
+        url = str(self.app.conf.broker_url)
+        reason = probe.redis_answers(url) if probe.scheme(url) in probe.REDIS_SCHEMES else probe.amqp_answers(url)
+        if reason is not None:  # a worker would retry forever; say so now instead
+            raise WorkerError(f"worker {self.name} cannot reach its broker {url}: {reason}", fix=_LOG_DIAGNOSES[0][1])
         with open(self.logfile, "wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
@@ -151,7 +157,14 @@ class Worker:
                 if marker in self.logs():
                     self.kill()
                     self._fail(f"worker {self.name} cannot reach its broker {self.app.conf.broker_url}", fix)
-            if self.app.control.ping(destination=[self.nodename], timeout=DEFAULTS.ping_timeout_s, limit=1):
+            try:
+                answered = self.app.control.ping(destination=[self.nodename], timeout=DEFAULTS.ping_timeout_s,
+                                                 limit=1)
+            except OperationalError as exc:  # the broker went away while we waited
+                self.kill()
+                self._fail(f"lost the broker {self.app.conf.broker_url} while worker {self.name} started: {exc}",
+                           _LOG_DIAGNOSES[0][1])
+            if answered:
                 self.ready_s = time.monotonic() - self._spawned_at
                 return self
             if time.monotonic() > deadline:

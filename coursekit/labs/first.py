@@ -21,3 +21,15 @@ def where_am_i():
 @app.task
 def noop():
     return None
+
+
+@app.task
+def setting(name):
+    """The value of one Celery setting as the worker sees it: shows where a worker's configuration comes from."""
+    return app.conf.get(name)
+
+
+@app.task
+def nap(seconds):
+    time.sleep(seconds)
+    return os.getpid()
