@@ -5,6 +5,25 @@ from .results import get
 from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
 
+from .private import PrivateRedis
+
 __version__ = "0.1.0"
-__all__ = ["Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+
+
+def reset() -> int:
+    """Delete the course's keys (and only those) on the current broker; returns how many."""
+    from . import namespace
+
+    return namespace.reset(current().url)
+
+
+def checkup() -> bool:
+    """Print `coursekit doctor`'s report; True when the course can run here."""
+    from . import doctor
+
+    text, code = doctor.report(doctor.diagnose())
+    print(text)
+    return code == 0
+
+__all__ = ["PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

@@ -46,14 +46,15 @@ class CourseCelery(Celery):
         return checked
 
 
-def make_app(name: str, broker_url: str | None = None, **settings) -> Celery:
+def make_app(name: str, broker_url: str | None = None, results: bool = True, **settings) -> Celery:
     """A Celery app named `name` on the course broker (Redis unless `broker_url` says otherwise).
 
-    Settings passed here come first; a worker started with `Worker(config=...)` adds its own on top.
+    Results go to Redis (the broker itself when it is Redis); `results=False` gives an app with no result
+    backend. Settings passed here come first; a worker started with `Worker(config=...)` adds its own on top.
     """
     url = broker_url or broker.current().url
     transport = "redis" if probe.scheme(url) in probe.REDIS_SCHEMES else "amqp"
-    backend = url if transport == "redis" else broker.current().url
+    backend = None if not results else url if transport == "redis" else broker.current().url
     config = {
         # Every coursekit worker runs with -E; apps also announce each task they send, so that the
         # recorder sees a task from the moment it is published.

