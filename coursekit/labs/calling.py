@@ -21,3 +21,10 @@ def stamp():
 @app.task
 def divide(x, y):
     return x / y
+
+
+def add_on(broker_url, **settings):
+    """The same `add` task, sent through a new app on another broker (the outage experiment's private one).
+    That app has no result backend, so a dead broker fails only at publishing, which is what we measure."""
+    other = ck.make_app("outage", broker_url=broker_url, results=False, **settings)
+    return other.task(name=add.name)(add.run)
