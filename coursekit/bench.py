@@ -1,0 +1,131 @@
+"""`coursekit bench --json`: start-up and throughput figures, each the median of several runs.
+
+It runs in a namespace and state folder of its own, so it neither sees nor leaves course data.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import broker, embedded, namespace
+
+RUNS = 5
+LAB = "coursekit.labs.first"
+
+
+def _median(samples: list[float], digits: int = 4) -> float:
+    return round(statistics.median(samples), digits)
+
+
+def embedded_ready() -> float:
+    """Seconds from launching redis-server to its first PONG (the embedded broker's start)."""
+    samples = []
+    for _ in range(RUNS):
+        record = embedded.start()
+        samples.append(record["ready_s"])
+        embedded.stop(record)
+    return _median(samples)
+
+
+def _ping_until_ready(app, node: str, proc: subprocess.Popen, begun: float, timeout: float = 30) -> float:
+    # the same readiness test Worker.wait_until_ready uses, so both figures measure the same thing
+    from .defaults import DEFAULTS
+
+    while time.monotonic() - begun < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"bare worker exited with {proc.returncode}")
+        if app.control.ping(destination=[node], timeout=DEFAULTS.ping_timeout_s, limit=1):
+            return time.monotonic() - begun
+    raise RuntimeError("bare worker did not answer a ping")
+
+
+def bare_worker_ready(app) -> float:
+    """A `celery worker` started by hand with the same options Worker uses, to its first ping."""
+    node = f"bare-{os.getpid()}@{socket.gethostname()}"
+    cmd = [sys.executable, "-m", "celery", "-A", LAB, "worker", "-E", "-n", node, "-l", "INFO", "-P", "prefork",
+           "-c", "1", "--without-mingle"]
+    env = dict(os.environ, COURSEKIT_BROKER_URL=str(app.conf.broker_url))
+    begun = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        return _ping_until_ready(app, node, proc, begun)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def worker_ready() -> float:
+    from .worker import Worker
+
+    w = Worker(LAB)
+    try:
+        w.start()
+        return w.ready_s
+    finally:
+        w.kill()
+
+
+def roundtrip_ms(add) -> float:
+    samples = []
+    for i in range(50):
+        begun = time.perf_counter()
+        add.delay(i, i).get(timeout=10)
+        samples.append((time.perf_counter() - begun) * 1000)
+    return _median(samples, 2)
+
+
+def throughput(noop, concurrency: int, count: int = 500) -> float:
+    from .worker import Worker
+
+    with Worker(LAB, concurrency=concurrency, name=f"bench-c{concurrency}"):
+        noop.delay().get(timeout=10)  # warm: the pool has imported the task
+        begun = time.perf_counter()
+        results = [noop.delay() for _ in range(count)]
+        for r in results:
+            r.get(timeout=60)
+        return round(count / (time.perf_counter() - begun), 1)
+
+
+def run_all() -> dict:
+    saved = {k: os.environ.get(k) for k in ("COURSEKIT_STATE_DIR", "COURSEKIT_NAMESPACE")}
+    with tempfile.TemporaryDirectory(prefix="coursekit-bench-") as folder:
+        os.environ["COURSEKIT_STATE_DIR"] = folder
+        os.environ["COURSEKIT_NAMESPACE"] = f"ckbench{os.getpid()}:"
+        try:
+            figures = {"embedded_broker_ready_s": embedded_ready()}
+            url = broker.up().url
+            from .labs.first import add, app, noop
+
+            bare, ours = [], []
+            for _ in range(RUNS):  # alternate, so drift in machine speed hits both alike
+                bare.append(bare_worker_ready(app))
+                ours.append(worker_ready())
+            figures.update({
+                "worker_ready_s": _median(ours),
+                "bare_worker_ready_s": _median(bare),
+                "worker_ready_ratio": round(statistics.median(ours) / statistics.median(bare), 3),
+            })
+            from .worker import Worker
+
+            with Worker(LAB):
+                figures["roundtrip_ms_median"] = roundtrip_ms(add)
+            figures["noop_tasks_per_s_c1"] = throughput(noop, 1)
+            figures["noop_tasks_per_s_c2"] = throughput(noop, 2)
+            figures["broker"] = url
+            figures["cpu_count"] = os.cpu_count()
+            namespace.reset(url)
+        finally:
+            broker.down()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return figures

@@ -1,0 +1,44 @@
+"""ck.PrivateRedis: a throw-away broker that never outlives the process that started it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import redis
+
+import coursekit as ck
+
+
+def test_start_and_stop():
+    with ck.PrivateRedis() as private:
+        assert redis.Redis.from_url(private.url).ping()
+        assert private.url != ck.current().url
+        private.stop()
+        assert not private.running
+
+
+def test_dies_with_its_owner_even_when_sigkilled(tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(textwrap.dedent("""
+        import time
+        import coursekit as ck
+        private = ck.PrivateRedis().start()
+        print(private.proc.pid, flush=True)
+        time.sleep(120)
+    """))
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(owner.stdout.readline())
+        assert psutil.pid_exists(pid)
+        owner.kill()
+        owner.wait(5)
+        deadline = time.monotonic() + 5
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the private redis-server outlived its owner"
+            time.sleep(0.1)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
