@@ -5,6 +5,7 @@ from .results import get
 from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
 
+from .observe import Recording, load_recording, record
 from .private import PrivateRedis
 
 __version__ = "0.1.0"
@@ -25,5 +26,5 @@ def checkup() -> bool:
     print(text)
     return code == 0
 
-__all__ = ["PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+__all__ = ["Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

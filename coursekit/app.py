@@ -7,6 +7,7 @@ import json
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 
 from . import broker, namespace, probe
 from .errors import CourseError
@@ -44,6 +45,15 @@ class CourseCelery(Celery):
             return decorator(fun)
 
         return checked
+
+
+@task_prerun.connect(weak=False)
+def _announce_child(task=None, **_):
+    """Prefork sends task-started from the worker's MAIN process, so its pid says nothing about which pool child
+    ran the task. This event, sent by the child itself, lets the recorder draw one lane per child."""
+    if isinstance(getattr(task, "app", None), CourseCelery) and not task.request.is_eager \
+            and task.app.conf.worker_send_task_events:
+        task.send_event("task-child", retry=False, child_pid=os.getpid())
 
 
 def make_app(name: str, broker_url: str | None = None, results: bool = True, **settings) -> Celery:

@@ -29,8 +29,8 @@ def _die_with_parent() -> None:
 class PrivateRedis:
     """`with PrivateRedis() as pr:` a redis-server on a free loopback port, for this experiment only."""
 
-    def __init__(self):
-        self.port = probe.free_port()
+    def __init__(self, port: int | None = None):
+        self.port = port or probe.free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="coursekit-private-redis-")

@@ -1,0 +1,144 @@
+"""Figures drawn from a Recording's DataFrames, with matplotlib's object API (no pyplot state, any backend).
+
+Each function returns a `Figure`; in a notebook `display(fig)` shows it, `fig.savefig(...)` writes it.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .observe import Recording
+
+OUTCOME_COLOURS = {"SUCCESS": "tab:green", "FAILURE": "tab:red", "RETRY": "tab:orange", "LOST": "black",
+                   "RUNNING": "tab:gray"}
+STATE_ORDER = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED"]
+
+
+def _figure(width: float = 8, height: float = 3) -> tuple[Figure, object]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _empty(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def timeline(rec: Recording, title: str = "Which process ran which task, when") -> Figure:
+    """One lane per worker process, one bar per run; hatched bars are retries and redeliveries."""
+    runs = rec.runs
+    fig, ax = _figure(8, 1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]))
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the recording started")
+    if runs.empty:
+        _empty(ax, "task runs")
+        return fig
+    lanes = runs[["node", "pid"]].drop_duplicates().sort_values(["node", "pid"]).reset_index(drop=True)
+    lane_of = {(r.node, r.pid): i for i, r in lanes.iterrows()}
+    for run in runs.itertuples():
+        end = run.ended if pd.notna(run.ended) else rec.duration
+        ax.barh(lane_of[(run.node, run.pid)], end - run.started, left=run.started, height=0.6,
+                color=OUTCOME_COLOURS.get(run.outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
+                hatch="//" if run.kind != "first" else None)
+    ax.set_yticks(range(len(lanes)), [f"{n.split('@')[0]} pid {p}" for n, p in lanes.itertuples(index=False)])
+    ax.set_ylim(-0.6, len(lanes) - 0.4)
+    handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(runs.outcome)]
+    if any(runs.kind != "first"):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="retry/redelivery"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    _shade_gaps(ax, rec)
+    return fig
+
+
+def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -> Figure:
+    q = rec.queues
+    fig, ax = _figure()
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the recording started")
+    ax.set_ylabel("messages")
+    if q.empty:
+        _empty(ax, "queue samples")
+        return fig
+    for name, part in q.groupby("queue"):
+        ax.step(part.t, part.depth, where="post", label=f"{name} (waiting)")
+    unacked = q.drop_duplicates("t").dropna(subset=["unacked"])
+    if not unacked.empty and unacked.unacked.max() > 0:
+        ax.step(unacked.t, unacked.unacked, where="post", ls="--", color="gray", label="unacked (held by workers)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small", frameon=False)
+    _shade_gaps(ax, rec)
+    return fig
+
+
+def states(rec: Recording, title: str = "Tasks in each state over time") -> Figure:
+    """How many tasks were in each state at each moment, from the events."""
+    fig, ax = _figure()
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the recording started")
+    ax.set_ylabel("tasks")
+    from .observe import STATE_AFTER, EventType
+
+    changes = [(e["t"], e["uuid"], STATE_AFTER[EventType(e["type"])]) for e in rec.events
+               if e.get("uuid") and e["type"] in STATE_AFTER.keys()]
+    if not changes:
+        _empty(ax, "task events")
+        return fig
+    current: dict[str, str] = {}
+    rows = []
+    for t, uuid, state in sorted(changes, key=lambda c: c[0]):
+        current[uuid] = state
+        counts = pd.Series(list(current.values())).value_counts()
+        rows.append({"t": t, **counts.to_dict()})
+    table = pd.DataFrame(rows).fillna(0)
+    for state in [s for s in STATE_ORDER if s in table.columns]:
+        ax.step(table.t, table[state], where="post", label=state)
+    ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def memory(rec: Recording, title: str = "Resident memory of each worker process") -> Figure:
+    """One line per pid; a marker where a pid first appears after the start (a recycled or replaced child)."""
+    m = rec.memory
+    fig, ax = _figure()
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the recording started")
+    ax.set_ylabel("RSS (MiB)")
+    if m.empty:
+        _empty(ax, "memory samples")
+        return fig
+    first_t = m.t.min()
+    for (node, pid, role), part in m.groupby(["node", "pid", "role"]):
+        line, = ax.plot(part.t, part.rss / 2**20, label=f"{node.split('@')[0]} {role} {pid}")
+        if part.t.iloc[0] > first_t:
+            ax.plot(part.t.iloc[0], part.rss.iloc[0] / 2**20, marker="v", color=line.get_color(), markersize=9)
+    ax.legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_ylim(bottom=0)
+    return fig
+
+
+def retries(rec: Recording, title: str = "Attempts of each task over time") -> Figure:
+    """Each task on its own row; a dot per attempt, coloured by how it ended, gaps labelled in seconds."""
+    runs = rec.runs
+    fig, ax = _figure(8, 1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1))
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the recording started")
+    if runs.empty:
+        _empty(ax, "task runs")
+        return fig
+    order = list(dict.fromkeys(runs.task_id))
+    for row, uuid in enumerate(order):
+        part = runs[runs.task_id == uuid]
+        ax.plot(part.started, [row] * len(part), color="lightgray", zorder=1)
+        ax.scatter(part.started, [row] * len(part), c=[OUTCOME_COLOURS.get(o, "tab:blue") for o in part.outcome],
+                   zorder=2, edgecolor="black", linewidth=0.5)
+        for a, b in zip(part.started.iloc[:-1], part.started.iloc[1:]):
+            ax.annotate(f"{b - a:.1f}s", ((a + b) / 2, row), textcoords="offset points", xytext=(0, 5),
+                        ha="center", fontsize="x-small")
+    ax.set_yticks(range(len(order)), [f"{u[:8]}…" for u in order])
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    return fig
+
+
+def _shade_gaps(ax, rec: Recording) -> None:
+    for start, end in rec.gaps:
+        ax.axvspan(start, end if end is not None else rec.duration, color="red", alpha=0.12, lw=0)

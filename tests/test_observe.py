@@ -1,0 +1,112 @@
+"""The recorder, asserted on DataFrames from real runs."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+import coursekit as ck
+from coursekit import plots
+from coursekit.labs.first import add, app, nap
+
+LAB = "coursekit.labs.first"
+
+
+@pytest.fixture(scope="module")
+def six_naps():
+    """Six 0.5 s tasks on concurrency 2, then one pool child killed and replaced."""
+    ck.up()
+    with ck.record(app) as rec:
+        with ck.Worker(LAB, concurrency=2) as w:
+            for r in [nap.delay(0.5) for _ in range(6)]:
+                ck.get(r)
+            killed = w.kill_child()
+            deadline = time.monotonic() + 10
+            while (killed in w.children or len(w.children) < 2) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.6)  # at least two memory samples of the new child
+    return rec.recording, killed
+
+
+def test_overlap_is_the_concurrency(six_naps):
+    rec, _ = six_naps
+    tasks = rec.tasks
+    assert len(tasks) == 6 and (tasks.state == "SUCCESS").all()
+    assert rec.max_overlap() == 2
+    assert tasks.pid.nunique() == 2, "each run is attributed to the pool child that ran it"
+    assert (tasks.sent <= tasks.received).all() and (tasks.started <= tasks.finished).all()
+    assert tasks.runtime.between(0.45, 2.0).all()
+
+
+def test_a_killed_child_shows_up_as_a_new_pid(six_naps):
+    rec, killed = six_naps
+    children = rec.memory[rec.memory.role == "child"]
+    assert killed in set(children.pid)
+    assert children.pid.nunique() == 3
+    newest = children.groupby("pid").t.min().idxmax()
+    assert newest != killed and children[children.pid == killed].t.max() <= children[children.pid == newest].t.min()
+
+
+def test_replay_equals_the_original(six_naps, tmp_path):
+    rec, _ = six_naps
+    again = ck.load_recording(rec.save(tmp_path / "rec.json"))
+    for frame in ("tasks", "runs", "events_df", "queues", "memory"):
+        pd.testing.assert_frame_equal(getattr(rec, frame), getattr(again, frame))
+    assert again.max_overlap() == rec.max_overlap()
+
+
+def test_every_plot_draws_from_a_real_recording(six_naps):
+    rec, _ = six_naps
+    for draw in (plots.timeline, plots.queue_depth, plots.states, plots.memory, plots.retries):
+        fig = draw(rec)
+        ax = fig.axes[0]
+        assert ax.get_title() and ax.get_xlabel()
+        assert ax.has_data(), f"{draw.__name__} drew nothing"
+    lanes = [t.get_text() for t in plots.timeline(rec).axes[0].get_yticklabels()]
+    assert len(lanes) == 2
+
+
+def test_all_priorities_are_counted_in_the_depth(clean_namespace):
+    with ck.record(app, interval=0.1) as rec:
+        for priority in (0, 3, 6, 9, None):
+            add.apply_async((1, 1), priority=priority)
+        time.sleep(0.5)
+    depth = rec.recording.queues
+    assert depth[depth.queue == "celery"].depth.iloc[-1] == 5
+    assert set(rec.recording.tasks.priority.dropna()) == {0, 3, 6, 9}
+
+
+def test_no_worker_gives_empty_frames_and_a_note(clean_namespace):
+    with ck.record(app) as rec:
+        time.sleep(0.3)
+    recording = rec.recording
+    assert recording.runs.empty and recording.memory.empty
+    assert any("no worker sent events" in note for note in recording.notes)
+
+
+def test_recorder_survives_the_broker_going_away():
+    with ck.PrivateRedis() as private:
+        private_app = ck.make_app("gap", broker_url=private.url)
+        recorder = ck.record(private_app, interval=0.1)
+        time.sleep(0.4)
+        private.stop()
+        time.sleep(1.0)
+        with ck.PrivateRedis(port=private.port):
+            time.sleep(2.5)  # the receiver reconnects within about a second
+            recording = recorder.stop()
+    assert len(recording.gaps) >= 1
+    start, end = recording.gaps[0]
+    assert 0.3 < start < 1.0 and end is not None and end > start
+    after = recording.queues[recording.queues.t > end]
+    assert not after.empty, "sampling resumed after the broker came back"
+
+
+def test_a_flood_hits_the_cap_without_freezing(clean_namespace):
+    rec = ck.record(app, max_events=50)
+    for _ in range(200):
+        add.delay(1, 1)
+    time.sleep(0.5)
+    recording = rec.stop()
+    assert len(recording.events) == 50 and recording.dropped >= 100
+    assert any("dropped" in note for note in recording.notes)
