@@ -81,16 +81,31 @@ def roundtrip_ms(add) -> float:
     return _median(samples, 2)
 
 
-def throughput(noop, concurrency: int, count: int = 500) -> float:
+def throughput(noop, concurrency: int, count: int = 500, recorded: bool = False) -> float:
+    from .observe import record
     from .worker import Worker
 
-    with Worker(LAB, concurrency=concurrency, name=f"bench-c{concurrency}"):
-        noop.delay().get(timeout=10)  # warm: the pool has imported the task
-        begun = time.perf_counter()
-        results = [noop.delay() for _ in range(count)]
-        for r in results:
-            r.get(timeout=60)
-        return round(count / (time.perf_counter() - begun), 1)
+    recorder = record(noop.app) if recorded else None
+    try:
+        with Worker(LAB, concurrency=concurrency, name=f"bench-c{concurrency}"):
+            noop.delay().get(timeout=10)  # warm: the pool has imported the task
+            begun = time.perf_counter()
+            results = [noop.delay() for _ in range(count)]
+            for r in results:
+                r.get(timeout=60)
+            return round(count / (time.perf_counter() - begun), 1)
+    finally:
+        if recorder is not None:
+            recorder.stop()
+
+
+def recording_ratio(noop, count: int = 1000) -> float:
+    """Throughput of `count` no-op tasks with the recorder on, divided by off (medians of 3 pairs)."""
+    on, off = [], []
+    for _ in range(3):
+        off.append(throughput(noop, 1, count))
+        on.append(throughput(noop, 1, count, recorded=True))
+    return round(statistics.median(on) / statistics.median(off), 3)
 
 
 def run_all() -> dict:
@@ -118,6 +133,7 @@ def run_all() -> dict:
                 figures["roundtrip_ms_median"] = roundtrip_ms(add)
             figures["noop_tasks_per_s_c1"] = throughput(noop, 1)
             figures["noop_tasks_per_s_c2"] = throughput(noop, 2)
+            figures["recording_throughput_ratio"] = recording_ratio(noop)
             figures["broker"] = url
             figures["cpu_count"] = os.cpu_count()
             namespace.reset(url)

@@ -4,9 +4,12 @@ Each function returns a `Figure`; in a notebook `display(fig)` shows it, `fig.sa
 """
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .observe import Recording
 
@@ -15,8 +18,19 @@ OUTCOME_COLOURS = {"SUCCESS": "tab:green", "FAILURE": "tab:red", "RETRY": "tab:o
 STATE_ORDER = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED"]
 
 
+class CourseFigure(Figure):
+    """A Figure that renders itself as PNG in a notebook, whether or not pyplot was ever imported."""
+
+    def _repr_png_(self) -> bytes:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        buffer = io.BytesIO()
+        FigureCanvasAgg(self).print_png(buffer)
+        return buffer.getvalue()
+
+
 def _figure(width: float = 8, height: float = 3) -> tuple[Figure, object]:
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = CourseFigure(figsize=(width, height), layout="constrained")
     return fig, fig.add_subplot()
 
 
@@ -65,6 +79,7 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -
     if not unacked.empty and unacked.unacked.max() > 0:
         ax.step(unacked.t, unacked.unacked, where="post", ls="--", color="gray", label="unacked (held by workers)")
     ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small", frameon=False)
     _shade_gaps(ax, rec)
     return fig
@@ -92,6 +107,7 @@ def states(rec: Recording, title: str = "Tasks in each state over time") -> Figu
     table = pd.DataFrame(rows).fillna(0)
     for state in [s for s in STATE_ORDER if s in table.columns]:
         ax.step(table.t, table[state], where="post", label=state)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
