@@ -5,6 +5,7 @@ from .results import get
 from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
 
+from .live import live
 from .observe import Recording, load_recording, record
 from .private import PrivateRedis
 
@@ -26,5 +27,5 @@ def checkup() -> bool:
     print(text)
     return code == 0
 
-__all__ = ["Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+__all__ = ["live", "Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

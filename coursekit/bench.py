@@ -108,6 +108,27 @@ def recording_ratio(noop, count: int = 1000) -> float:
     return round(statistics.median(on) / statistics.median(off), 3)
 
 
+def dashboard_cpu_percent(app, nap, seconds: float = 8.0) -> float:
+    """CPU of the dashboard's thread at 2 Hz, as % of one core, while tasks keep changing the picture."""
+    from .live import Dashboard
+    from .observe import record
+    from .worker import Worker
+
+    recorder = record(app)
+    try:
+        with Worker(LAB, concurrency=2):
+            board = Dashboard(recorder, hz=2.0, duration=seconds + 5).start()
+            begun = time.monotonic()
+            while time.monotonic() - begun < seconds:
+                nap.delay(0.2)
+                time.sleep(0.25)
+            wall = time.monotonic() - begun
+            board.stop()
+        return round(100 * board.cpu_s / wall, 1)
+    finally:
+        recorder.stop()
+
+
 def run_all() -> dict:
     saved = {k: os.environ.get(k) for k in ("COURSEKIT_STATE_DIR", "COURSEKIT_NAMESPACE")}
     with tempfile.TemporaryDirectory(prefix="coursekit-bench-") as folder:
@@ -116,7 +137,7 @@ def run_all() -> dict:
         try:
             figures = {"embedded_broker_ready_s": embedded_ready()}
             url = broker.up().url
-            from .labs.first import add, app, noop
+            from .labs.first import add, app, nap, noop
 
             bare, ours = [], []
             for _ in range(RUNS):  # alternate, so drift in machine speed hits both alike
@@ -134,6 +155,7 @@ def run_all() -> dict:
             figures["noop_tasks_per_s_c1"] = throughput(noop, 1)
             figures["noop_tasks_per_s_c2"] = throughput(noop, 2)
             figures["recording_throughput_ratio"] = recording_ratio(noop)
+            figures["dashboard_cpu_percent"] = dashboard_cpu_percent(app, nap)
             figures["broker"] = url
             figures["cpu_count"] = os.cpu_count()
             namespace.reset(url)

@@ -22,11 +22,17 @@ class CourseFigure(Figure):
     """A Figure that renders itself as PNG in a notebook, whether or not pyplot was ever imported."""
 
     def _repr_png_(self) -> bytes:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        return png(self)
 
-        buffer = io.BytesIO()
-        FigureCanvasAgg(self).print_png(buffer)
-        return buffer.getvalue()
+
+def png(fig: Figure, dpi: float | None = None) -> bytes:
+    """The figure as PNG bytes, drawn by Agg."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # attach an Agg canvas: savefig then needs no pyplot backend
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi or fig.dpi)
+    return buffer.getvalue()
 
 
 def _figure(width: float = 8, height: float = 3) -> tuple[Figure, object]:

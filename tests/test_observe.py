@@ -110,3 +110,17 @@ def test_a_flood_hits_the_cap_without_freezing(clean_namespace):
     recording = rec.stop()
     assert len(recording.events) == 50 and recording.dropped >= 100
     assert any("dropped" in note for note in recording.notes)
+
+
+def test_dashboard_draws_frames_and_stops_by_itself(six_naps):
+    from coursekit.observe import Recorder
+
+    rec, _ = six_naps
+    replay = Recorder(app)  # not started: a dashboard over a finished recording
+    replay.recording = rec
+    board = ck.live(replay, draw=plots.timeline, hz=4, duration=1.0)
+    board._thread.join(timeout=5)
+    assert not board._thread.is_alive(), "the dashboard outlived its duration"
+    assert board.frames == 1, "an unchanged recording is drawn once, not at every tick"
+    board.stop()
+    assert board.image.value.startswith(b"\x89PNG") and board.frames == 2
