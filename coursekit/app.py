@@ -74,6 +74,10 @@ def make_app(name: str, broker_url: str | None = None, results: bool = True, **s
         "result_extended": True,  # name, args and worker stored with each result: lessons show them
     }
     config = _merge(config, namespace.celery_config(transport))
+    # Each lab app has its own default queue, named after it, so that a worker left running from one lesson
+    # never takes another lesson's tasks. (Plain Celery's default queue is called "celery".)
+    queue = f"{namespace.prefix()}{name}" if transport == "amqp" else name
+    config.update(task_default_queue=queue, task_default_exchange=queue, task_default_routing_key=queue)
     config = _merge(config, settings)
     extra = os.environ.get(WORKER_CONFIG_ENV, "").strip()
     if extra:

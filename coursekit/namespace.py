@@ -29,9 +29,9 @@ def celery_config(transport: str) -> dict:
         config["broker_transport_options"] = {"global_keyprefix": ns}
     else:
         # RabbitMQ has no key prefix: name every queue and exchange the app declares.
-        config.update(task_default_queue=f"{ns}celery", task_default_exchange=f"{ns}celery",
-                      task_default_routing_key=f"{ns}celery", event_exchange=f"{ns}celeryev",
-                      control_exchange=f"{ns}celery", event_queue_prefix=f"{ns}celeryev")
+        # (make_app names each app's default queue the same way)
+        config.update(event_exchange=f"{ns}celeryev", control_exchange=f"{ns}celery",
+                      event_queue_prefix=f"{ns}celeryev")
     return config
 
 

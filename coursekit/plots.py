@@ -55,13 +55,16 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when") 
         return fig
     lanes = runs[["node", "pid"]].drop_duplicates().sort_values(["node", "pid"]).reset_index(drop=True)
     lane_of = {(r.node, r.pid): i for i, r in lanes.iterrows()}
+    span = max(rec.duration, 1e-3)
     for run in runs.itertuples():
         end = run.ended if pd.notna(run.ended) else rec.duration
-        ax.barh(lane_of[(run.node, run.pid)], end - run.started, left=run.started, height=0.6,
+        # a 4 ms task is narrower than a pixel over a minute-long recording: keep every run visible
+        ax.barh(lane_of[(run.node, run.pid)], max(end - run.started, span * 0.004), left=run.started, height=0.6,
                 color=OUTCOME_COLOURS.get(run.outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
                 hatch="//" if run.kind != "first" else None)
     ax.set_yticks(range(len(lanes)), [f"{n.split('@')[0]} pid {p}" for n, p in lanes.itertuples(index=False)])
     ax.set_ylim(-0.6, len(lanes) - 0.4)
+    ax.set_xlim(0, span)  # the same time axis as the queue plot of the same recording
     handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(runs.outcome)]
     if any(runs.kind != "first"):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="retry/redelivery"))
@@ -76,6 +79,7 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -
     ax.set_title(title)
     ax.set_xlabel("seconds since the recording started")
     ax.set_ylabel("messages")
+    ax.set_xlim(0, max(rec.duration, 1e-3))
     if q.empty:
         _empty(ax, "queue samples")
         return fig

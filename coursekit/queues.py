@@ -37,3 +37,11 @@ def unacked(app: Celery) -> int:
 def key_of(app: Celery, queue: str | None = None) -> str:
     """The Redis key that holds `queue`'s highest-priority messages, as `redis-cli` would name it."""
     return f"{namespace.prefix()}{queue or app.conf.task_default_queue}"
+
+
+def purge(app: Celery, queue: str | None = None) -> int:
+    """Delete the messages waiting in this app's queue (every priority list) and return how many.
+    Only that queue: other lessons' queues and a learner's own keys are untouched."""
+    name = queue or app.conf.task_default_queue
+    with app.connection_for_write() as conn:
+        return int(conn.default_channel.queue_purge(name) or 0)

@@ -253,7 +253,7 @@ class Worker:
     def __repr__(self) -> str:
         status = f"running, pid {self.pid}" if self.running else "stopped"
         return f"<Worker {self.nodename} {status}, -P {self.pool} -c {self.concurrency}, " \
-               f"queues {self.queues or ['celery']}>"
+               f"queues {self.queues or ['its default']}>"
 
 
 def start_all(*workers: Worker, timeout: float = DEFAULTS.worker_ready_timeout_s) -> list[Worker]:

@@ -102,5 +102,5 @@ def test_reset_deletes_only_the_namespace(redis_url, clean_namespace):
 def test_rabbitmq_names_carry_the_namespace(rabbitmq_url):
     app = ck.make_app("rabbit-ns", broker_url=rabbitmq_url)
     ns = namespace.prefix()
-    assert app.conf.task_default_queue == f"{ns}celery"
+    assert app.conf.task_default_queue == f"{ns}rabbit-ns"
     assert app.conf.event_exchange == f"{ns}celeryev" and app.conf.control_exchange == f"{ns}celery"

@@ -73,7 +73,7 @@ def test_all_priorities_are_counted_in_the_depth(clean_namespace):
             add.apply_async((1, 1), priority=priority)
         time.sleep(0.5)
     depth = rec.recording.queues
-    assert depth[depth.queue == "celery"].depth.iloc[-1] == 5
+    assert depth[depth.queue == "first"].depth.iloc[-1] == 5
     assert set(rec.recording.tasks.priority.dropna()) == {0, 3, 6, 9}
 
 

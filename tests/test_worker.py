@@ -68,14 +68,14 @@ def test_kill_child_is_replaced_by_a_new_pid(clean_namespace):
 
 
 def test_options_reach_the_worker(clean_namespace):
-    with ck.Worker(LAB, name="opts", concurrency=2, prefetch_multiplier=1, queues=["slow", "celery"],
+    with ck.Worker(LAB, name="opts", concurrency=2, prefetch_multiplier=1, queues=["slow", "first"],
                    max_tasks_per_child=1, config={"task_acks_late": True}) as w:
         assert "opts-" in w.nodename and len(w.children) == 2
         stats = app.control.inspect(destination=[w.nodename], timeout=2).stats()[w.nodename]
         assert stats["prefetch_count"] == 2 and stats["pool"]["max-concurrency"] == 2
         assert stats["pool"]["max-tasks-per-child"] == 1
         queues = app.control.inspect(destination=[w.nodename], timeout=2).active_queues()[w.nodename]
-        assert {q["name"] for q in queues} == {"slow", "celery"}
+        assert {q["name"] for q in queues} == {"slow", "first"}
         assert ck.get(setting.apply_async(("task_acks_late",), queue="slow")) is True
         # max_tasks_per_child=1: every task in a fresh child
         pids = [ck.get(where_am_i.delay())["pid"] for _ in range(3)]
