@@ -68,6 +68,9 @@ class Recording:
     queue_samples: list[list] = field(default_factory=list)
     memory_samples: list[list] = field(default_factory=list)
     priorities: dict[str, int | None] = field(default_factory=dict)
+    published: dict[str, float] = field(default_factory=dict)
+    """When this process published each task. Celery emits task-sent only AFTER publishing, so a worker can
+    receive a message before the task-sent timestamp; `tasks.sent` uses this publish time when it has one."""
     gaps: list[list[float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dropped: int = 0
@@ -108,6 +111,7 @@ class Recording:
         children = self._child_pids()
         for uuid, row in rows.items():
             row["priority"] = self.priorities.get(uuid)
+            row["sent"] = self.published.get(uuid, row["sent"])
             row["pid"] = children[uuid][0] if children.get(uuid) else row["pid"]
         return pd.DataFrame(list(rows.values()), columns=TASK_COLUMNS)
 
@@ -265,6 +269,7 @@ class Recorder:
         if headers and "id" in headers:
             with self._lock:
                 self.recording.priorities[headers["id"]] = (properties or {}).get("priority")
+                self.recording.published[headers["id"]] = self._now()
 
     def _on_event(self, event: dict) -> None:
         event = dict(event)

@@ -35,9 +35,14 @@ def png(fig: Figure, dpi: float | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(width: float = 8, height: float = 3) -> tuple[Figure, object]:
+def _figure(title: str, ylabel: str = "", width: float = 8, height: float = 3) -> tuple[Figure, object]:
+    """A figure with one axes, titled, its x axis in seconds since the recording started."""
     fig = CourseFigure(figsize=(width, height), layout="constrained")
-    return fig, fig.add_subplot()
+    ax = fig.add_subplot()
+    ax.set_title(title)
+    ax.set_xlabel("seconds since the recording started")
+    ax.set_ylabel(ylabel)
+    return fig, ax
 
 
 def _empty(ax, what: str) -> None:
@@ -47,9 +52,7 @@ def _empty(ax, what: str) -> None:
 def timeline(rec: Recording, title: str = "Which process ran which task, when") -> Figure:
     """One lane per worker process, one bar per run; hatched bars are retries and redeliveries."""
     runs = rec.runs
-    fig, ax = _figure(8, 1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]))
-    ax.set_title(title)
-    ax.set_xlabel("seconds since the recording started")
+    fig, ax = _figure(title, height=1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]))
     if runs.empty:
         _empty(ax, "task runs")
         return fig
@@ -75,10 +78,7 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when") 
 
 def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -> Figure:
     q = rec.queues
-    fig, ax = _figure()
-    ax.set_title(title)
-    ax.set_xlabel("seconds since the recording started")
-    ax.set_ylabel("messages")
+    fig, ax = _figure(title, "messages")
     ax.set_xlim(0, max(rec.duration, 1e-3))
     if q.empty:
         _empty(ax, "queue samples")
@@ -97,10 +97,7 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -
 
 def states(rec: Recording, title: str = "Tasks in each state over time") -> Figure:
     """How many tasks were in each state at each moment, from the events."""
-    fig, ax = _figure()
-    ax.set_title(title)
-    ax.set_xlabel("seconds since the recording started")
-    ax.set_ylabel("tasks")
+    fig, ax = _figure(title, "tasks")
     from .observe import STATE_AFTER, EventType
 
     changes = [(e["t"], e["uuid"], STATE_AFTER[EventType(e["type"])]) for e in rec.events
@@ -125,10 +122,7 @@ def states(rec: Recording, title: str = "Tasks in each state over time") -> Figu
 def memory(rec: Recording, title: str = "Resident memory of each worker process") -> Figure:
     """One line per pid; a marker where a pid first appears after the start (a recycled or replaced child)."""
     m = rec.memory
-    fig, ax = _figure()
-    ax.set_title(title)
-    ax.set_xlabel("seconds since the recording started")
-    ax.set_ylabel("RSS (MiB)")
+    fig, ax = _figure(title, "RSS (MiB)")
     if m.empty:
         _empty(ax, "memory samples")
         return fig
@@ -145,9 +139,7 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
 def retries(rec: Recording, title: str = "Attempts of each task over time") -> Figure:
     """Each task on its own row; a dot per attempt, coloured by how it ended, gaps labelled in seconds."""
     runs = rec.runs
-    fig, ax = _figure(8, 1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1))
-    ax.set_title(title)
-    ax.set_xlabel("seconds since the recording started")
+    fig, ax = _figure(title, height=1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1))
     if runs.empty:
         _empty(ax, "task runs")
         return fig
