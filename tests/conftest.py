@@ -46,6 +46,10 @@ def started_by_suite() -> list[psutil.Process]:
 def no_process_outlives_the_suite():
     yield
     ck.stop_all(timeout=5)
+    try:
+        namespace.reset(broker.current().url)  # the suite's namespace only: cktest<pid>:
+    except ck.CourseError:
+        pass
     broker.down()
     deadline = time.monotonic() + 8  # a kernel follows its runner within ~4 s, its workers 0.5 s later
     left = started_by_suite()
