@@ -145,8 +145,9 @@ class Recording:
                     retried.add(uuid)
         out += [run | {"outcome": "RUNNING"} for run in open_runs.values()]
         out.sort(key=lambda r: r["started"])
+        children = self._child_pids()
         for run in out:  # the n-th task-child event of a task id names the pool child of its n-th run
-            pids = self._child_pids().get(run["task_id"], [])
+            pids = children.get(run["task_id"], [])
             if len(pids) >= run["attempt"]:
                 run["pid"] = pids[run["attempt"] - 1]
         return pd.DataFrame(out, columns=RUN_COLUMNS)
