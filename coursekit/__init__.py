@@ -5,7 +5,7 @@ from .results import get
 from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
 
-from .live import live
+from .dashboard import live
 from .observe import Recording, load_recording, record
 from .private import PrivateRedis
 

@@ -99,18 +99,19 @@ def throughput(noop, concurrency: int, count: int = 500, recorded: bool = False)
             recorder.stop()
 
 
-def recording_ratio(noop, count: int = 1000) -> float:
-    """Throughput of `count` no-op tasks with the recorder on, divided by off (medians of 3 pairs)."""
-    on, off = [], []
-    for _ in range(3):
-        off.append(throughput(noop, 1, count))
-        on.append(throughput(noop, 1, count, recorded=True))
-    return round(statistics.median(on) / statistics.median(off), 3)
+def recording_ratio(noop, count: int = 1000, pairs: int = 5) -> float:
+    """Throughput of `count` no-op tasks with the recorder on divided by off, run as alternating pairs; the
+    median of the pairs' ratios, because this machine's speed drifts by a fifth between runs."""
+    ratios = []
+    for _ in range(pairs):
+        off = throughput(noop, 1, count)
+        ratios.append(throughput(noop, 1, count, recorded=True) / off)
+    return round(statistics.median(ratios), 3)
 
 
 def dashboard_cpu_percent(app, nap, seconds: float = 8.0) -> float:
     """CPU of the dashboard's thread at 2 Hz, as % of one core, while tasks keep changing the picture."""
-    from .live import Dashboard
+    from .dashboard import Dashboard
     from .observe import record
     from .worker import Worker
 
@@ -127,6 +128,27 @@ def dashboard_cpu_percent(app, nap, seconds: float = 8.0) -> float:
         return round(100 * board.cpu_s / wall, 1)
     finally:
         recorder.stop()
+
+
+def recording_size(app, noop, seconds: float = 30.0, rate: int = 50) -> dict:
+    """Record `seconds` of a steady `rate` tasks/s on -c 2, then scale its size to ten minutes."""
+    from .observe import record
+    from .worker import Worker
+
+    with Worker(LAB, concurrency=2):
+        recorder = record(app)
+        begun = time.monotonic()
+        while time.monotonic() - begun < seconds:
+            tick = time.monotonic()
+            for _ in range(rate // 10):
+                noop.delay()
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
+        time.sleep(1)
+        rec = recorder.stop()
+    size = rec.size_bytes()
+    return {"recording_mb_10min": round(size * 600 / rec.duration / 2**20, 1),
+            "recording_bytes_per_event": round(size / max(1, len(rec.events))),
+            "recording_events_per_s": round(len(rec.events) / rec.duration)}
 
 
 def run_all() -> dict:
@@ -156,6 +178,7 @@ def run_all() -> dict:
             figures["noop_tasks_per_s_c2"] = throughput(noop, 2)
             figures["recording_throughput_ratio"] = recording_ratio(noop)
             figures["dashboard_cpu_percent"] = dashboard_cpu_percent(app, nap)
+            figures.update(recording_size(app, noop))
             figures["broker"] = url
             figures["cpu_count"] = os.cpu_count()
             namespace.reset(url)

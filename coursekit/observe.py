@@ -8,18 +8,23 @@ so a recycled or killed child appears as a new pid). Stop it to get a `Recording
 """
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pandas as pd
 import psutil
 from celery import Celery
 from celery.signals import before_task_publish
+
+from . import probe
 
 FORMAT = 1
 
@@ -64,9 +69,9 @@ class Recording:
     """Raw observations; every DataFrame is derived from them, so a saved recording replays identically."""
 
     started_at: float
-    events: list[dict] = field(default_factory=list)
-    queue_samples: list[list] = field(default_factory=list)
-    memory_samples: list[list] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    queue_samples: list[tuple] = field(default_factory=list)
+    memory_samples: list[tuple] = field(default_factory=list)
     priorities: dict[str, int | None] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     """When this process published each task. Celery emits task-sent only AFTER publishing, so a worker can
@@ -75,6 +80,12 @@ class Recording:
     notes: list[str] = field(default_factory=list)
     dropped: int = 0
     duration: float = 0.0
+
+    def __post_init__(self):
+        # a loaded recording holds plain dicts and lists: give them the shapes a live one has
+        self.events = [e if isinstance(e, Event) else Event(e) for e in self.events]
+        self.queue_samples = [tuple(row) for row in self.queue_samples]
+        self.memory_samples = [tuple(row) for row in self.memory_samples]
 
     # -- frames ----------------------------------------------------------------------------------------
     @property
@@ -178,16 +189,87 @@ class Recording:
             peak = max(peak, level)
         return peak
 
+    def size_bytes(self) -> int:
+        """Memory the raw observations hold, each object counted once (shared strings too)."""
+        seen: set[int] = set()
+
+        def size(obj) -> int:
+            if id(obj) in seen:
+                return 0
+            seen.add(id(obj))
+            return sys.getsizeof(obj)
+
+        total = 0
+        for container in (self.events, self.queue_samples, self.memory_samples, self.priorities, self.published):
+            total += size(container)
+            for item in container:
+                total += size(item)
+                parts = item if isinstance(item, tuple) else [item.get(k) for k in Event.__slots__] \
+                    if isinstance(item, Event) else [container[item]]
+                total += sum(size(part) for part in parts)
+        return total
+
     # -- save and replay -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         data = {"format": FORMAT, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
+        data["events"] = [e.as_dict() for e in self.events]
         path.write_text(json.dumps(data, default=str))
         return path
 
     def __repr__(self) -> str:
         return (f"<Recording {self.duration:.1f} s: {len(self.events)} events, {len(self.tasks)} tasks, "
                 f"{len(self.queue_samples)} queue samples, {len(self.memory_samples)} memory samples>")
+
+
+def _decode(data: bytes) -> list[dict]:
+    """A kombu message as published on Redis pub/sub -> the Celery events in its body (JSON serializer only).
+    Workers buffer task events and publish several in one message, as a list."""
+    try:
+        envelope = json.loads(data)
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        decoded = json.loads(body)
+    except (ValueError, KeyError, TypeError):
+        return []
+    events = decoded if isinstance(decoded, list) else [decoded]
+    return [e for e in events if isinstance(e, dict) and "type" in e]
+
+
+# Event fields the frames use; the rest (kwargs, results, tracebacks, clocks, load averages) is not kept, so a
+# long recording stays small.
+KEPT_FIELDS = ("type", "uuid", "hostname", "pid", "name", "args", "queue", "routing_key", "runtime",
+               "exception", "retries", "child_pid")
+_SHARED = ("type", "uuid", "hostname", "name", "queue", "routing_key")  # repeated across events: one copy each
+
+
+class Event:
+    """One kept event: about 200 bytes instead of ~1 KB for the decoded dict (slots, shared strings).
+    Read it like the dict it came from: `e["type"]`, `e.get("uuid")`."""
+
+    __slots__ = ("t", *KEPT_FIELDS)
+
+    def __init__(self, fields: dict):
+        for key in self.__slots__:
+            value = fields.get(key)
+            if value is not None:
+                setattr(self, key, sys.intern(value) if key in _SHARED and isinstance(value, str) else value)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str):
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__ if hasattr(self, k)}
+
+    def __repr__(self) -> str:
+        return f"Event({self.as_dict()})"
 
 
 def load_recording(path: str | Path) -> Recording:
@@ -201,7 +283,10 @@ class Recorder:
     """Records `app`'s cluster until `stop()`. Use `ck.record(app)` or `with ck.record(app) as rec:`."""
 
     def __init__(self, app: Celery, queues: list[str] | None = None, interval: float = 0.25,
-                 max_events: int = 200_000, max_samples: int = 500_000):
+                 max_events: int = 150_000, max_samples: int = 50_000):
+        # Caps keep any recording under ~50 MB: ~285 bytes an event (measured), ~120 a sample. At 50 tasks/s
+        # (about 230 events/s) ten minutes fit under the cap; a flood hits it, and later events are counted
+        # in `dropped` instead of kept.
         self.app, self.interval = app, interval
         self.max_events, self.max_samples = max_events, max_samples
         self.watched = list(queues or [app.conf.task_default_queue])
@@ -272,9 +357,13 @@ class Recorder:
                 self.recording.priorities[headers["id"]] = (properties or {}).get("priority")
                 self.recording.published[headers["id"]] = self._now()
 
-    def _on_event(self, event: dict) -> None:
-        event = dict(event)
-        event["t"] = float(event.get("timestamp") or time.time()) - self.recording.started_at
+    def _on_event(self, raw: dict) -> None:
+        fields = {k: raw[k] for k in KEPT_FIELDS if k in raw}
+        for key, limit in (("args", 120), ("exception", 300)):
+            if isinstance(fields.get(key), str) and len(fields[key]) > limit:
+                fields[key] = fields[key][:limit - 1] + "…"
+        fields["t"] = float(raw.get("timestamp") or time.time()) - self.recording.started_at
+        event = Event(fields)
         with self._lock:
             if event["type"].startswith("worker-") and event.get("pid"):
                 self._nodes[event["hostname"]] = event["pid"]
@@ -285,18 +374,55 @@ class Recorder:
             self.recording.events.append(event)
 
     def _listen(self) -> None:
+        redis_broker = probe.scheme(str(self.app.conf.broker_url)) in probe.REDIS_SCHEMES
+        listen = self._listen_redis if redis_broker else self._listen_kombu
         while not self._stopping.is_set():
             try:
-                with self.app.connection_for_read() as conn:
-                    self._receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
-                    self._receiver.on_consume_ready = lambda *a, **k: (self._listening.set(), self._gap(False))
-                    self._receiver.capture(limit=None, timeout=None, wakeup=False)
+                listen()
             except Exception:  # the broker went away: note the gap, then reconnect
                 if self._stopping.is_set():
                     return
                 with self._lock:
                     self._gap(True)
                 self._stopping.wait(0.5)
+
+    def _connected(self) -> None:
+        self._listening.set()
+        with self._lock:
+            self._gap(False)
+
+    def _listen_kombu(self) -> None:
+        with self.app.connection_for_read() as conn:
+            self._receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
+            self._receiver.on_consume_ready = lambda *a, **k: self._connected()
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def _listen_redis(self) -> None:
+        """On Redis, events are plain pub/sub messages on `<prefix>/<db>.celeryev/<routing key>`. Reading them
+        with redis-py and decoding the JSON here costs a fraction of kombu's generic receiver, and the recorder
+        runs in the same process as the code that sends tasks."""
+        import redis
+
+        url = str(self.app.conf.broker_url)
+        prefix = (self.app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+        db = urlparse(url).path.strip("/") or "0"
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        pubsub = client.pubsub()
+        try:
+            pubsub.psubscribe(f"{prefix}/{db}.{self.app.conf.event_exchange}/*")
+            confirmed = time.monotonic() + 5
+            while pubsub.get_message(timeout=0.5) is None:  # the subscription is live once Redis confirms it
+                if time.monotonic() > confirmed:
+                    raise redis.TimeoutError("no psubscribe confirmation")
+            self._connected()
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is not None and message["type"] == "pmessage":
+                    for event in _decode(message["data"]):
+                        self._on_event(event)
+        finally:
+            pubsub.close()
+            client.close()
 
     # -- samples -------------------------------------------------------------------------------------
     def _sample(self) -> None:
@@ -338,7 +464,7 @@ class Recorder:
                     depth = channel.queue_declare(queue, passive=True).message_count
                 except conn.channel_errors:
                     depth = 0
-            rows.append([now, queue, depth, unacked])
+            rows.append((now, queue, depth, unacked))
         self._append(self.recording.queue_samples, rows)
 
     def _sample_memory(self) -> None:
@@ -355,9 +481,9 @@ class Recorder:
                 continue  # another machine's worker: its memory is not ours to read
             try:
                 main = psutil.Process(pid)
-                rows.append([now, node, pid, "main", main.memory_info().rss])
+                rows.append((now, node, pid, "main", main.memory_info().rss))
                 for child in main.children():
-                    rows.append([now, node, child.pid, "child", child.memory_info().rss])
+                    rows.append((now, node, child.pid, "child", child.memory_info().rss))
             except psutil.Error:
                 continue
         self._append(self.recording.memory_samples, rows)

@@ -35,9 +35,15 @@ def png(fig: Figure, dpi: float | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(title: str, ylabel: str = "", width: float = 8, height: float = 3) -> tuple[Figure, object]:
-    """A figure with one axes, titled, its x axis in seconds since the recording started."""
-    fig = CourseFigure(figsize=(width, height), layout="constrained")
+def _figure(title: str, ylabel: str = "", width: float = 8, height: float = 3,
+            fast: bool = False) -> tuple[Figure, object]:
+    """A figure with one axes, titled, its x axis in seconds since the recording started.
+
+    `fast` (live dashboards) uses fixed margins: constrained layout draws the figure twice to place labels.
+    """
+    fig = CourseFigure(figsize=(width, height), layout=None if fast else "constrained")
+    if fast:
+        fig.subplots_adjust(left=0.17, right=0.79, bottom=0.2, top=0.86)
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_xlabel("seconds since the recording started")
@@ -45,27 +51,36 @@ def _figure(title: str, ylabel: str = "", width: float = 8, height: float = 3) -
     return fig, ax
 
 
+def lane_label(node: str, pid: int) -> str:
+    """'w1 pid 1234' for node 'w1-<kernel pid>@host': the worker's short name and the process."""
+    return f"{node.split('@')[0].rsplit('-', 1)[0]} pid {pid}"
+
+
 def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def timeline(rec: Recording, title: str = "Which process ran which task, when") -> Figure:
+def timeline(rec: Recording, title: str = "Which process ran which task, when", fast: bool = False) -> Figure:
     """One lane per worker process, one bar per run; hatched bars are retries and redeliveries."""
     runs = rec.runs
-    fig, ax = _figure(title, height=1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]))
+    fig, ax = _figure(title, height=1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]),
+                      fast=fast)
     if runs.empty:
         _empty(ax, "task runs")
         return fig
     lanes = runs[["node", "pid"]].drop_duplicates().sort_values(["node", "pid"]).reset_index(drop=True)
     lane_of = {(r.node, r.pid): i for i, r in lanes.iterrows()}
     span = max(rec.duration, 1e-3)
-    for run in runs.itertuples():
-        end = run.ended if pd.notna(run.ended) else rec.duration
-        # a 4 ms task is narrower than a pixel over a minute-long recording: keep every run visible
-        ax.barh(lane_of[(run.node, run.pid)], max(end - run.started, span * 0.004), left=run.started, height=0.6,
-                color=OUTCOME_COLOURS.get(run.outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
-                hatch="//" if run.kind != "first" else None)
-    ax.set_yticks(range(len(lanes)), [f"{n.split('@')[0]} pid {p}" for n, p in lanes.itertuples(index=False)])
+    runs = runs.assign(lane=[lane_of[(n, p)] for n, p in zip(runs.node, runs.pid)],
+                       end=runs.ended.astype(float).fillna(rec.duration), again=runs.kind != "first")
+    # a 4 ms task is narrower than a pixel over a minute-long recording: keep every run visible
+    runs["width"] = (runs.end - runs.started).clip(lower=span * 0.004)
+    # one collection per lane and outcome, not one bar per run: thousands of runs stay cheap to draw
+    for (lane, outcome, again), part in runs.groupby(["lane", "outcome", "again"]):
+        ax.broken_barh(list(zip(part.started, part.width)), (lane - 0.3, 0.6),
+                       facecolors=OUTCOME_COLOURS.get(outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
+                       hatch="//" if again else None)
+    ax.set_yticks(range(len(lanes)), [lane_label(n, p) for n, p in lanes.itertuples(index=False)])
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.set_xlim(0, span)  # the same time axis as the queue plot of the same recording
     handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(runs.outcome)]
@@ -76,9 +91,9 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when") 
     return fig
 
 
-def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -> Figure:
+def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", fast: bool = False) -> Figure:
     q = rec.queues
-    fig, ax = _figure(title, "messages")
+    fig, ax = _figure(title, "messages", fast=fast)
     ax.set_xlim(0, max(rec.duration, 1e-3))
     if q.empty:
         _empty(ax, "queue samples")
@@ -95,9 +110,9 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue") -
     return fig
 
 
-def states(rec: Recording, title: str = "Tasks in each state over time") -> Figure:
+def states(rec: Recording, title: str = "Tasks in each state over time", fast: bool = False) -> Figure:
     """How many tasks were in each state at each moment, from the events."""
-    fig, ax = _figure(title, "tasks")
+    fig, ax = _figure(title, "tasks", fast=fast)
     from .observe import STATE_AFTER, EventType
 
     changes = [(e["t"], e["uuid"], STATE_AFTER[EventType(e["type"])]) for e in rec.events
@@ -119,10 +134,10 @@ def states(rec: Recording, title: str = "Tasks in each state over time") -> Figu
     return fig
 
 
-def memory(rec: Recording, title: str = "Resident memory of each worker process") -> Figure:
+def memory(rec: Recording, title: str = "Resident memory of each worker process", fast: bool = False) -> Figure:
     """One line per pid; a marker where a pid first appears after the start (a recycled or replaced child)."""
     m = rec.memory
-    fig, ax = _figure(title, "RSS (MiB)")
+    fig, ax = _figure(title, "RSS (MiB)", fast=fast)
     if m.empty:
         _empty(ax, "memory samples")
         return fig
@@ -136,10 +151,10 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
     return fig
 
 
-def retries(rec: Recording, title: str = "Attempts of each task over time") -> Figure:
+def retries(rec: Recording, title: str = "Attempts of each task over time", fast: bool = False) -> Figure:
     """Each task on its own row; a dot per attempt, coloured by how it ended, gaps labelled in seconds."""
     runs = rec.runs
-    fig, ax = _figure(title, height=1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1))
+    fig, ax = _figure(title, height=1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1), fast=fast)
     if runs.empty:
         _empty(ax, "task runs")
         return fig

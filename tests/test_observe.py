@@ -124,3 +124,13 @@ def test_dashboard_draws_frames_and_stops_by_itself(six_naps):
     assert board.frames == 1, "an unchanged recording is drawn once, not at every tick"
     board.stop()
     assert bytes(board.image.value[:4]) == b"\x89PNG" and board.frames == 2
+    assert board.view.full_redraws == 1, "a stable layout is drawn once; later frames only blit the data"
+
+
+def test_events_are_kept_compact(six_naps):
+    rec, _ = six_naps
+    from coursekit.observe import Recording
+
+    events_only = Recording(started_at=rec.started_at, events=list(rec.events))
+    assert events_only.size_bytes() / len(rec.events) < 600, "a decoded event dict alone takes ~1 KB"
+    assert rec.events[0].get("no-such-field") is None and rec.events[0]["type"]
