@@ -2,6 +2,7 @@
 from .app import make_app
 from .broker import Broker, current, down, rabbitmq, up
 from .results import get
+from .exercise import workspace
 from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
 
@@ -27,5 +28,5 @@ def checkup() -> bool:
     print(text)
     return code == 0
 
-__all__ = ["live", "Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+__all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

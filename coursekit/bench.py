@@ -151,6 +151,34 @@ def recording_size(app, noop, seconds: float = 30.0, rate: int = 50) -> dict:
             "recording_events_per_s": round(len(rec.events) / rec.duration)}
 
 
+def check_seconds() -> dict:
+    """Each exercise's check run against the answers in its solutions notebook (the %%writefile cells)."""
+    import nbformat
+
+    from .build import WRITEFILE
+    from .checks import all_exercises
+    from .course import chapters
+
+    with tempfile.TemporaryDirectory(prefix="coursekit-bench-ws-") as tmp:
+        folder = os.path.join(tmp, "workspace")
+        os.mkdir(folder)
+        for ch in chapters():
+            if not ch.path("solutions").exists():
+                continue
+            for cell in nbformat.read(ch.path("solutions"), as_version=4).cells:
+                first, _, body = cell.source.partition("\n")
+                if cell.cell_type == "code" and (m := WRITEFILE.match(first)):
+                    with open(os.path.join(tmp, m.group(1)), "w") as out:
+                        out.write(body)
+        seconds = []
+        for exercise in all_exercises().values():
+            verdict = exercise.check(folder)
+            if not verdict.passed:
+                raise RuntimeError(f"the solution of {exercise.id} did not pass: {verdict!r}")
+            seconds.append(verdict.seconds)
+    return {"check_seconds_median": round(statistics.median(seconds), 2), "check_seconds_max": round(max(seconds), 2)}
+
+
 def run_all() -> dict:
     saved = {k: os.environ.get(k) for k in ("COURSEKIT_STATE_DIR", "COURSEKIT_NAMESPACE")}
     with tempfile.TemporaryDirectory(prefix="coursekit-bench-") as folder:
@@ -179,6 +207,7 @@ def run_all() -> dict:
             figures["recording_throughput_ratio"] = recording_ratio(noop)
             figures["dashboard_cpu_percent"] = dashboard_cpu_percent(app, nap)
             figures.update(recording_size(app, noop))
+            figures.update(check_seconds())
             figures["broker"] = url
             figures["cpu_count"] = os.cpu_count()
             namespace.reset(url)

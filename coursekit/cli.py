@@ -122,5 +122,92 @@ def bench(as_json: bool) -> None:
     click.echo(json.dumps(figures, indent=None if as_json else 2))
 
 
+@cli.command(help="Generate exercises/ from solutions/ (answers replaced by ____).")
+@click.option("--check", "check_only", is_flag=True, help="Only report whether exercises/ is stale; exit 1 if so.")
+@friendly
+def build(check_only: bool) -> None:
+    from . import build as builder
+    from .course import chapters
+
+    if check_only:
+        import nbformat
+
+        stale = [ch.stem for ch in chapters() if ch.path("solutions").exists() and (
+            not ch.path("exercises").exists() or
+            [c.source for c in builder.exercise_notebook(ch.path("solutions")).cells] !=
+            [c.source for c in nbformat.read(ch.path("exercises"), as_version=4).cells])]
+        click.echo(f"stale: {', '.join(stale)} (run `coursekit build`)" if stale else "exercises/ is up to date")
+        sys.exit(1 if stale else 0)
+    for path in builder.build():
+        click.echo(f"wrote {path}")
+
+
+def _default_workspace():
+    from pathlib import Path
+
+    from .course import ROOT
+
+    here = Path("workspace")
+    return here if here.is_dir() else ROOT / "exercises" / "workspace"
+
+
+@cli.command(help="Check an exercise against your workspace module, as the notebook's check() does.")
+@click.argument("exercise_id", required=False)
+@click.option("--all", "list_all", is_flag=True, help="List every exercise with its state from your progress.")
+@click.option("--watch", is_flag=True, help="Check again every time the module file is saved (Ctrl-C to stop).")
+@click.option("--workspace", "folder", type=click.Path(file_okay=False), help="Folder holding your modules.")
+@click.option("--max-runs", type=int, default=0, hidden=True, help="With --watch: stop after N checks (tests).")
+@friendly
+def check(exercise_id: str | None, list_all: bool, watch: bool, folder: str | None, max_runs: int) -> None:
+    import time
+    from pathlib import Path
+
+    from . import progress as learner
+    from .checks import all_exercises
+    from .course import exercises as manifest
+
+    known = all_exercises()
+    if list_all or not exercise_id:
+        done = learner.load()["exercises"]
+        for ex_id, entry in manifest().items():
+            click.echo(f"{ex_id:22} {done.get(ex_id, {}).get('status', 'not attempted'):14} {entry['title']}")
+        return
+    if exercise_id not in known:
+        raise CourseError(f"no exercise {exercise_id!r}", fix=f"pick one of: {', '.join(known)}")
+    exercise = known[exercise_id]
+    workspace = Path(folder) if folder else _default_workspace()
+    module = workspace / f"{exercise.module}.py"
+    runs, last = 0, None
+    while True:
+        stamp = module.stat().st_mtime if module.exists() else None
+        if stamp != last or not watch:
+            verdict = exercise.check(workspace)
+            click.echo(repr(verdict))
+            runs, last = runs + 1, stamp
+            if not watch or (max_runs and runs >= max_runs):
+                sys.exit(0 if verdict.passed else 1)
+            click.echo(f"-- watching {module}; save it to check again (Ctrl-C to stop)")
+        time.sleep(0.5)
+
+
+@cli.command(help="Your progress by chapter; --export for a facilitator, --merge to see a team.")
+@click.option("--export", "export_to", type=click.Path(dir_okay=False), help="Write JSON (and CSV beside it).")
+@click.option("--merge", "merge_from", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Exported JSON files of several learners; repeat the option or list them after it.")
+@click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@friendly
+def progress(export_to: str | None, merge_from: tuple[str, ...], more: tuple[str, ...]) -> None:
+    from . import progress as learner
+
+    if merge_from:
+        click.echo(learner.merge([*merge_from, *more]).to_string(index=False))
+        return
+    if export_to:
+        json_path, csv_path = learner.export(export_to)
+        click.echo(f"wrote {json_path} and {csv_path}")
+        return
+    click.echo(learner.table(learner.load()).to_string(index=False))
+
+
 def main() -> None:
     cli(prog_name="coursekit")

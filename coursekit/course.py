@@ -45,10 +45,10 @@ def chapters(manifest: Path = MANIFEST) -> list[Chapter]:
     if data.get("format_version") != FORMAT_VERSION:
         raise CourseError(f"{manifest} has format_version {data.get('format_version')!r}; "
                           f"this coursekit reads {FORMAT_VERSION}", fix="update coursekit: `pip install -e .`")
-    known = {"id", "slug", "title", "question", "question_zh", "services", "minutes"}
+    known = {"id", "slug", "title", "question", "question_zh", "services", "minutes", "exercises"}
     out = []
     for entry in data.get("chapter", []):
-        fields = {k: v for k, v in entry.items() if k in known}
+        fields = {k: v for k, v in entry.items() if k in known and k != "exercises"}
         fields["services"] = tuple(fields.get("services", ("redis",)))
         out.append(Chapter(**fields, extra={k: v for k, v in entry.items() if k not in known}))
     return out
@@ -57,3 +57,9 @@ def chapters(manifest: Path = MANIFEST) -> list[Chapter]:
 def notebooks(folders=NOTEBOOK_FOLDERS) -> list[tuple[Chapter, Path]]:
     """Every notebook of every chapter that exists, in course order."""
     return [(ch, ch.path(f)) for f in folders for ch in chapters() if ch.path(f).exists()]
+
+
+def exercises(manifest: Path = MANIFEST) -> dict[str, dict]:
+    """Exercise id -> its manifest entry (title, hints), in course order."""
+    data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    return {e["id"]: e for ch in data.get("chapter", []) for e in ch.get("exercises", [])}

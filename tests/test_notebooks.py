@@ -34,6 +34,8 @@ def test_lesson_shape(chapter, path):
 
 
 @pytest.mark.parametrize(("chapter", "path"), LISTED, ids=IDS)
-def test_notebook_runs_top_to_bottom(chapter, path, redis_url):
+def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch):
+    if path.parent.name == "solutions":
+        monkeypatch.setenv("COURSEKIT_STRICT", "1")  # every check in a solution must pass, or the cell raises
     outcome = runner.run(path)
     assert outcome.ok, outcome.line()

@@ -28,3 +28,9 @@ def add_on(broker_url, **settings):
     That app has no result backend, so a dead broker fails only at publishing, which is what we measure."""
     other = ck.make_app("outage", broker_url=broker_url, results=False, **settings)
     return other.task(name=add.name)(add.run)
+
+
+@app.task(bind=True)
+def whereabouts(self):
+    """Where this run happened: the process, and whether Celery ran it eagerly (apply) or on a worker."""
+    return {"pid": os.getpid(), "eager": bool(self.request.is_eager), "worker": self.request.hostname}

@@ -1,0 +1,94 @@
+"""`coursekit build`: exercises/NN_topic.ipynb generated from solutions/NN_topic.ipynb, the single source.
+
+In a solution, each answer sits between `# ANSWER: <what to write>` and `# END ANSWER`. The exercise keeps the
+comment and replaces the answer with a `____` placeholder (`return ____` when the answer returns), which the
+checker reads as "not attempted". Outputs are cleared.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+
+from .course import chapters
+from .errors import CourseError
+
+BEGIN = re.compile(r"^(?P<indent>\s*)# ANSWER: (?P<what>.+)$")
+END = re.compile(r"^\s*# END ANSWER\s*$")
+WRITEFILE = re.compile(r"^%%writefile\s+(\S+)")
+
+
+def stub_source(source: str) -> str:
+    out, inside, answer = [], None, []
+    for number, line in enumerate(source.splitlines(), 1):
+        if inside is None and (m := BEGIN.match(line)):
+            inside, answer = m, []
+            out.append(line)
+        elif inside is not None and END.match(line):
+            returns = any(a.strip().startswith("return") for a in answer)
+            out.append(f"{inside['indent']}{'return ' if returns else ''}____")
+            inside = None
+        elif inside is not None:
+            answer.append(line)
+        else:
+            out.append(line)
+    if inside is not None:
+        raise CourseError(f"an `# ANSWER:` block has no `# END ANSWER` ({inside['what']!r})",
+                          fix="close every answer block in the solutions notebook")
+    return "\n".join(out)
+
+
+def answers(source: str) -> list[str]:
+    """The answer lines of every block in `source` (for the leak test)."""
+    found, inside = [], False
+    for line in source.splitlines():
+        if BEGIN.match(line):
+            inside = True
+        elif END.match(line):
+            inside = False
+        elif inside and line.strip():
+            found.append(line.strip())
+    return found
+
+
+def exercise_notebook(solution: Path):
+    nb = nbformat.read(solution, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.source = stub_source(cell.source)
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def build(root: Path | None = None) -> list[Path]:
+    written = []
+    for ch in chapters():
+        solution = ch.path("solutions")
+        if solution.exists():
+            target = ch.path("exercises")
+            target.parent.mkdir(exist_ok=True)
+            nbformat.write(exercise_notebook(solution), target)
+            written.append(target)
+    return written
+
+
+def solution_of(exercise) -> str:
+    """The solution's code for `exercise`'s functions, read from its chapter's solutions notebook."""
+    chapter = next(ch for ch in chapters() if ch.id == exercise.id.split(".")[0])
+    nb = nbformat.read(chapter.path("solutions"), as_version=4)
+    for cell in nb.cells:
+        first, _, body = cell.source.partition("\n")
+        m = WRITEFILE.match(first)
+        if cell.cell_type == "code" and m and Path(m.group(1)).stem == exercise.module:
+            tree = ast.parse(body)
+            parts = [ast.get_source_segment(body, node) for node in tree.body
+                     if isinstance(node, ast.FunctionDef) and node.name in exercise.functions]
+            decorated = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list
+                         and n.name in exercise.functions]
+            if decorated:  # show the decorators too
+                parts = ["\n".join(f"@{ast.get_source_segment(body, d)}" for d in n.decorator_list) + "\n" +
+                         ast.get_source_segment(body, n) for n in decorated]
+            return "\n\n".join(re.sub(r"\n\s*# (ANSWER: .*|END ANSWER)", "", p) for p in parts)
+    raise CourseError(f"no %%writefile cell for workspace/{exercise.module}.py in {chapter.path('solutions').name}")

@@ -1,0 +1,15 @@
+"""Every exercise of the course, by id. In a notebook: `from coursekit.checks import ch01; ch01.countdown.check()`."""
+from __future__ import annotations
+
+from ..exercise import Exercise
+
+
+def all_exercises() -> dict[str, Exercise]:
+    from . import ch00, ch01
+
+    found = {}
+    for mod in (ch00, ch01):
+        for value in vars(mod).values():
+            if isinstance(value, Exercise):
+                found[value.id] = value
+    return found

@@ -1,0 +1,105 @@
+"""Learner progress: one small JSON file in the state folder, rewritten whole on every change.
+
+Format 1:
+    {"format": 1, "learner": "<login>",
+     "exercises": {"01.countdown": {"status": "passed" | "incorrect" | "not attempted" | "uncheckable",
+                                     "attempts": 3, "hints": 2, "solution": false,
+                                     "first_seen": <unix time>, "last_seen": <unix time>, "passed_at": <unix time> | null}}}
+`hints` is the highest hint tier shown; `solution` whether the answer was revealed. Time spent on an exercise
+runs from its first check or hint to its first pass (or to the last action when not passed).
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from . import state
+
+FILE = "progress.json"
+FORMAT = 1
+
+
+def load() -> dict:
+    data = state.read(FILE)
+    if not data or data.get("format") != FORMAT:
+        data = {"format": FORMAT, "learner": getpass.getuser(), "exercises": {}}
+    return data
+
+
+def _update(exercise_id: str, change) -> None:
+    data = load()
+    now = time.time()
+    entry = data["exercises"].setdefault(exercise_id, {"status": "not attempted", "attempts": 0, "hints": 0,
+                                                       "solution": False, "first_seen": now, "last_seen": now,
+                                                       "passed_at": None})
+    change(entry)
+    entry["last_seen"] = now
+    state.write(FILE, data)
+
+
+def record_check(exercise_id: str, status: str) -> None:
+    def change(entry):
+        if status != "not attempted":
+            entry["attempts"] += 1
+        if entry["status"] != "passed":  # once passed, a later experiment does not undo it
+            entry["status"] = status
+        if status == "passed" and entry["passed_at"] is None:
+            entry["passed_at"] = time.time()
+    _update(exercise_id, change)
+
+
+def record_hint(exercise_id: str, tier: int) -> None:
+    _update(exercise_id, lambda entry: entry.update(hints=max(entry["hints"], tier)))
+
+
+def record_solution(exercise_id: str) -> None:
+    _update(exercise_id, lambda entry: entry.update(solution=True))
+
+
+def table(data: dict) -> pd.DataFrame:
+    """One row per chapter: exercises done out of the course's total, hints used, solutions revealed, minutes."""
+    from .course import chapters, exercises
+
+    known = exercises()
+    rows = []
+    for ch in chapters():
+        ids = [i for i in known if i.split(".")[0] == ch.id]
+        if not ids:
+            continue
+        entries = [data["exercises"].get(i) for i in ids]
+        seen = [e for e in entries if e]
+        minutes = sum(((e["passed_at"] or e["last_seen"]) - e["first_seen"]) for e in seen) / 60
+        rows.append({"chapter": ch.stem, "done": f"{sum(e['status'] == 'passed' for e in seen)}/{len(ids)}",
+                     "hints": sum(e["hints"] for e in seen), "solutions": sum(e["solution"] for e in seen),
+                     "minutes": round(minutes, 1)})
+    return pd.DataFrame(rows, columns=["chapter", "done", "hints", "solutions", "minutes"])
+
+
+def export(path: str | Path) -> tuple[Path, Path]:
+    """Write the progress as JSON (for --merge) and the table as CSV beside it."""
+    path = Path(path)
+    data = load()
+    path.write_text(json.dumps(data, indent=2))
+    csv = path.with_suffix(".csv")
+    table(data).assign(learner=data["learner"]).to_csv(csv, index=False)
+    return path, csv
+
+
+def merge(paths: list[str | Path]) -> pd.DataFrame:
+    """A facilitator's view: one row per learner and chapter, from learners' exported JSON files."""
+    frames = []
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as exc:
+            from .errors import CourseError
+
+            raise CourseError(f"cannot read {p}: {exc}",
+                              fix="pass files written by `coursekit progress --export FILE.json`") from None
+        frames.append(table(data).assign(learner=data.get("learner", Path(p).stem)))
+    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return merged[["learner", "chapter", "done", "hints", "solutions", "minutes"]] if frames else merged
