@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def workspace(folder: str | os.PathLike = "workspace") -> Path:
     path = Path(folder).resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def check_worker(module: str, **options):
+    """A worker for one check. Killed, not warm-stopped, on the way out: by then the check has what it needs, and
+    a learner's task that never ends must not hold the verdict for the 10 s a warm shutdown waits."""
+    from .worker import Worker
+
+    worker = Worker(module, name="check", **options)
+    try:
+        yield worker.start()
+    finally:
+        worker.kill()
 
 
 def strict() -> bool:

@@ -138,6 +138,7 @@ WRONG = [
     (ch00.first_task, FIRST_00.format(body="x + y"), "multiply(6, 7) returned 13; expected 42"),
     (ch00.first_task, FIRST_00.format(body="x * y").replace("@app.task\n", ""), "plain function"),
     (ch00.first_task, FIRST_00.format(body="x / 0"), "raised ZeroDivisionError on the worker"),
+    (ch00.first_task, FIRST_00.format(body="__import__('time').sleep(10**6)"), "no result after 10 s"),
     (ch00.first_task, FIRST_00.format(body="x * y").replace('ck.make_app("ex00_first")',
                                                            'ck.make_app("ex00_first").__class__.__base__("x")'),
      "ck.make_app"),

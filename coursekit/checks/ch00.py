@@ -6,8 +6,7 @@ from celery import Task
 from .. import get, record
 from ..app import CourseCelery
 from ..errors import ResultError
-from ..exercise import Exercise, Incorrect
-from ..worker import Worker
+from ..exercise import Exercise, Incorrect, check_worker
 
 
 class FirstTask(Exercise):
@@ -25,7 +24,7 @@ class FirstTask(Exercise):
         if not isinstance(task, Task):
             raise Incorrect("multiply is a plain function: decorate it with @app.task so a worker can run it")
         results = {}
-        with record(app) as recorder, Worker(mod.__name__, cwd=self.folder.parent, name="check") as worker:
+        with record(app) as recorder, check_worker(mod.__name__, cwd=self.folder.parent) as worker:
             for args in ((6, 7), (-3, 5)):
                 try:
                     results[args] = get(task.delay(*args), timeout=10)

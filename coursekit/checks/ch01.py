@@ -10,8 +10,7 @@ from celery.result import AsyncResult, EagerResult
 
 from .. import get, queues, record
 from ..errors import ResultError
-from ..exercise import Exercise, Incorrect, call
-from ..worker import Worker
+from ..exercise import Exercise, Incorrect, call, check_worker
 
 LAB = "coursekit.labs.calling"
 
@@ -41,7 +40,7 @@ class Countdown(Exercise):
     def run(self, mod, observed):
         lab = _lab()
         queues.purge(lab.app)
-        with record(lab.app) as recorder, Worker(LAB, name="check"):
+        with record(lab.app) as recorder, check_worker(LAB):
             value, took = call(mod.send_later, 2, 3)
             result = _async_result(value, "send_later(2, 3)")
             try:
@@ -79,7 +78,7 @@ class Expires(Exercise):
         stale = _async_result(stale, "send_if_fresh(1, 1)")
         sent = time.monotonic()
         time.sleep(max(0.0, 1.5 - (time.monotonic() - sent)))  # no worker yet: the message waits
-        with Worker(LAB, name="check"):
+        with check_worker(LAB):
             try:
                 outcome = f"ran and returned {get(stale, timeout=8)!r}"
             except TaskRevokedError:
@@ -115,7 +114,7 @@ class ApplyOrAsync(Exercise):
     def run(self, mod, observed):
         lab = _lab()
         queues.purge(lab.app)
-        with record(lab.app) as recorder, Worker(LAB, name="check") as worker:
+        with record(lab.app) as recorder, check_worker(LAB) as worker:
             local, _ = call(mod.here, timeout=5)
             sent_by_here = len(recorder.recording.tasks)
             remote, _ = call(mod.on_a_worker, timeout=15)
