@@ -80,6 +80,19 @@ class Text:
         return self.text
 
 
+_deadline: float | None = None  # set while a check runs: every wait inside it draws on the same 30 s
+
+
+def budget(seconds: float) -> float:
+    """`seconds`, or what is left of the running check's time if that is less; Uncheckable when none is left."""
+    if _deadline is None:
+        return seconds
+    left = _deadline - time.monotonic()
+    if left <= 0:
+        raise Uncheckable(f"the check ran out of its {CHECK_TIMEOUT_S:.0f} s; nothing was judged")
+    return min(seconds, left)
+
+
 def workspace(folder: str | os.PathLike = "workspace") -> Path:
     """The folder learners write their modules into (with %%writefile), created if missing."""
     path = Path(folder).resolve()
@@ -95,7 +108,7 @@ def check_worker(module: str, **options):
 
     worker = Worker(module, name="check", **options)
     try:
-        yield worker.start()
+        yield worker.start(timeout=budget(20))
     finally:
         worker.kill()
 
@@ -108,6 +121,7 @@ def strict() -> bool:
 def call(fn, *args, timeout: float = 5.0, name: str = ""):
     """Run the learner's function with a time bound. Returns (value, seconds it took)."""
     label = name or f"{getattr(fn, '__name__', 'the function')}{args}"
+    limit = budget(timeout)
     box: dict = {}
 
     def target():
@@ -120,8 +134,10 @@ def call(fn, *args, timeout: float = 5.0, name: str = ""):
 
     thread = threading.Thread(target=target, daemon=True, name="coursekit-learner-call")
     thread.start()
-    thread.join(timeout)
+    thread.join(limit)
     if thread.is_alive():
+        if limit < timeout:
+            raise Uncheckable(f"{label} was still running when the check's {CHECK_TIMEOUT_S:.0f} s ran out")
         raise Incorrect(f"{label} did not return within {timeout:g} s: it must not block or wait for the task")
     if "error" in box:
         exc = box["error"]
@@ -142,7 +158,9 @@ class Exercise:
 
     # -- what the learner calls ------------------------------------------------------------------------
     def check(self, workspace_dir: str | os.PathLike | None = None) -> Verdict:
+        global _deadline
         begun = time.monotonic()
+        _deadline = begun + self.timeout
         observed: list[str] = []
         try:
             mod = self.load(Path(workspace_dir) if workspace_dir else Path("workspace"))
@@ -154,6 +172,8 @@ class Exercise:
             status, message = exc.status, str(exc)
         except CourseError as exc:
             status, message = Uncheckable.status, exc.text().replace("coursekit: ", "", 1)
+        finally:
+            _deadline = None
         verdict = Verdict(self.id, status, message, observed, time.monotonic() - begun)
         progress.record_check(self.id, status)
         if strict() and status in (Incorrect.status, Uncheckable.status):

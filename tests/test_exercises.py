@@ -227,3 +227,10 @@ def test_cli_check_and_watch(ws):
     listing = subprocess.run([sys.executable, "-m", "coursekit", "check", "--all"], capture_output=True, text=True,
                              timeout=30)
     assert listing.returncode == 0 and all(i in listing.stdout for i in all_exercises())
+
+
+def test_a_check_never_runs_past_its_time_bound(ws, monkeypatch):
+    monkeypatch.setattr(ch01.Countdown, "timeout", 3.0)
+    verdict = attempt(ws, ch01.countdown, replaced("send_later", "import time; time.sleep(10**6)"))
+    assert verdict.status == "uncheckable" and "ran out" in verdict.message
+    assert verdict.seconds < 4.5

@@ -6,7 +6,7 @@ from celery import Task
 from .. import get, record
 from ..app import CourseCelery
 from ..errors import ResultError
-from ..exercise import Exercise, Incorrect, check_worker
+from ..exercise import Exercise, Incorrect, budget, check_worker
 
 
 class FirstTask(Exercise):
@@ -27,7 +27,7 @@ class FirstTask(Exercise):
         with record(app) as recorder, check_worker(mod.__name__, cwd=self.folder.parent) as worker:
             for args in ((6, 7), (-3, 5)):
                 try:
-                    results[args] = get(task.delay(*args), timeout=10)
+                    results[args] = get(task.delay(*args), timeout=budget(10))
                 except ResultError as exc:
                     raise Incorrect(exc.problem) from None
                 except Exception as exc:  # the task raised on the worker

@@ -10,7 +10,7 @@ from celery.result import AsyncResult, EagerResult
 
 from .. import get, queues, record
 from ..errors import ResultError
-from ..exercise import Exercise, Incorrect, call, check_worker
+from ..exercise import Exercise, Incorrect, budget, call, check_worker
 
 LAB = "coursekit.labs.calling"
 
@@ -44,7 +44,7 @@ class Countdown(Exercise):
             value, took = call(mod.send_later, 2, 3)
             result = _async_result(value, "send_later(2, 3)")
             try:
-                answer = get(result, timeout=8)
+                answer = get(result, timeout=budget(8))
             except ResultError:
                 raise Incorrect("no result within 8 s of the call: the task must run about 2 s after it, "
                                 "not later") from None
@@ -80,7 +80,7 @@ class Expires(Exercise):
         time.sleep(max(0.0, 1.5 - (time.monotonic() - sent)))  # no worker yet: the message waits
         with check_worker(LAB):
             try:
-                outcome = f"ran and returned {get(stale, timeout=8)!r}"
+                outcome = f"ran and returned {get(stale, timeout=budget(8))!r}"
             except TaskRevokedError:
                 outcome = "REVOKED"
             except ResultError as exc:
@@ -88,7 +88,7 @@ class Expires(Exercise):
             fresh, _ = call(mod.send_if_fresh, 2, 2)
             fresh = _async_result(fresh, "send_if_fresh(2, 2)")
             try:
-                fresh_outcome = f"returned {get(fresh, timeout=8)!r}"
+                fresh_outcome = f"returned {get(fresh, timeout=budget(8))!r}"
             except TaskRevokedError:
                 fresh_outcome = "REVOKED"
             except ResultError as exc:
