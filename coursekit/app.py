@@ -35,6 +35,9 @@ class CourseCelery(Celery):
     """A Celery app that refuses tasks defined in a notebook cell, which workers could never import."""
 
     def task(self, *args, **opts):
+        # Not shared: Celery's default copies every task into every app created later in the process, so a
+        # learner's module loaded twice (a re-check) would bring its old version along.
+        opts.setdefault("shared", False)
         if len(args) == 1 and callable(args[0]):  # @app.task
             _refuse_notebook_task(args[0])
             return super().task(*args, **opts)

@@ -1,8 +1,8 @@
 """`coursekit build`: exercises/NN_topic.ipynb generated from solutions/NN_topic.ipynb, the single source.
 
 In a solution, each answer sits between `# ANSWER: <what to write>` and `# END ANSWER`. The exercise keeps the
-comment and replaces the answer with a `____` placeholder (`return ____` when the answer returns), which the
-checker reads as "not attempted". Outputs are cleared.
+comment and replaces the answer with a `____` placeholder (`return ____` when the answer returns, `@____` when it
+is a decorator), which the checker reads as "not attempted". Outputs are cleared.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def stub_source(source: str) -> str:
             out.append(line)
         elif inside is not None and END.match(line):
             returns = any(a.strip().startswith("return") for a in answer)
-            out.append(f"{inside['indent']}{'return ' if returns else ''}____")
+            decorator = bool(answer) and answer[0].strip().startswith("@")
+            out.append(f"{inside['indent']}{'@' if decorator else 'return ' if returns else ''}____")
             inside = None
         elif inside is not None:
             answer.append(line)

@@ -35,7 +35,7 @@ class LiveView:
     title, ylabel = "", ""
 
     def __init__(self, dpi: int = 72):
-        self.fig, self.ax = plots._figure(self.title, self.ylabel, fast=True)
+        self.fig, self.ax = plots.figure(self.title, self.ylabel, fast=True)
         self.fig.set_dpi(dpi)
         self.canvas = FigureCanvasAgg(self.fig)
         self.layout_key = None

@@ -228,11 +228,17 @@ class Exercise:
             node = defined.get(name)
             if node is None:
                 raise NotAttempted(f"{path.name} has no function {name}() yet")
-            if PLACEHOLDER in ast.get_source_segment(source, node):
+            first = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+            if PLACEHOLDER in "\n".join(source.splitlines()[first - 1:node.end_lineno]):
                 raise NotAttempted(f"{name}() still holds the {PLACEHOLDER} placeholder")
         qualified = f"{folder.name}.{self.module}"
         for stale in (qualified, self.module):
             sys.modules.pop(stale, None)
+        from celery._state import _get_active_apps
+
+        for app in _get_active_apps():  # the learner's previous version of these tasks: replaced, not duplicated
+            for task_name in [n for n in app.tasks if n.startswith(qualified + ".")]:
+                del app.tasks[task_name]
         spec = importlib.util.spec_from_file_location(qualified, path)
         mod = importlib.util.module_from_spec(spec)
         sys.modules[qualified] = mod

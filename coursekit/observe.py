@@ -97,7 +97,7 @@ class Recording:
     @property
     def tasks(self) -> pd.DataFrame:
         rows: dict[str, dict] = {}
-        for e in self.events:
+        for e in sorted(self.events, key=lambda e: e["t"]):
             kind, uuid = e["type"], e.get("uuid")
             if uuid is None or kind not in STATE_AFTER.keys():
                 continue
@@ -128,33 +128,36 @@ class Recording:
 
     @property
     def runs(self) -> pd.DataFrame:
-        """One row per execution attempt: a retry or a redelivery is a new run of the same task id."""
-        open_runs: dict[str, dict] = {}
+        """One row per execution attempt: a retry or a redelivery is a new run of the same task id. Copies of one
+        task may run at once on different workers (a redelivery), so starts and ends pair up per task and
+        worker, in time order (workers buffer events, so arrival order is not time order)."""
+        open_runs: dict[tuple, list[dict]] = {}
         attempts: dict[str, int] = {}
         retried: set[str] = set()
         names: dict[str, str] = {}
         out = []
-        for e in self.events:
+        for e in sorted(self.events, key=lambda e: e["t"]):
             uuid = e.get("uuid")
             if uuid is None:
                 continue
             names[uuid] = names.get(uuid) or e.get("name")
+            key = (uuid, e.get("hostname"))
             if e["type"] == EventType.STARTED:
-                if uuid in open_runs:  # started again without an end: the first run was lost
-                    out.append(open_runs.pop(uuid) | {"outcome": "LOST"})
+                if open_runs.get(key):  # this worker started it again without ending it: that run was lost
+                    out += [run | {"outcome": "LOST"} for run in open_runs.pop(key)]
                 attempts[uuid] = attempts.get(uuid, 0) + 1
                 kind = "first" if attempts[uuid] == 1 else "retry" if uuid in retried else "redelivery"
                 retried.discard(uuid)
-                open_runs[uuid] = {"task_id": uuid, "name": names[uuid], "attempt": attempts[uuid], "kind": kind,
-                                   "node": e.get("hostname"), "pid": e.get("pid"), "started": e["t"],
-                                   "ended": None}
-            elif e["type"] in RUN_ENDS.keys() and uuid in open_runs:
-                run = open_runs.pop(uuid)
+                open_runs.setdefault(key, []).append(
+                    {"task_id": uuid, "name": names[uuid], "attempt": attempts[uuid], "kind": kind,
+                     "node": e.get("hostname"), "pid": e.get("pid"), "started": e["t"], "ended": None})
+            elif e["type"] in RUN_ENDS.keys() and open_runs.get(key):
+                run = open_runs[key].pop(0)
                 run.update(ended=e["t"], outcome=RUN_ENDS[EventType(e["type"])])
                 out.append(run)
                 if e["type"] == EventType.RETRIED:
                     retried.add(uuid)
-        out += [run | {"outcome": "RUNNING"} for run in open_runs.values()]
+        out += [run | {"outcome": "RUNNING"} for runs in open_runs.values() for run in runs]
         out.sort(key=lambda r: r["started"])
         children = self._child_pids()
         for run in out:  # the n-th task-child event of a task id names the pool child of its n-th run

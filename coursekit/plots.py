@@ -35,7 +35,7 @@ def png(fig: Figure, dpi: float | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(title: str, ylabel: str = "", width: float = 8, height: float = 3,
+def figure(title: str, ylabel: str = "", width: float = 8, height: float = 3,
             fast: bool = False) -> tuple[Figure, object]:
     """A figure with one axes, titled, its x axis in seconds since the recording started.
 
@@ -63,7 +63,7 @@ def _empty(ax, what: str) -> None:
 def timeline(rec: Recording, title: str = "Which process ran which task, when", fast: bool = False) -> Figure:
     """One lane per worker process, one bar per run; hatched bars are retries and redeliveries."""
     runs = rec.runs
-    fig, ax = _figure(title, height=1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]),
+    fig, ax = figure(title, height=1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]),
                       fast=fast)
     if runs.empty:
         _empty(ax, "task runs")
@@ -93,7 +93,7 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
 
 def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", fast: bool = False) -> Figure:
     q = rec.queues
-    fig, ax = _figure(title, "messages", fast=fast)
+    fig, ax = figure(title, "messages", fast=fast)
     ax.set_xlim(0, max(rec.duration, 1e-3))
     if q.empty:
         _empty(ax, "queue samples")
@@ -112,7 +112,7 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", f
 
 def states(rec: Recording, title: str = "Tasks in each state over time", fast: bool = False) -> Figure:
     """How many tasks were in each state at each moment, from the events."""
-    fig, ax = _figure(title, "tasks", fast=fast)
+    fig, ax = figure(title, "tasks", fast=fast)
     from .observe import STATE_AFTER, EventType
 
     changes = [(e["t"], e["uuid"], STATE_AFTER[EventType(e["type"])]) for e in rec.events
@@ -137,7 +137,7 @@ def states(rec: Recording, title: str = "Tasks in each state over time", fast: b
 def memory(rec: Recording, title: str = "Resident memory of each worker process", fast: bool = False) -> Figure:
     """One line per pid; a marker where a pid first appears after the start (a recycled or replaced child)."""
     m = rec.memory
-    fig, ax = _figure(title, "RSS (MiB)", fast=fast)
+    fig, ax = figure(title, "RSS (MiB)", fast=fast)
     if m.empty:
         _empty(ax, "memory samples")
         return fig
@@ -151,10 +151,13 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
     return fig
 
 
-def retries(rec: Recording, title: str = "Attempts of each task over time", fast: bool = False) -> Figure:
-    """Each task on its own row; a dot per attempt, coloured by how it ended, gaps labelled in seconds."""
+def retries(rec: Recording, title: str = "Attempts of each task over time", fast: bool = False,
+            task_ids=None) -> Figure:
+    """Each task on its own row (or only `task_ids`); a dot per attempt, coloured by how it ended, gaps labelled."""
     runs = rec.runs
-    fig, ax = _figure(title, height=1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1), fast=fast)
+    if task_ids is not None:
+        runs = runs[runs.task_id.isin(list(task_ids))]
+    fig, ax = figure(title, height=1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1), fast=fast)
     if runs.empty:
         _empty(ax, "task runs")
         return fig
@@ -167,7 +170,8 @@ def retries(rec: Recording, title: str = "Attempts of each task over time", fast
         for a, b in zip(part.started.iloc[:-1], part.started.iloc[1:]):
             ax.annotate(f"{b - a:.1f}s", ((a + b) / 2, row), textcoords="offset points", xytext=(0, 5),
                         ha="center", fontsize="x-small")
-    ax.set_yticks(range(len(order)), [f"{u[:8]}…" for u in order])
+    names = dict(zip(runs.task_id, runs.name))
+    ax.set_yticks(range(len(order)), [f"{str(names[u]).rsplit('.', 1)[-1]} {u[:6]}" for u in order])
     ax.set_ylim(-0.6, len(order) - 0.4)
     return fig
 

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from coursekit import build, course, progress
-from coursekit.checks import all_exercises, ch00, ch01
+from coursekit.checks import all_exercises, ch00, ch01, ch02
 
 SOLUTION_01 = '''
 from coursekit.labs.calling import add, whereabouts
@@ -32,6 +32,30 @@ def here():
 def on_a_worker():
     return whereabouts.delay().get(timeout=10)
 '''
+
+SOLUTION_02 = '''
+from coursekit.labs.retrying import CardDeclined, GatewayTimeout, app, flaky_call, gateway
+
+
+@app.task(bind=True, autoretry_for=(ConnectionError,), retry_backoff=1, retry_jitter=False, max_retries=5)
+def fetch(self):
+    return flaky_call(self.request.retries, failures=3)
+
+
+@app.task(bind=True, max_retries=2, default_retry_delay=0.5)
+def report(self):
+    try:
+        raise ValueError("the upstream service said no")
+    except ValueError as exc:
+        raise self.retry(exc=exc)
+
+
+@app.task(bind=True, autoretry_for=(GatewayTimeout,), retry_kwargs={"countdown": 0.2}, max_retries=3)
+def charge(self, order):
+    return gateway(order, self.request.retries)
+'''
+FETCH = "@app.task(bind=True, autoretry_for=(ConnectionError,), retry_backoff=1, retry_jitter=False, max_retries=5)"
+CHARGE = '@app.task(bind=True, autoretry_for=(GatewayTimeout,), retry_kwargs={"countdown": 0.2}, max_retries=3)'
 
 FIRST_00 = '''
 import coursekit as ck
@@ -122,8 +146,10 @@ def test_untouched_exercise_notebook_reports_not_attempted(path, tmp_path, redis
 # -- right answers -----------------------------------------------------------------------------------------
 def test_the_solutions_pass(ws):
     assert attempt(ws, ch00.first_task, FIRST_00.format(body="x * y")).passed
-    for exercise in (ch01.countdown, ch01.expires, ch01.apply_or_async):
-        verdict = attempt(ws, exercise, SOLUTION_01)
+    for exercise, source in ((ch01.countdown, SOLUTION_01), (ch01.expires, SOLUTION_01),
+                             (ch01.apply_or_async, SOLUTION_01), (ch02.backoff, SOLUTION_02),
+                             (ch02.give_up, SOLUTION_02), (ch02.permanent, SOLUTION_02)):
+        verdict = attempt(ws, exercise, source)
         assert verdict.passed, repr(verdict)
         assert verdict.seconds < 30
 
@@ -160,6 +186,22 @@ WRONG = [
      "not one of the worker's pool processes"),
     (ch01.apply_or_async, replaced("on_a_worker", "return whereabouts.delay()"), "returned AsyncResult"),
     (ch01.apply_or_async, replaced("here", "return '5'"), "return what the whereabouts task returns"),
+    (ch02.backoff, SOLUTION_02.replace(FETCH, "@app.task(bind=True, autoretry_for=(ConnectionError,), max_retries=5)"),
+     "waits default_retry_delay, 180 s"),
+    (ch02.backoff, SOLUTION_02.replace(FETCH, FETCH.replace("(ConnectionError,)", "(ValueError,)")),
+     "ran once and did not retry"),
+    (ch02.backoff, SOLUTION_02.replace(FETCH, FETCH.replace("retry_backoff=1", "retry_backoff=2")),
+     "gap 1 was 2."),
+    (ch02.give_up, SOLUTION_02.replace("raise self.retry(exc=exc)", "raise self.retry()"),
+     "the last failure was MaxRetriesExceededError"),
+    (ch02.give_up, SOLUTION_02.replace("raise self.retry(exc=exc)", "raise"), "report ran once"),
+    (ch02.give_up, SOLUTION_02.replace("raise self.retry(exc=exc)", "raise self.retry(exc=exc, max_retries=4)"),
+     "report ran 5 times; expected 3"),
+    (ch02.permanent, SOLUTION_02.replace(CHARGE, CHARGE.replace("(GatewayTimeout,)", "(Exception,)")),
+     "ran 4 times: a declined card is permanent"),
+    (ch02.permanent, SOLUTION_02.replace(CHARGE, "@app.task(bind=True)"), "a gateway timeout is temporary"),
+    (ch02.permanent, SOLUTION_02.replace(CHARGE, CHARGE.replace(', retry_kwargs={"countdown": 0.2}', "")),
+     "the retry must come soon"),
 ]
 
 
