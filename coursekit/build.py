@@ -25,7 +25,7 @@ def stub_source(source: str) -> str:
     for number, line in enumerate(source.splitlines(), 1):
         if inside is None and (m := BEGIN.match(line)):
             inside, answer = m, []
-            out.append(line)
+            out.append(f"{m['indent']}# TODO: {m['what']}")  # the learner's instruction
         elif inside is not None and END.match(line):
             returns = any(a.strip().startswith("return") for a in answer)
             decorator = bool(answer) and answer[0].strip().startswith("@")

@@ -168,10 +168,18 @@ def retries(rec: Recording, title: str = "Attempts of each task over time", fast
         ax.scatter(part.started, [row] * len(part), c=[OUTCOME_COLOURS.get(o, "tab:blue") for o in part.outcome],
                    zorder=2, edgecolor="black", linewidth=0.5)
         for a, b in zip(part.started.iloc[:-1], part.started.iloc[1:]):
-            ax.annotate(f"{b - a:.1f}s", ((a + b) / 2, row), textcoords="offset points", xytext=(0, 5),
-                        ha="center", fontsize="x-small")
+            if b - a >= 0.05:  # copies started together (redeliveries) need no "0.0s" label
+                ax.annotate(f"{b - a:.1f}s", ((a + b) / 2, row), textcoords="offset points", xytext=(0, 5),
+                            ha="center", fontsize="x-small")
+        together = part.groupby(part.started.round(1)).size()
+        for at, count in together[together > 1].items():  # several runs at one instant: say how many
+            ax.annotate(f"×{count}", (at, row), textcoords="offset points", xytext=(6, -10), fontsize="small",
+                        fontweight="bold")
     names = dict(zip(runs.task_id, runs.name))
     ax.set_yticks(range(len(order)), [f"{str(names[u]).rsplit('.', 1)[-1]} {u[:6]}" for u in order])
+    outcomes = [o for o in OUTCOME_COLOURS if o in set(runs.outcome)]
+    ax.legend(handles=[Patch(color=OUTCOME_COLOURS[o], label=o) for o in outcomes], fontsize="small",
+              frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_ylim(-0.6, len(order) - 0.4)
     return fig
 

@@ -37,7 +37,8 @@ def describe(seen: dict) -> str:
     state, value = seen["outcome"]
     end = {"SUCCESS": f"succeeded with {value!r}", "FAILURE": f"failed with {value}",
            "NO RESULT": f"had no final result after {seen['waited']:g} s"}[state]
-    return f"{seen['call']}: {len(seen['starts'])} attempt(s), gaps {seen['gaps']} s, {end}"
+    total = f", {seen['starts'][-1] - seen['starts'][0]:.1f} s from first to last" if len(seen["starts"]) > 1 else ""
+    return f"{seen['call']}: {len(seen['starts'])} attempt(s), gaps {seen['gaps']} s{total}, {end}"
 
 
 class Backoff(Exercise):
@@ -111,7 +112,8 @@ class Permanent(Exercise):
             f"charge('flaky-1') {describe(flaky).split(': ', 1)[1]}: the retry must come soon (a countdown; "
             "autoretry without one waits 180 s)")
         assert len(declined["starts"]) == 1, (f"charge('declined-1') ran {len(declined['starts'])} times: a "
-                                              "declined card is permanent, retrying cannot help")
+                                              "declined card is permanent, retrying cannot help: name only GatewayTimeout in autoretry_for (or "
+                                              "exclude CardDeclined with dont_autoretry_for)")
         assert declined["outcome"] == ("FAILURE", "CardDeclined"), \
             f"charge('declined-1') ended {declined['outcome']}; it must fail with CardDeclined"
 
