@@ -20,13 +20,12 @@ def reset() -> int:
     return namespace.reset(current().url)
 
 
-def checkup() -> bool:
-    """Print `coursekit doctor`'s report; True when the course can run here."""
+def checkup() -> None:
+    """Print `coursekit doctor`'s report. It returns nothing, so a notebook cell shows the report alone."""
     from . import doctor
 
-    text, code = doctor.report(doctor.diagnose())
+    text, _ = doctor.report(doctor.diagnose())
     print(text)
-    return code == 0
 
 __all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

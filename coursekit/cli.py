@@ -68,8 +68,8 @@ def status() -> None:
     started = "nothing" if not record else f"embedded Redis pid {record['pid']} port {record['port']} " \
                                            f"since {record['started_at']}"
     click.echo(f"started by coursekit: {started}")
-    click.echo(doctor.running().detail.join(["workers and brokers: ", ""]))
-    click.echo(f"namespace: {namespace.prefix()}   state folder: {state.state_dir()}")
+    for finding in doctor.workers():  # this course's workers, each with what started it; others as one count
+        click.echo("\n".join([f"{finding.topic}: {finding.detail}", *(f"  {line}" for line in finding.more)]))
 
 
 @cli.command(help="Delete the course's keys (namespace prefix) from the broker. Nothing else is touched.")

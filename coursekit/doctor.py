@@ -4,12 +4,10 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
-import psutil
-
-from . import broker, embedded, probe, state
+from . import broker, census, embedded, probe, state
 from .defaults import DEFAULTS
 from .errors import CourseError
 
@@ -22,10 +20,12 @@ class Finding:
     fix: str = ""
     blocking: bool = False
     """A blocking problem means the course cannot run at all (exit code 1)."""
+    more: list[str] = field(default_factory=list)
+    """Lines listed under the finding, e.g. one per worker."""
 
     def lines(self) -> list[str]:
         mark = "ok  " if self.ok else ("FAIL" if self.blocking else "warn")
-        out = [f"[{mark}] {self.topic}: {self.detail}"]
+        out = [f"[{mark}] {self.topic}: {self.detail}"] + [f"       {line}" for line in self.more]
         if self.fix and not self.ok:
             out.append(f"       fix: {self.fix}")
         return out
@@ -129,30 +129,25 @@ def check_os() -> Finding:
     return Finding("os", True, f"{platform.system()} {platform.release()}")
 
 
-def running() -> Finding:
-    parts = []
+def started() -> Finding:
     record = state.read(embedded.STATE_FILE)
     if record and embedded.is_ours(record):
-        parts.append(f"embedded Redis pid {record['pid']} on port {record['port']}")
-    workers = coursekit_workers()
-    if workers:
-        parts.append(f"{len(workers)} coursekit worker(s) on this machine: pids {', '.join(str(p.pid) for p in workers)}")
-    return Finding("running", True, "; ".join(parts) if parts else "nothing started by coursekit")
+        return Finding("started", True, f"embedded Redis pid {record['pid']} on port {record['port']}")
+    return Finding("started", True, "no broker started by coursekit")
 
 
-def coursekit_workers() -> list[psutil.Process]:
-    """Worker main processes started by coursekit (any kernel or test), found by their launcher argv."""
-    out = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if "coursekit.launch" in cmd and "worker" in cmd:
-            out.append(proc)
+def workers(found: census.Census | None = None) -> list[Finding]:
+    """This course's workers, one line each with what started it; other celery processes as one count."""
+    found = census.survey() if found is None else found
+    out = [Finding("workers", True, found.summary(), more=[w.line() for w in found.course])]
+    if found.others:
+        out.append(Finding("other celery", True, found.others_line()))
     return out
 
 
 def diagnose() -> list[Finding]:
     return [check_python(), check_packages(), *check_redis(), check_rabbitmq(), *check_ports(), check_docker(),
-            check_os(), running()]
+            check_os(), started(), *workers()]
 
 
 def report(findings: list[Finding]) -> tuple[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 from .defaults import DEFAULTS
 from .errors import CourseError
@@ -11,8 +12,9 @@ from .errors import CourseError
 _VALID = re.compile(r"^[A-Za-z0-9_.-]+:$")
 
 
-def prefix() -> str:
-    value = os.environ.get("COURSEKIT_NAMESPACE", "").strip() or DEFAULTS.namespace
+def prefix(environ: Mapping[str, str] | None = None) -> str:
+    """The namespace that `environ` (default: this process's environment) names."""
+    value = (os.environ if environ is None else environ).get("COURSEKIT_NAMESPACE", "").strip() or DEFAULTS.namespace
     if not _VALID.match(value):
         raise CourseError(f"COURSEKIT_NAMESPACE={value!r} is not a usable namespace",
                           fix="use letters, digits, '_', '.' or '-' followed by one ':', e.g. 'celerylab:'")

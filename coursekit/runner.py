@@ -1,6 +1,7 @@
 """Run notebooks headless, each on a fresh kernel, the way CI and `coursekit run` do."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +66,10 @@ def run(path: Path, cell_timeout: int = DEFAULTS.cell_timeout_s, save_to: Path |
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     begun = time.monotonic()
     ok, cell, error = True, None, ""
+    # JupyterLab tells a kernel its notebook in JPY_SESSION_NAME; do the same, so the workers it starts name it.
+    kernel_env = {**os.environ, "JPY_SESSION_NAME": str(path.resolve())}
     try:
-        client.execute()
+        client.execute(env=kernel_env)
     except CellTimeoutError as exc:
         ok, cell = False, current.get("cell")
         error = f"the cell ran longer than {cell_timeout} s ({str(exc).splitlines()[0]})"

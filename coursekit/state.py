@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import platformdirs
 
 
+def location(environ: Mapping[str, str] | None = None) -> Path:
+    """The state folder that `environ` (default: this process's environment) points at; not created."""
+    override = (os.environ if environ is None else environ).get("COURSEKIT_STATE_DIR", "").strip()
+    return Path(override) if override else Path(platformdirs.user_state_dir("coursekit"))
+
+
 def state_dir() -> Path:
-    override = os.environ.get("COURSEKIT_STATE_DIR", "").strip()
-    path = Path(override) if override else Path(platformdirs.user_state_dir("coursekit"))
+    path = location()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

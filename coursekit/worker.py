@@ -23,7 +23,7 @@ import psutil
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from . import probe, state
+from . import census, probe, state
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
@@ -78,7 +78,7 @@ class Worker:
                  concurrency: int | None = 1, pool: str = "prefork", prefetch_multiplier: int | None = None,
                  loglevel: str = "INFO", max_tasks_per_child: int | None = None,
                  max_memory_per_child: int | None = None, config: dict | None = None,
-                 mingle: bool = False, cwd: str | os.PathLike | None = None):
+                 mingle: bool = False, cwd: str | os.PathLike | None = None, started_by: str | None = None):
         if not isinstance(app, str):
             app = getattr(app, "__name__", None) or ""
             if not app:
@@ -99,6 +99,8 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.app: Celery | None = None
         self.ready_s: float | None = None
+        self.started_by = started_by or census.origin()
+        """What started this worker, as `coursekit status` lists it: a notebook, an exercise check, a script."""
 
     # -- the command ---------------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -126,6 +128,7 @@ class Worker:
         # The notebook's folder is on the worker's import path, as the project root is in a real deployment.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self.cwd), env.get("PYTHONPATH", "")] if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(census.marks(self.started_by))  # how `coursekit status` tells this course's workers apart
         return env
 
     # -- lifecycle -----------------------------------------------------------------------------------
