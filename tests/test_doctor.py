@@ -1,13 +1,22 @@
-"""`coursekit doctor`: says whether the course can run here, and every problem comes with its fix."""
+"""`coursekit doctor`: says whether the course can run here, and every problem comes with its fix. It, `status` and
+`ck.checkup()` count only this course's workers and name what started each."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
+import nbformat
 import pytest
+import redis
+from nbformat.v4 import new_code_cell, new_notebook
 
-from coursekit import broker, doctor, probe
+import coursekit as ck
+from coursekit import broker, census, doctor, namespace, probe, runner, state
+from coursekit.course import ROOT
 
 BAD_URL = "redis://127.0.0.1:1/0"
 
@@ -96,3 +105,131 @@ def test_a_port_held_by_something_else_is_reported():
 
 def test_the_real_brokers_ports_are_not_conflicts():
     assert doctor.check_ports() == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# which workers are this course's: doctor, status and checkup() count only those, and name what started each
+
+WORKERS_LINE = re.compile(r"workers: (\d+) course workers? \(namespace (\S+), state folder (.+)\)")
+OTHERS_LINE = re.compile(r"other celery: (\d+) other celery process(?:es)? on this machine, not this course's")
+
+
+def counts(out: str) -> tuple[int, int]:
+    """(course workers, other celery processes) as doctor or status reports them."""
+    course = WORKERS_LINE.search(out)
+    assert course, out
+    assert course.group(2) == namespace.prefix() and course.group(3) == os.path.abspath(state.location()), out
+    others = OTHERS_LINE.search(out)
+    return int(course.group(1)), int(others.group(1)) if others else 0
+
+
+def wait_for_log(path, marker: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while marker not in path.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, \
+            f"the foreign worker did not become ready:\n{path.read_text(errors='replace')[-2000:]}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def foreign_workers(redis_url, tmp_path):
+    """Two real celery workers that are not this course's: a plain `celery worker` and one coursekit launched
+    for another namespace and state folder (another learner, another test run)."""
+    foreign_ns = f"cktest{os.getpid()}-foreign:"
+    env = {**os.environ, "COURSEKIT_NAMESPACE": foreign_ns, "COURSEKIT_STATE_DIR": str(tmp_path / "foreign-state"),
+           "COURSEKIT_BROKER_URL": redis_url}
+    tail = ["-A", "coursekit.labs.first", "worker", "-P", "solo", "--without-mingle", "--without-gossip", "-l", "INFO"]
+    commands = {
+        "plain": [sys.executable, "-m", "celery", *tail[:3], "-n", f"plain-{os.getpid()}@%h", *tail[3:]],
+        "launched": [sys.executable, "-m", "coursekit.launch", "--owner", str(os.getpid()), "celery", *tail[:3],
+                     "-n", f"launched-{os.getpid()}@%h", *tail[3:]],
+    }
+    procs = []
+    try:
+        for name, cmd in commands.items():
+            log = tmp_path / f"{name}.log"
+            with open(log, "wb") as out:
+                procs.append((subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True), log))
+        for proc, log in procs:
+            wait_for_log(log, " ready.", proc)
+        yield [proc.pid for proc, _ in procs]
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        client = redis.Redis.from_url(redis_url)
+        try:
+            left = list(client.scan_iter(match=f"{foreign_ns}*"))
+            if left:
+                client.delete(*left)
+        finally:
+            client.close()
+
+
+def test_doctor_counts_only_this_courses_workers(foreign_workers):
+    ck.stop_all()
+    before = run_doctor()
+    assert before.returncode == 0, before.stdout + before.stderr
+    course, others = counts(before.stdout)
+    assert course == 0, before.stdout
+    assert others >= len(foreign_workers), before.stdout  # other helpers' and test runs' may add more
+
+    with ck.Worker("coursekit.labs.first", concurrency=2, started_by="the doctor test") as worker:
+        during = run_doctor()
+        status = subprocess.run([sys.executable, "-m", "coursekit", "status"], capture_output=True, text=True,
+                                timeout=60)
+    for out in (during.stdout, status.stdout):
+        course, others = counts(out)
+        assert course == 1, out  # its two pool children are part of it, not workers of their own
+        assert others >= len(foreign_workers), out
+        assert re.search(rf"pid {worker.pid}  {re.escape(worker.nodename)}  -A coursekit\.labs\.first  "
+                         r"started by the doctor test, \d+ s ago", out), out
+        assert not any(f"pid {pid} " in out for pid in foreign_workers), out
+
+
+@pytest.mark.parametrize(("environ", "argv", "expected"), [
+    ({"JPY_SESSION_NAME": str(ROOT / "notebooks" / "01_calling.ipynb")}, ["ipykernel_launcher.py"],
+     "notebooks/01_calling.ipynb"),
+    ({"JPY_SESSION_NAME": "/elsewhere/mine.ipynb"}, ["ipykernel_launcher.py"], "/elsewhere/mine.ipynb"),
+    ({}, ["/usr/lib/python3/site-packages/ipykernel_launcher.py", "-f", "k.json"], "a Jupyter kernel (pid"),
+    ({"PYTEST_CURRENT_TEST": "tests/test_worker.py::test_start_run_stop (call)"}, ["pytest"],
+     "test tests/test_worker.py::test_start_run_stop"),
+    ({}, [str(ROOT / "scripts" / "load.py")], "scripts/load.py"),
+    ({}, ["/home/me/.venv/bin/coursekit", "check", "01.countdown"], "coursekit check 01.countdown"),
+    ({}, ["-c"], "an interactive Python (pid"),
+    ({"COURSEKIT_STARTED_BY": "my label", "JPY_SESSION_NAME": "/x.ipynb"}, ["x.py"], "my label"),
+])
+def test_origin_names_what_starts_the_workers(environ, argv, expected):
+    assert census.origin(environ, argv).startswith(expected)
+
+
+def test_a_labelled_block_wins_and_ends():
+    env = {"JPY_SESSION_NAME": str(ROOT / "exercises" / "01_calling.ipynb")}
+    with census.labelled("exercise 01.countdown"):
+        assert census.origin(env, []) == "exercise 01.countdown"
+    assert census.origin(env, []) == "exercises/01_calling.ipynb"
+
+
+def test_a_kernel_names_its_notebook_and_checkup_leaves_no_value(tmp_path, redis_url):
+    """`coursekit run` (and the notebook tests) give the kernel its notebook's path, as JupyterLab does."""
+    path = tmp_path / "probe.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("import coursekit as ck\nck.checkup()"),
+        new_code_cell("from coursekit import census\n"
+                      "with ck.Worker('coursekit.labs.first') as w:\n"
+                      "    seen = census.survey().course\n"
+                      "print(w.started_by)\n"
+                      "print('\\n'.join(s.line() for s in seen if s.pid == w.pid))"),
+    ]), path)
+    outcome = runner.run(path, save_to=tmp_path / "ran.ipynb")
+    assert outcome.ok, outcome.line()
+    ran = nbformat.read(tmp_path / "ran.ipynb", as_version=4)
+    checkup_out = ran.cells[0].outputs
+    assert [o.output_type for o in checkup_out] == ["stream"], checkup_out  # the report, and no True or None
+    assert "The course can run here." in checkup_out[0].text and "[ok  ] workers: " in checkup_out[0].text
+    printed = "".join(o.get("text", "") for o in ran.cells[1].outputs).splitlines()
+    assert printed[0] == str(path), printed
+    assert re.fullmatch(rf"pid \d+  w1-\d+@\S+  -A coursekit\.labs\.first  started by {re.escape(str(path))}, "
+                        r"\d+ s ago", printed[1]), printed
