@@ -1,5 +1,9 @@
 """Test harness. Every test runs in a private namespace and state folder, so the suite never touches a learner's
-course data, and at the end no process the suite started may still run."""
+course data, and at the end no process the suite started may still run.
+
+The suite runs in parallel (`make test`: pytest-xdist). Each xdist worker is a process of its own that imports
+this file itself, so each has its own namespace (cktest<its pid>:) and state folder, and runs the leak check and
+the namespace reset below for what it started. parallel.py decides the order and the groups."""
 from __future__ import annotations
 
 import os
@@ -20,6 +24,9 @@ os.environ.pop("COURSEKIT_RABBITMQ_URL", None)
 
 import coursekit as ck  # noqa: E402
 from coursekit import broker, namespace  # noqa: E402
+from parallel import name_groups_file, pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: E402,F401
+
+name_groups_file(SUITE_STATE)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -40,6 +47,11 @@ def started_by_suite() -> list[psutil.Process]:
         if env_state == str(SUITE_STATE) or str(SUITE_STATE) in cmd:
             mine.append(proc)
     return mine
+
+
+def pytest_unconfigure(config):
+    # xdist's controller imports this file too but runs no test, so no fixture removes its (empty) folder.
+    shutil.rmtree(SUITE_STATE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -128,6 +128,7 @@ def test_every_exercise_has_hints_and_a_check():
     assert all(len(entry["hints"]) >= 2 and all(h.strip() for h in entry["hints"]) for entry in manifest.values())
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("path", [ch.path("exercises") for ch in course.chapters() if ch.path("exercises").exists()],
                          ids=lambda p: p.name)
 def test_untouched_exercise_notebook_reports_not_attempted(path, tmp_path, redis_url):

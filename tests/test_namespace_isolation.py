@@ -1,6 +1,7 @@
 """A learner's own data on the course broker survives a lesson and a reset, byte for byte."""
 from __future__ import annotations
 
+import pytest
 import redis
 
 import coursekit as ck
@@ -34,6 +35,7 @@ def snapshot(client: redis.Redis) -> dict[bytes, bytes]:
     return {key: client.dump(key) for key in client.scan_iter(count=1000)}
 
 
+@pytest.mark.notebook
 def test_foreign_keys_survive_a_lesson_and_a_reset(private_state, monkeypatch):
     # A private broker, so the foreign keys (a `celery` list among them) never touch the machine's Redis.
     private = ck.up(embedded_only=True)

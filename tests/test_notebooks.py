@@ -33,6 +33,7 @@ def test_lesson_shape(chapter, path):
     assert any("Predict" in c.source for c in nb.cells if c.cell_type == "markdown")
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize(("chapter", "path"), LISTED, ids=IDS)
 def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch):
     if path.parent.name == "solutions":
