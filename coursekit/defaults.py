@@ -35,7 +35,7 @@ class Defaults:
     """How often a worker checks that the process which started it is still alive."""
 
     flower_ready_timeout_s: float = 30.0
-    """Bound on starting Flower: on 2 cores it answers /healthcheck in about 2 s (it imports tornado and celery)."""
+    """Bound on starting Flower: on 2 cores it answers /healthcheck in about 1-2 s."""
 
     flower_stop_timeout_s: float = 5.0
     """Flower exits within a second of SIGTERM; after this its process group is SIGKILLed."""
