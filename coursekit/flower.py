@@ -26,6 +26,8 @@ import time
 import urllib.request
 from importlib import metadata
 
+import psutil
+
 from . import broker, launch, namespace, probe, state
 from .defaults import DEFAULTS
 from .errors import CourseError
@@ -36,6 +38,7 @@ _LOG_DIAGNOSES = [
     ("Address already in use", "another program took the port first: start again without --port for a free one"),
     ("No such command 'flower'", "reinstall Flower into this environment: {install}"),
 ]
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through an http_proxy
 _live: "set[Flower]" = set()
 _live_lock = threading.Lock()
 
@@ -93,7 +96,8 @@ class Flower:
     `port=None` lets the OS pick a free port when Flower binds, so two Flowers never race for one."""
 
     def __init__(self, port: int | None = None):
-        self.port = port
+        self.asked_port = port
+        self.port = port  # the one Flower bound, once it runs
         self.proc: subprocess.Popen | None = None
         self.broker_url: str | None = None
         self.namespace = namespace.prefix()
@@ -105,7 +109,7 @@ class Flower:
 
     def command(self) -> list[str]:
         return launch.command("-A", "coursekit.flower:app", "flower", "--address=127.0.0.1",
-                              f"--port={self.port or 0}", "--read_only=True")
+                              f"--port={self.asked_port or 0}", "--read_only=True")
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -121,6 +125,7 @@ class Flower:
         if self.running:
             return self
         require_flower()
+        self.port = self.asked_port
         if self.port is not None and port_taken(self.port):
             owner = probe.port_owner(self.port)
             raise CourseError(f"port {self.port} on 127.0.0.1 is taken{f' by {owner}' if owner else ''}",
@@ -137,7 +142,7 @@ class Flower:
         return self
 
     def _wait_until_ready(self, timeout: float) -> None:
-        """Return once Flower answers /healthcheck; its log's banner names the port it bound."""
+        """Return once Flower answers /healthcheck and listens for events; its log's banner names its port."""
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -145,7 +150,7 @@ class Flower:
             if not self.port:
                 found = _BANNER.search(self.logs())
                 self.port = int(found.group(1)) if found else None
-            if self.port and self._healthy():
+            if self.port and self._healthy() and self._listening():
                 return
             if time.monotonic() > deadline:
                 self._fail(f"Flower did not answer within {timeout:.0f} s")
@@ -153,10 +158,31 @@ class Flower:
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/healthcheck", timeout=1) as reply:
+            with _DIRECT.open(f"{self.url}/healthcheck", timeout=1) as reply:
                 return reply.status == 200
         except OSError:
             return False
+
+    def _listening(self) -> bool:
+        """Whether Flower's event receiver has subscribed yet. Flower answers HTTP before that, and the events of a
+        task sent in between are lost to it (Redis pub/sub keeps nothing), so a task sent right after start()
+        would be missing from its list. Seen as a Redis client of Flower's process with a (pattern) subscription.
+        """
+        if probe.scheme(self.broker_url) not in probe.REDIS_SCHEMES:
+            return True  # an AMQP event queue is bound before the receiver's first read; nothing to wait for
+        import redis
+
+        try:
+            ports = {c.laddr.port for c in psutil.Process(self.pid).net_connections(kind="tcp") if c.raddr}
+            client = redis.Redis.from_url(self.broker_url, socket_timeout=DEFAULTS.probe_timeout_s)
+            try:
+                clients = client.client_list()
+            finally:
+                client.close()
+        except (psutil.Error, redis.RedisError):  # no CLIENT LIST (an ACL user): start without this guarantee
+            return True
+        return any(int(c["addr"].rpartition(":")[2]) in ports and (int(c.get("psub", 0)) or int(c.get("sub", 0)))
+                   for c in clients)
 
     def wait(self) -> int:
         """Block until Flower exits (Ctrl-C in a terminal raises KeyboardInterrupt here); its exit code."""
