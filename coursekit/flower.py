@@ -166,10 +166,9 @@ class Flower:
     def _listening(self) -> bool:
         """Whether Flower's event receiver has subscribed yet. Flower answers HTTP before that, and the events of a
         task sent in between are lost to it (Redis pub/sub keeps nothing), so a task sent right after start()
-        would be missing from its list. Seen as a Redis client of Flower's process with a (pattern) subscription.
+        would be missing from its list. Seen as a Redis client of Flower's process with a (pattern) subscription
+        (the course broker is Redis: `broker.current()` finds nothing else).
         """
-        if probe.scheme(self.broker_url) not in probe.REDIS_SCHEMES:
-            return True  # an AMQP event queue is bound before the receiver's first read; nothing to wait for
         import redis
 
         try:
@@ -211,9 +210,10 @@ class Flower:
     def _fail(self, problem: str) -> None:
         self.kill()
         log = self.logs(tail=15)
-        fix = next((fix for marker, fix in _LOG_DIAGNOSES if marker in log), "read Flower's log below")
-        raise CourseError(problem, fix=fix.format(install=_install_command()),
-                          details=f"--- last lines of {self.logfile} ---\n{log}")
+        for marker, fix in _LOG_DIAGNOSES:
+            if marker in log:  # a known cause: its fix says it all, Flower's traceback would only hide it
+                raise CourseError(problem, fix=fix.format(install=_install_command()))
+        raise CourseError(problem, fix=f"read Flower's log, {self.logfile}; its last lines:", details=log)
 
     # -- looking at it -------------------------------------------------------------------------------
     @property

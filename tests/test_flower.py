@@ -231,6 +231,7 @@ def test_port_taken_after_the_check_is_diagnosed_from_flowers_log(busy_port, mon
     with pytest.raises(ck.CourseError) as failed:
         monitor.start()
     assert "exited" in failed.value.problem and "took the port" in failed.value.fix
+    assert "Traceback" not in failed.value.text()
     assert not monitor.running
 
 
