@@ -288,7 +288,8 @@ def browser_page():
             browser.close()
 
 
-def test_flower_pages_show_the_worker_and_the_task_names(watched, browser_page, tmp_path):
+def test_flower_pages_show_the_worker_and_the_task_names(browser_page, watched, tmp_path):
+    """browser_page comes first, so that without chromium the test skips before it starts anything."""
     flower, nodename, ids = watched
     page = browser_page
     shots = Path(os.environ.get("COURSEKIT_SCREENSHOTS", tmp_path))
