@@ -9,6 +9,7 @@ from .worker import Worker, live_workers, start_all, stop_all
 from .dashboard import live
 from .observe import Recording, load_recording, record
 from .private import PrivateRedis
+from .flower import Flower
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,5 @@ def checkup() -> None:
     text, _ = doctor.report(doctor.diagnose())
     print(text)
 
-__all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+__all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "Flower", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

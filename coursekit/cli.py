@@ -122,6 +122,28 @@ def bench(as_json: bool) -> None:
     click.echo(json.dumps(figures, indent=None if as_json else 2))
 
 
+@cli.command(help="Start Flower for the course's workers and tasks on 127.0.0.1; runs until Ctrl-C.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: a free one).")
+@friendly
+def flower(port: int | None) -> None:
+    from kombu.utils.url import maybe_sanitize_url
+
+    from .flower import Flower
+
+    monitor = Flower(port)
+    try:
+        monitor.start()
+        click.echo(f"Flower: {monitor.url}  (namespace {monitor.namespace}, "
+                   f"broker {maybe_sanitize_url(monitor.broker_url)}; Ctrl-C to stop)")
+        code = monitor.wait()
+    except KeyboardInterrupt:
+        click.echo("Flower stopped")
+        return
+    finally:
+        monitor.stop()
+    raise CourseError(f"Flower exited by itself with code {code}", fix=f"read its log: {monitor.logfile}")
+
+
 @cli.command(help="Generate exercises/ from solutions/ (answers replaced by ____).")
 @click.option("--check", "check_only", is_flag=True, help="Only report whether exercises/ is stale; exit 1 if so.")
 @friendly

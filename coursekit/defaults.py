@@ -34,6 +34,12 @@ class Defaults:
     owner_poll_s: float = 0.5
     """How often a worker checks that the process which started it is still alive."""
 
+    flower_ready_timeout_s: float = 30.0
+    """Bound on starting Flower: on 2 cores it answers /healthcheck in about 1-2 s."""
+
+    flower_stop_timeout_s: float = 5.0
+    """Flower exits within a second of SIGTERM; after this its process group is SIGKILLed."""
+
     result_timeout_s: float = 10.0
     """`ck.get()` waits this long for a result before it diagnoses why none came."""
 

@@ -1,7 +1,8 @@
-"""Entry point of every worker coursekit starts: `python -m coursekit.launch --owner PID celery -A mod worker ...`.
+"""Entry point of every Celery process coursekit starts (workers, Flower):
+`python -m coursekit.launch --owner PID celery ARGS...`; `command(ARGS...)` builds that line.
 
 It runs Celery's own command line in this process, with one addition: a daemon thread that SIGKILLs the
-worker's whole process group as soon as the process that started it is gone, however it died. A parent-death
+process's whole group as soon as the process that started it is gone, however it died. A parent-death
 signal is not enough: Linux fires PR_SET_PDEATHSIG when the spawning THREAD exits, and it would not reach the
 pool children. The argv keeps `celery ... worker` visible, so `ps` shows what this is.
 """
@@ -22,6 +23,12 @@ def _follow_owner(owner: int, interval: float) -> None:
         if os.getppid() != owner:
             os.killpg(os.getpgid(0), signal.SIGKILL)
         time.sleep(interval)
+
+
+def command(*celery_args: str) -> list[str]:
+    """The argv that runs `celery ARGS...` owned by this process: it dies when this process does. Start it with
+    `start_new_session=True`, so that the group it kills is its own."""
+    return [sys.executable, "-m", "coursekit.launch", "--owner", str(os.getpid()), "celery", *celery_args]
 
 
 def main(argv: list[str]) -> None:
