@@ -165,6 +165,16 @@ def one_bar_per_run_and_the_failure_shows(shown):
     assert len({b["lane"] for b in bars}) == 1
 
 
+@says("01_calling")
+def a_dead_broker_raises_once_the_policy_is_used_up(shown):
+    """"With it down, the call raises ... once the retry policy is used up: `max_retries=0` gives up at once, the
+    default policy printed above waits 0 + 0.2 + 0.4 s, and a longer policy waits longer" """
+    up, none, default, longer = rows(shown, "outage")
+    assert up["outcome"] == "sent" and {r["outcome"] for r in (none, default, longer)} == {"raised OperationalError"}
+    assert default["seconds"] >= 0.6 - 0.01 and longer["seconds"] >= 1.5 - 0.01, "a policy's waits were cut short"
+    assert none["seconds"] < default["seconds"] < longer["seconds"] and up["seconds"] < default["seconds"]
+
+
 # -- 02 retries ---------------------------------------------------------------------------------------------
 ATTEMPTS_02 = "Attempts of shaky, backoff_exact and late_retry"
 
