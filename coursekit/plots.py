@@ -106,12 +106,14 @@ def _empty(ax, what: str) -> None:
 
 
 # -- the timeline -------------------------------------------------------------------------------------------
+MAX_TIERS = 6
 def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float) -> pd.DataFrame:
     """Where each run's bar goes: its lane (worker process), its tier in the lane, and its drawn extent.
 
     A 4 ms run is narrower than a pixel over a minute, so a bar is at least 0.7% of the axis wide; runs closer
     together than that would hide one another, so they go on separate tiers of their lane (first fit). Every run
-    stays a bar of its own: a failed run beside a successful one 30 ms away is still seen."""
+    stays a bar of its own: a failed run beside a successful one 30 ms away is still seen. Past MAX_TIERS, a
+    crowd of runs is drawn overlapping, as a block."""
     lanes = sorted(set(zip(runs.node, runs.pid)))
     lane_of = {lane: i for i, lane in enumerate(lanes)}
     span = max(hi - lo, 1e-3)
@@ -119,15 +121,20 @@ def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float) 
     out = runs.assign(lane=[lane_of[(n, p)] for n, p in zip(runs.node, runs.pid)],
                       x0=runs.started.astype(float), end=runs.ended.astype(float).fillna(end_of_data))
     out["x1"] = np.maximum(out.end, out.x0 + min_width)
-    out["tier"] = 0
-    for _, part in out.sort_values("x0").groupby("lane"):
-        tier_ends: list[float] = []
-        for idx, row in part.iterrows():
-            tier = next((k for k, last in enumerate(tier_ends) if last + gap <= row.x0), len(tier_ends))
-            if tier == len(tier_ends):
-                tier_ends.append(row.x1)
-            tier_ends[tier] = row.x1
-            out.loc[idx, "tier"] = tier
+    lane, x0, x1 = out.lane.to_numpy(), out.x0.to_numpy(), out.x1.to_numpy()
+    tier = np.zeros(len(out), dtype=int)
+    tier_ends: dict[int, list[float]] = {}  # per lane: where each tier's last bar ends
+    for i in np.lexsort((x0, lane)):  # plain arrays: a live timeline places thousands of runs every frame
+        ends = tier_ends.setdefault(lane[i], [])
+        k = next((k for k, last in enumerate(ends) if last + gap <= x0[i]), len(ends))
+        if k == MAX_TIERS:  # a crowd: bars overlap in the tier that frees first (overlapping_bars counts them)
+            k = int(np.argmin(ends))
+        if k == len(ends):
+            ends.append(x1[i])
+        else:
+            ends[k] = x1[i]
+        tier[i] = k
+    out["tier"] = tier
     tiers = out.groupby("lane").tier.transform("max") + 1
     out["height"] = 0.7 / tiers * np.where(tiers > 1, 0.8, 1.0)  # stacked tiers keep a gap between them
     out["y0"] = out.lane - 0.35 + out.tier * 0.7 / tiers
