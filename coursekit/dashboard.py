@@ -30,17 +30,29 @@ def _grown(limit: float, value: float, floor: float) -> float:
 
 
 class LiveView:
-    """One figure kept for the whole dashboard; subclasses say what the layout depends on and what to draw."""
+    """One figure kept for the whole dashboard; subclasses say what the layout depends on and what to draw.
+
+    The figure is drawn at about the width of a notebook's output area (860 px at 100 dpi), with fixed margins
+    sized for its labels and a legend on the right, so the widget shows it at its own size, fonts readable."""
 
     title, ylabel = "", ""
+    size = (8.6, 3.2)  # inches
+    margins = {"left": 0.08, "right": 0.74, "bottom": 0.17, "top": 0.88}
 
-    def __init__(self, dpi: int = 72):
-        self.fig, self.ax = plots.figure(self.title, self.ylabel, fast=True)
+    def __init__(self, dpi: int = 100):
+        self.fig, self.ax = plots.figure(self.title, self.ylabel, fast=True, name=self.title)
+        self.fig.set_size_inches(*self.size)
+        self.fig.subplots_adjust(**self.margins)
         self.fig.set_dpi(dpi)
         self.canvas = FigureCanvasAgg(self.fig)
         self.layout_key = None
         self.background = None
         self.full_redraws = 0
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        """Width and height of a frame, in pixels."""
+        return int(round(self.size[0] * self.fig.dpi)), int(round(self.size[1] * self.fig.dpi))
 
     def frame(self, rec: Recording) -> bytes:
         data = self.collect(rec)
@@ -63,42 +75,45 @@ class LiveView:
 
 
 class QueueView(LiveView):
-    title, ylabel = "Messages waiting in each queue (live)", "messages"
+    """Messages waiting in each queue, messages the workers hold unacknowledged (a countdown or eta task, a
+    prefetched one), and the runs in progress: the three places a task can be."""
 
-    def __init__(self, dpi: int = 72):
+    title, ylabel = "Queues and workers (live)", "messages / runs"
+
+    def __init__(self, dpi: int = 100):
         super().__init__(dpi)
         self.lines: dict[str, object] = {}
         self.xmax, self.ymax = 10.0, 4.0
 
     def collect(self, rec):
-        q = rec.queues
-        return {name: (part.t.to_numpy(), part.depth.to_numpy()) for name, part in q.groupby("queue")}
+        return plots.queue_series(rec, unacked=True, running=True)
 
     def layout(self, data, rec):
-        tmax = max([t[-1] for t, _ in data.values()] or [0.0])
-        dmax = max([d.max() for _, d in data.values()] or [0])
-        self.xmax, self.ymax = _grown(self.xmax, tmax, 10.0), _grown(self.ymax, dmax, 4.0)
-        return (tuple(sorted(data)), self.xmax, self.ymax)
+        tmax = max([t[-1] for t, _ in data.values() if len(t)] or [0.0])
+        ymax = max([y.max() for _, y in data.values() if len(y)] or [0])
+        self.xmax, self.ymax = _grown(self.xmax, tmax, 10.0), _grown(self.ymax, ymax, 4.0)
+        return (tuple(data), self.xmax, self.ymax)
 
     def apply_layout(self, data, rec):
-        for name in data:
-            if name not in self.lines:
-                self.lines[name], = self.ax.step([], [], where="post", label=name, animated=True)
+        for label in data:
+            if label not in self.lines:
+                self.lines[label], = self.ax.step([], [], where="post", label=label, animated=True,
+                                                  **plots.SERIES_STYLE.get(label, {}))
         self.ax.set_xlim(0, self.xmax)
-        self.ax.set_ylim(0, self.ymax)
+        plots.count_axis(self.ax, int(self.ymax))
         if self.lines:
             self.ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
     def artists(self, data, rec):
-        for name, (t, depth) in data.items():
-            self.lines[name].set_data(t, depth)
+        for label, (t, y) in data.items():
+            self.lines[label].set_data(t, y)
         return list(self.lines.values())
 
 
 class TimelineView(LiveView):
     title = "Task runs on each worker process (live)"
 
-    def __init__(self, dpi: int = 72):
+    def __init__(self, dpi: int = 100):
         super().__init__(dpi)
         self.xmax = 10.0
 
@@ -119,15 +134,15 @@ class TimelineView(LiveView):
     def artists(self, runs, rec):
         if runs.empty:
             return []
-        lane_of = {lane: i for i, lane in enumerate(self.layout_key[0])}
-        end = runs.ended.astype(float).fillna(rec.duration)
-        width = (end - runs.started).clip(lower=self.xmax * 0.004)
+        bars = plots.timeline_bars(runs, rec.duration, 0.0, self.xmax)
         out = []
-        for (node, pid, outcome), idx in runs.groupby(["node", "pid", "outcome"]).groups.items():
-            y0, y1 = lane_of[(node, pid)] - 0.3, lane_of[(node, pid)] + 0.3
-            boxes = [[(x, y0), (x, y1), (x + w, y1), (x + w, y0)] for x, w in zip(runs.started[idx], width[idx])]
+        for outcome, part in bars.groupby("outcome"):
+            boxes = [[(b.x0, b.y0), (b.x0, b.y0 + b.height), (b.x1, b.y0 + b.height), (b.x1, b.y0)]
+                     for b in part.itertuples()]
             out.append(PolyCollection(boxes, facecolors=plots.OUTCOME_COLOURS.get(outcome, "tab:blue"),
-                                      edgecolors="black", linewidths=0.5))
+                                      edgecolors="black", linewidths=0.5,
+                                      zorder=2 + plots.OUTCOME_RANK.get(outcome, 0)))
+        out.sort(key=lambda artist: artist.get_zorder())
         for artist in out:  # drawn by hand, never added to the axes: nothing to remove next frame
             artist.set_figure(self.fig)
             artist.axes = self.ax
@@ -140,7 +155,7 @@ LIVE_VIEWS = {plots.queue_depth: QueueView, plots.timeline: TimelineView}
 
 class Dashboard:
     def __init__(self, recorder: Recorder, draw=plots.timeline, hz: float = 2.0, duration: float = 60.0,
-                 dpi: int = 72):
+                 dpi: int = 100):
         import ipywidgets as widgets
 
         self.recorder, self.draw, self.period, self.duration, self.dpi = recorder, draw, 1.0 / hz, duration, dpi
@@ -149,7 +164,11 @@ class Dashboard:
         self.frames = 0
         self.cpu_s = 0.0
         """CPU seconds the dashboard's own thread has used (drawing and encoding)."""
-        self.image = widgets.Image(format="png")
+        width = self.view.pixels[0] if self.view else int(8 * dpi)
+        # As wide as the output area allows, never wider than the frame, and always at the frame's aspect ratio:
+        # a bare Image in a VBox is stretched sideways to the box's width while its height stays.
+        self.image = widgets.Image(format="png", layout=widgets.Layout(
+            width="100%", max_width=f"{width}px", height="auto", object_fit="contain"))
         self.status = widgets.Label("stopped")
         start, stop = widgets.Button(description="start"), widgets.Button(description="stop")
         start.on_click(lambda _: self.start())

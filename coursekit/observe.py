@@ -48,6 +48,18 @@ STATE_AFTER = {EventType.SENT: "PENDING", EventType.RECEIVED: "RECEIVED", EventT
                EventType.SUCCEEDED: "SUCCESS", EventType.FAILED: "FAILURE", EventType.RETRIED: "RETRY",
                EventType.REVOKED: "REVOKED", EventType.REJECTED: "REJECTED"}
 RUN_ENDS = {EventType.SUCCEEDED: "SUCCESS", EventType.FAILED: "FAILURE", EventType.RETRIED: "RETRY"}
+TASK_ENDS = {EventType.SUCCEEDED, EventType.FAILED, EventType.REVOKED, EventType.REJECTED}
+
+
+def next_state(current: str | None, kind: EventType) -> str | None:
+    """The state a task is in after an event of `kind`.
+
+    Celery emits task-sent only after publishing, so a fast worker can receive, run and finish a task before the
+    sender stamps its task-sent event: in time order task-sent then comes last. A retry's task-sent also follows
+    the worker's own events. Either way it says nothing new about the state: it only starts a task at PENDING."""
+    if kind is EventType.SENT:
+        return current or STATE_AFTER[kind]
+    return STATE_AFTER[kind]
 
 TASK_COLUMNS = ["task_id", "name", "args", "queue", "priority", "node", "pid", "sent", "received", "started",
                 "finished", "state", "retries", "runtime", "exception"]
@@ -118,7 +130,7 @@ class Recording:
                 row["exception"] = e.get("exception")
             else:
                 row.update(finished=e["t"], runtime=e.get("runtime"), exception=e.get("exception"))
-            row["state"] = STATE_AFTER[kind]
+            row["state"] = next_state(row["state"], kind)
         children = self._child_pids()
         for uuid, row in rows.items():
             row["priority"] = self.priorities.get(uuid)
@@ -171,6 +183,34 @@ class Recording:
         for e in sorted((e for e in self.events if e["type"] == EventType.CHILD), key=lambda e: e["t"]):
             found.setdefault(e["uuid"], []).append(e["child_pid"])
         return found
+
+    def state_changes(self) -> list[tuple[float, str, str]]:
+        """(t, task id, state after) for every event that moves a task, in time order."""
+        out, current = [], {}
+        for e in sorted(self.events, key=lambda e: e["t"]):
+            if e.get("uuid") and e["type"] in STATE_AFTER.keys():
+                current[e["uuid"]] = next_state(current.get(e["uuid"]), EventType(e["type"]))
+                out.append((e["t"], e["uuid"], current[e["uuid"]]))
+        return out
+
+    def settled(self, task_ids) -> bool:
+        """True when every run of these tasks has ended and each task has its final event (success, failure,
+        revocation), as far as the events received so far tell."""
+        wanted = set(task_ids)
+        open_runs: dict[tuple, int] = {}
+        ended: set[str] = set()
+        for e in self.events:
+            uuid = e.get("uuid")
+            if uuid not in wanted:
+                continue
+            key = (uuid, e.get("hostname"))
+            if e["type"] == EventType.STARTED:
+                open_runs[key] = open_runs.get(key, 0) + 1
+            elif e["type"] in RUN_ENDS.keys():
+                open_runs[key] = open_runs.get(key, 0) - 1
+            if e["type"] in TASK_ENDS:
+                ended.add(uuid)
+        return ended == wanted and all(n <= 0 for n in open_runs.values())
 
     @property
     def queues(self) -> pd.DataFrame:
@@ -314,6 +354,7 @@ class Recorder:
         return self
 
     def stop(self) -> Recording:
+        ended = self.now()  # the recording ends now, not when the threads have finished winding down
         self._stopping.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
@@ -322,7 +363,7 @@ class Recorder:
         before_task_publish.disconnect(self._on_publish)
         rec = self.recording
         with self._lock:
-            rec.duration = time.time() - rec.started_at
+            rec.duration = ended
             for gap in rec.gaps:
                 if gap[1] is None:
                     gap[1] = rec.duration
@@ -337,8 +378,24 @@ class Recorder:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _now(self) -> float:
+    def now(self) -> float:
+        """Seconds since the recording started: the time axis of every frame and plot."""
         return time.time() - self.recording.started_at
+
+    def settle(self, *results, timeout: float = 5.0) -> Recording:
+        """Wait until the recording holds the end of every run of these tasks (AsyncResults or ids), and return
+        it. A result can be ready before the worker's events about it arrive: workers send events in batches."""
+        ids = {getattr(r, "id", r) for r in results}
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                done = self.recording.settled(ids)
+            if done:
+                return self.recording
+            if time.monotonic() > deadline:
+                self._note(f"events about {len(ids)} task(s) were still missing after {timeout:.0f} s")
+                return self.recording
+            time.sleep(0.05)
 
     def _note(self, text: str) -> None:
         if text not in self.recording.notes:
@@ -347,10 +404,10 @@ class Recorder:
     def _gap(self, opening: bool) -> None:
         gaps = self.recording.gaps
         if opening and (not gaps or gaps[-1][1] is not None):
-            gaps.append([self._now(), None])
+            gaps.append([self.now(), None])
             self._note("the broker went away during the recording; the gap is in `recording.gaps`")
         elif not opening and gaps and gaps[-1][1] is None:
-            gaps[-1][1] = self._now()
+            gaps[-1][1] = self.now()
 
     # -- events --------------------------------------------------------------------------------------
     def _on_publish(self, sender=None, headers=None, properties=None, **_):
@@ -358,7 +415,7 @@ class Recorder:
         if headers and "id" in headers:
             with self._lock:
                 self.recording.priorities[headers["id"]] = (properties or {}).get("priority")
-                self.recording.published[headers["id"]] = self._now()
+                self.recording.published[headers["id"]] = self.now()
 
     def _on_event(self, raw: dict) -> None:
         fields = {k: raw[k] for k in KEPT_FIELDS if k in raw}
@@ -444,6 +501,8 @@ class Recorder:
                 with self._lock:
                     self._gap(True)
             self._sample_memory()
+            with self._lock:
+                self.recording.duration = self.now()  # while live, the duration so far
             self._stopping.wait(max(0.0, self.interval - (time.monotonic() - tick)))
         if conn is not None:
             conn.release()
@@ -457,7 +516,7 @@ class Recorder:
         for queue in sorted(seen - {None} - set(self.watched)):
             self.watched.append(queue)
         unacked = int(channel.client.hlen("unacked")) if redis else None
-        now = self._now()
+        now = self.now()
         rows = []
         for queue in self.watched:
             if redis:
@@ -477,7 +536,7 @@ class Recorder:
         with self._lock:
             mains.update(self._nodes)
         host = socket.gethostname()
-        now = self._now()
+        now = self.now()
         rows = []
         for node, pid in mains.items():
             if not node.endswith("@" + host):

@@ -1,28 +1,72 @@
 """Figures drawn from a Recording's DataFrames, with matplotlib's object API (no pyplot state, any backend).
 
-Each function returns a `Figure`; in a notebook `display(fig)` shows it, `fig.savefig(...)` writes it.
+Each function returns a `CourseFigure`; in a notebook `display(fig)` shows it, `fig.savefig(...)` writes it. Shown
+in a notebook, a CourseFigure's output also carries its facts (see facts.py): the series, bars and marks it draws,
+and its layout checks (labels that overlap, marks on or outside the frame), which the lesson tests read.
 """
 from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
+from matplotlib.collections import PathCollection
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from . import facts as facts_
 from .observe import Recording
 
 OUTCOME_COLOURS = {"SUCCESS": "tab:green", "FAILURE": "tab:red", "RETRY": "tab:orange", "LOST": "black",
                    "RUNNING": "tab:gray"}
+# Drawn in this order, so that the rarer, more important outcomes lie on top.
+OUTCOME_RANK = {"SUCCESS": 0, "RUNNING": 1, "RETRY": 2, "LOST": 3, "FAILURE": 4}
 STATE_ORDER = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED"]
+TIME_AXIS = "seconds since the recording started"
+UNACKED = "unacked (held by workers)"
+RUNNING = "running (from events)"
 
 
 class CourseFigure(Figure):
-    """A Figure that renders itself as PNG in a notebook, whether or not pyplot was ever imported."""
+    """A Figure that renders itself as PNG in a notebook, whether or not pyplot was ever imported, with its
+    facts in the output's metadata. `facts` holds what the drawing function knows (bars, marks); the generic
+    part (series, bars, labels, layout) is read from the drawn figure when it is shown."""
+
+    def __init__(self, *args, name: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = name
+        self.facts: dict = {}
 
     def _repr_png_(self) -> bytes:
         return png(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        image, renderer = _draw(self)
+        return {"image/png": image}, {facts_.KEY: self.all_facts(renderer)}
+
+    def all_facts(self, renderer=None) -> dict:
+        if renderer is None:
+            _, renderer = _draw(self)
+        ax = self.axes[0] if self.axes else None
+        found = {"name": self.name or (ax.get_title() if ax else ""), "kind": "figure",
+                 "title": ax.get_title() if ax else "", "xlabel": ax.get_xlabel() if ax else "",
+                 "ylabel": ax.get_ylabel() if ax else "", **drawn(self), **self.facts}
+        found["layout"] = layout_problems(self, renderer)
+        return facts_.jsonable(found)
+
+
+def _draw(fig: Figure):
+    """Draw with Agg once: the PNG bytes, and the renderer that placed every artist (for the layout checks)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(canvas.buffer_rgba())).save(out, format="png", dpi=(fig.dpi, fig.dpi))
+    return out.getvalue(), canvas.get_renderer()
 
 
 def png(fig: Figure, dpi: float | None = None) -> bytes:
@@ -35,18 +79,19 @@ def png(fig: Figure, dpi: float | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def figure(title: str, ylabel: str = "", width: float = 8, height: float = 3,
-            fast: bool = False) -> tuple[Figure, object]:
+def figure(title: str, ylabel: str = "", width: float = 8, height: float = 3, fast: bool = False,
+           name: str | None = None) -> tuple[CourseFigure, object]:
     """A figure with one axes, titled, its x axis in seconds since the recording started.
 
     `fast` (live dashboards) uses fixed margins: constrained layout draws the figure twice to place labels.
+    `name` is how a lesson's tests find the figure's facts (default: the title).
     """
-    fig = CourseFigure(figsize=(width, height), layout=None if fast else "constrained")
+    fig = CourseFigure(figsize=(width, height), layout=None if fast else "constrained", name=name)
     if fast:
         fig.subplots_adjust(left=0.17, right=0.79, bottom=0.2, top=0.86)
     ax = fig.add_subplot()
     ax.set_title(title)
-    ax.set_xlabel("seconds since the recording started")
+    ax.set_xlabel(TIME_AXIS)
     ax.set_ylabel(ylabel)
     return fig, ax
 
@@ -60,84 +105,177 @@ def _empty(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
-def timeline(rec: Recording, title: str = "Which process ran which task, when", fast: bool = False) -> Figure:
-    """One lane per worker process, one bar per run; hatched bars are retries and redeliveries."""
+# -- the timeline -------------------------------------------------------------------------------------------
+MAX_TIERS = 6
+def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float) -> pd.DataFrame:
+    """Where each run's bar goes: its lane (worker process), its tier in the lane, and its drawn extent.
+
+    A 4 ms run is narrower than a pixel over a minute, so a bar is at least 0.7% of the axis wide; runs closer
+    together than that would hide one another, so they go on separate tiers of their lane (first fit). Every run
+    stays a bar of its own: a failed run beside a successful one 30 ms away is still seen. Past MAX_TIERS, a
+    crowd of runs is drawn overlapping, as a block."""
+    lanes = sorted(set(zip(runs.node, runs.pid)))
+    lane_of = {lane: i for i, lane in enumerate(lanes)}
+    span = max(hi - lo, 1e-3)
+    min_width, gap = span * 0.007, span * 0.004
+    out = runs.assign(lane=[lane_of[(n, p)] for n, p in zip(runs.node, runs.pid)],
+                      x0=runs.started.astype(float), end=runs.ended.astype(float).fillna(end_of_data))
+    out["x1"] = np.maximum(out.end, out.x0 + min_width)
+    lane, x0, x1 = out.lane.to_numpy(), out.x0.to_numpy(), out.x1.to_numpy()
+    tier = np.zeros(len(out), dtype=int)
+    tier_ends: dict[int, list[float]] = {}  # per lane: where each tier's last bar ends
+    for i in np.lexsort((x0, lane)):  # plain arrays: a live timeline places thousands of runs every frame
+        ends = tier_ends.setdefault(lane[i], [])
+        k = next((k for k, last in enumerate(ends) if last + gap <= x0[i]), len(ends))
+        if k == MAX_TIERS:  # a crowd: bars overlap in the tier that frees first (overlapping_bars counts them)
+            k = int(np.argmin(ends))
+        if k == len(ends):
+            ends.append(x1[i])
+        else:
+            ends[k] = x1[i]
+        tier[i] = k
+    out["tier"] = tier
+    tiers = out.groupby("lane").tier.transform("max") + 1
+    out["height"] = 0.7 / tiers * np.where(tiers > 1, 0.8, 1.0)  # stacked tiers keep a gap between them
+    out["y0"] = out.lane - 0.35 + out.tier * 0.7 / tiers
+    return out.drop(columns="end")
+
+
+def timeline(rec: Recording, title: str = "Which process ran which task, when", fast: bool = False,
+             window: tuple[float, float] | None = None, name: str | None = None) -> Figure:
+    """One lane per worker process, one bar per run; hatched bars are retries and redeliveries.
+
+    `window=(t0, t1)` (seconds since the recording started) zooms in on the runs that start in it."""
     runs = rec.runs
-    fig, ax = figure(title, height=1.2 + 0.45 * max(1, runs[["node", "pid"]].drop_duplicates().shape[0]),
-                      fast=fast)
+    if window is not None:
+        runs = runs[runs.started.between(*window)]
+    lanes = sorted(set(zip(runs.node, runs.pid)))
+    fig, ax = figure(title, height=1.3 + 0.5 * max(1, len(lanes)), fast=fast, name=name)
     if runs.empty:
         _empty(ax, "task runs")
         return fig
-    lanes = runs[["node", "pid"]].drop_duplicates().sort_values(["node", "pid"]).reset_index(drop=True)
-    lane_of = {(r.node, r.pid): i for i, r in lanes.iterrows()}
-    span = max(rec.duration, 1e-3)
-    runs = runs.assign(lane=[lane_of[(n, p)] for n, p in zip(runs.node, runs.pid)],
-                       end=runs.ended.astype(float).fillna(rec.duration), again=runs.kind != "first")
-    # a 4 ms task is narrower than a pixel over a minute-long recording: keep every run visible
-    runs["width"] = (runs.end - runs.started).clip(lower=span * 0.004)
-    # one collection per lane and outcome, not one bar per run: thousands of runs stay cheap to draw
-    for (lane, outcome, again), part in runs.groupby(["lane", "outcome", "again"]):
-        ax.broken_barh(list(zip(part.started, part.width)), (lane - 0.3, 0.6),
+    end_of_data = max(rec.duration, runs.started.max())
+    if window is None:
+        lo, hi = 0.0, end_of_data  # the same time axis as the queue plot of the same recording
+    else:
+        ends = runs.ended.astype(float).fillna(end_of_data)
+        lo, hi = min(window[0], runs.started.min()), max(window[1], ends.max())
+        pad = (hi - lo) * 0.03
+        lo, hi = lo - pad, hi + pad
+    bars = timeline_bars(runs, end_of_data, lo, hi)
+    hi = max(hi, bars.x1.max())  # a run that starts at the very end still gets its minimum width
+    bars["again"] = bars.kind != "first"
+    # one collection per tier, outcome and kind, not one artist per run: thousands of runs stay cheap to draw
+    for (outcome, again, y0, height), part in bars.groupby(["outcome", "again", "y0", "height"]):
+        ax.broken_barh(list(zip(part.x0, part.x1 - part.x0)), (y0, height),
                        facecolors=OUTCOME_COLOURS.get(outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
-                       hatch="//" if again else None)
-    ax.set_yticks(range(len(lanes)), [lane_label(n, p) for n, p in lanes.itertuples(index=False)])
+                       hatch="//" if again else None, zorder=2 + OUTCOME_RANK.get(outcome, 0))
+    ax.set_yticks(range(len(lanes)), [lane_label(n, p) for n, p in lanes])
     ax.set_ylim(-0.6, len(lanes) - 0.4)
-    ax.set_xlim(0, span)  # the same time axis as the queue plot of the same recording
-    handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(runs.outcome)]
-    if any(runs.kind != "first"):
+    ax.set_xlim(lo, hi)
+    handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(bars.outcome)]
+    if bars.again.any():
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="retry/redelivery"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     _shade_gaps(ax, rec)
+    fig.facts.update(bars=[{"task_id": b.task_id, "name": b.name, "outcome": b.outcome, "kind": b.kind,
+                            "lane": lane_label(b.node, b.pid), "tier": b.tier, "x0": b.x0, "x1": b.x1}
+                           for b in bars.itertuples()],
+                     overlapping_bars=_overlapping_bars(bars))
     return fig
 
 
-def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", fast: bool = False) -> Figure:
+def _overlapping_bars(bars: pd.DataFrame) -> int:
+    """Pairs of drawn bars that share a tier and overlap: each hides part of the other."""
+    count = 0
+    for _, part in bars.groupby(["lane", "tier"]):
+        x = part.sort_values("x0")
+        count += int((x.x0.to_numpy()[1:] < x.x1.to_numpy()[:-1]).sum())
+    return count
+
+
+# -- queues -------------------------------------------------------------------------------------------------
+def queue_series(rec: Recording, unacked: bool = True, running: bool = False) -> dict[str, tuple]:
+    """The lines of a queue plot, label -> (t, count): messages waiting in each queue; with `unacked`, the
+    messages workers hold without having acknowledged them (Redis's `unacked` hash: prefetched, or waiting for
+    a countdown/eta); with `running`, the task runs in progress, from the workers' events."""
     q = rec.queues
-    fig, ax = figure(title, "messages", fast=fast)
+    out = {f"{name}: waiting": (part.t.to_numpy(), part.depth.to_numpy()) for name, part in q.groupby("queue")}
+    held = q.drop_duplicates("t").dropna(subset=["unacked"])
+    if unacked and not held.empty:
+        out[UNACKED] = (held.t.to_numpy(), held.unacked.to_numpy().astype(int))
+    if running:
+        runs = rec.runs
+        until = max([rec.duration, *runs.started, *runs.ended.dropna()])  # a live recording's present
+        # a start before an end at the same instant: a run that has only just begun still counts
+        edges = sorted([(t, 1) for t in runs.started] +
+                       [(t, -1) for t in runs.ended.astype(float).fillna(until)], key=lambda e: (e[0], -e[1]))
+        t, level = [0.0], [0]
+        for when, step in edges:
+            t.append(when)
+            level.append(level[-1] + step)
+        t.append(max(until, t[-1]))
+        level.append(level[-1])
+        out[RUNNING] = (np.array(t), np.array(level))
+    return out
+
+
+SERIES_STYLE = {UNACKED: {"ls": "--", "color": "tab:purple"}, RUNNING: {"ls": ":", "color": "tab:green", "lw": 2}}
+
+
+def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", fast: bool = False,
+                unacked: bool = True, running: bool = False, name: str | None = None) -> Figure:
+    """Messages waiting in each queue over time; with `unacked`, those workers hold unacknowledged; with
+    `running`, the runs in progress."""
+    fig, ax = figure(title, "messages" if not running else "messages / runs", fast=fast, name=name)
     ax.set_xlim(0, max(rec.duration, 1e-3))
-    if q.empty:
+    series = queue_series(rec, unacked=unacked, running=running)
+    if rec.queues.empty:
         _empty(ax, "queue samples")
         return fig
-    for name, part in q.groupby("queue"):
-        ax.step(part.t, part.depth, where="post", label=f"{name} (waiting)")
-    unacked = q.drop_duplicates("t").dropna(subset=["unacked"])
-    if not unacked.empty and unacked.unacked.max() > 0:
-        ax.step(unacked.t, unacked.unacked, where="post", ls="--", color="gray", label="unacked (held by workers)")
-    ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize="small", frameon=False)
+    for label, (t, y) in series.items():
+        ax.step(t, y, where="post", label=label, **SERIES_STYLE.get(label, {}))
+    count_axis(ax, max(int(max(y.max() for _, y in series.values())), 1))
+    ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _shade_gaps(ax, rec)
     return fig
 
 
-def states(rec: Recording, title: str = "Tasks in each state over time", fast: bool = False) -> Figure:
-    """How many tasks were in each state at each moment, from the events."""
-    fig, ax = figure(title, "tasks", fast=fast)
-    from .observe import STATE_AFTER, EventType
+def count_axis(ax, top: int) -> None:
+    """Whole numbers from 0 to `top`, with a little room below 0 so that a line at 0 is not hidden in the
+    frame, and above the top so that the highest line is not drawn on it."""
+    ax.set_ylim(-0.06 * top, top * 1.12)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
-    changes = [(e["t"], e["uuid"], STATE_AFTER[EventType(e["type"])]) for e in rec.events
-               if e.get("uuid") and e["type"] in STATE_AFTER.keys()]
+
+# -- states, memory -----------------------------------------------------------------------------------------
+def states(rec: Recording, title: str = "Tasks in each state over time", fast: bool = False,
+           name: str | None = None) -> Figure:
+    """How many tasks were in each state at each moment, from the events."""
+    fig, ax = figure(title, "tasks", fast=fast, name=name)
+    changes = rec.state_changes()
     if not changes:
         _empty(ax, "task events")
         return fig
     current: dict[str, str] = {}
     rows = []
-    for t, uuid, state in sorted(changes, key=lambda c: c[0]):
+    for t, uuid, state in changes:
         current[uuid] = state
         counts = pd.Series(list(current.values())).value_counts()
         rows.append({"t": t, **counts.to_dict()})
     table = pd.DataFrame(rows).fillna(0)
     for state in [s for s in STATE_ORDER if s in table.columns]:
         ax.step(table.t, table[state], where="post", label=state)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    count_axis(ax, int(max(table[[s for s in STATE_ORDER if s in table.columns]].max())))
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
-def memory(rec: Recording, title: str = "Resident memory of each worker process", fast: bool = False) -> Figure:
+def memory(rec: Recording, title: str = "Resident memory of each worker process", fast: bool = False,
+           name: str | None = None) -> Figure:
     """One line per pid; a marker where a pid first appears after the start (a recycled or replaced child)."""
     m = rec.memory
-    fig, ax = figure(title, "RSS (MiB)", fast=fast)
+    fig, ax = figure(title, "RSS (MiB)", fast=fast, name=name)
     if m.empty:
         _empty(ax, "memory samples")
         return fig
@@ -148,42 +286,190 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
             ax.plot(part.t.iloc[0], part.rss.iloc[0] / 2**20, marker="v", color=line.get_color(), markersize=9)
     ax.legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_ylim(bottom=0)
+    ax.margins(x=0.03)
     return fig
 
 
-def retries(rec: Recording, title: str = "Attempts of each task over time", fast: bool = False,
-            task_ids=None) -> Figure:
-    """Each task on its own row (or only `task_ids`); a dot per attempt, coloured by how it ended, gaps labelled."""
+# -- retries ------------------------------------------------------------------------------------------------
+RETRY_AXIS = "seconds since the task's first attempt"
+
+
+def retries(rec: Recording, title: str = "Attempts of each task", fast: bool = False, task_ids=None,
+            name: str | None = None) -> Figure:
+    """Each task on its own row (or only `task_ids`), its time axis starting at its first attempt: a dot per
+    attempt, coloured by how it ended, the gap between attempts written above. Runs that start so close together
+    that their dots would cover one another (a message handed out twice) are one dot marked `×N`."""
     runs = rec.runs
     if task_ids is not None:
         runs = runs[runs.task_id.isin(list(task_ids))]
-    fig, ax = figure(title, height=1.2 + 0.4 * max(1, runs.task_id.nunique() if not runs.empty else 1), fast=fast)
+    rows = list(dict.fromkeys(runs.task_id))
+    fig, ax = figure(title, height=1.4 + 0.55 * max(1, len(rows)), fast=fast, name=name)
+    ax.set_xlabel(RETRY_AXIS)
     if runs.empty:
         _empty(ax, "task runs")
         return fig
-    order = list(dict.fromkeys(runs.task_id))
-    for row, uuid in enumerate(order):
-        part = runs[runs.task_id == uuid]
-        ax.plot(part.started, [row] * len(part), color="lightgray", zorder=1)
-        ax.scatter(part.started, [row] * len(part), c=[OUTCOME_COLOURS.get(o, "tab:blue") for o in part.outcome],
-                   zorder=2, edgecolor="black", linewidth=0.5)
-        for a, b in zip(part.started.iloc[:-1], part.started.iloc[1:]):
-            if b - a >= 0.05:  # copies started together (redeliveries) need no "0.0s" label
-                ax.annotate(f"{b - a:.1f}s", ((a + b) / 2, row), textcoords="offset points", xytext=(0, 5),
-                            ha="center", fontsize="x-small")
-        together = part.groupby(part.started.round(1)).size()
-        for at, count in together[together > 1].items():  # several runs at one instant: say how many
-            ax.annotate(f"×{count}", (at, row), textcoords="offset points", xytext=(6, -10), fontsize="small",
-                        fontweight="bold")
+    runs = runs.assign(x=runs.started - runs.groupby("task_id").started.transform("min"))
+    span = max(runs.x.max(), 1.0)
+    ax.set_xlim(-0.06 * span, span * 1.12)  # room on the right for a "×N" after the last dot
+    together = span * 0.03  # a little more than a dot's width on this axis: closer dots would overlap
     names = dict(zip(runs.task_id, runs.name))
-    ax.set_yticks(range(len(order)), [f"{str(names[u]).rsplit('.', 1)[-1]} {u[:6]}" for u in order])
+    described = {}
+    for row, uuid in enumerate(rows):
+        part = runs[runs.task_id == uuid].sort_values("x")
+        clusters = _clusters(part, together)
+        xs = [c["x"] for c in clusters]
+        ax.plot(xs, [row] * len(xs), color="lightgray", zorder=1)
+        ax.scatter(xs, [row] * len(xs), zorder=2, edgecolor="black", linewidth=0.5, s=50,
+                   c=[OUTCOME_COLOURS.get(_worst(c["outcomes"]), "tab:blue") for c in clusters])
+        gaps = []
+        for a, b in zip(xs[:-1], xs[1:]):
+            gaps.append(f"{b - a:.1f}s")
+            ax.annotate(gaps[-1], ((a + b) / 2, row), textcoords="offset points", xytext=(0, 6), ha="center",
+                        va="bottom", fontsize="small")
+        for c in clusters:
+            if c["count"] > 1:  # several runs at one instant: say how many
+                ax.annotate(f"×{c['count']}", (c["x"], row), textcoords="offset points", xytext=(7, -3),
+                            ha="left", va="top", fontsize="small", fontweight="bold")
+        label = f"{str(names[uuid]).rsplit('.', 1)[-1]} {uuid[:6]}"
+        described[uuid] = {"label": label, "name": names[uuid], "runs": len(part), "gap_labels": gaps,
+                           "marks": clusters}
+    ax.set_yticks(range(len(rows)), [described[u]["label"] for u in rows])
+    ax.set_ylim(-0.6, len(rows) - 0.3)
     outcomes = [o for o in OUTCOME_COLOURS if o in set(runs.outcome)]
     ax.legend(handles=[Patch(color=OUTCOME_COLOURS[o], label=o) for o in outcomes], fontsize="small",
               frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_ylim(-0.6, len(order) - 0.4)
+    fig.facts["tasks"] = described
     return fig
+
+
+def _clusters(part: pd.DataFrame, together: float) -> list[dict]:
+    """Runs (sorted by x) grouped while each starts within `together` of the group's first."""
+    out: list[dict] = []
+    for run in part.itertuples():
+        if out and run.x - out[-1]["x"] <= together:
+            out[-1]["count"] += 1
+            out[-1]["outcomes"].append(run.outcome)
+        else:
+            out.append({"x": run.x, "count": 1, "outcomes": [run.outcome]})
+    return out
+
+
+def _worst(outcomes: list[str]) -> str:
+    return max(outcomes, key=lambda o: OUTCOME_RANK.get(o, 0))
 
 
 def _shade_gaps(ax, rec: Recording) -> None:
     for start, end in rec.gaps:
         ax.axvspan(start, end if end is not None else rec.duration, color="red", alpha=0.12, lw=0)
+
+
+# -- what a figure draws, and its layout ------------------------------------------------------------------
+def _steps(xy: np.ndarray) -> list[list[float]]:
+    """A line's points, keeping only those where its value changes (and the last): a step series in brief."""
+    keep = [i for i in range(len(xy)) if i == 0 or i == len(xy) - 1 or xy[i][1] != xy[i - 1][1]]
+    return [[float(xy[i][0]), float(xy[i][1])] for i in keep]
+
+
+def drawn(fig: Figure) -> dict:
+    """The labelled lines (as their change points) and bar groups of every axes, by legend label."""
+    lines, bars = {}, {}
+    for ax in fig.axes:
+        for line in ax.lines:
+            if not line.get_label().startswith("_"):
+                lines[line.get_label()] = _steps(np.asarray(line.get_xydata(), dtype=float))
+        for container in ax.containers:
+            if not isinstance(container, BarContainer) or not container.patches:
+                continue
+            # bar() labels the container, hist() its first bar
+            label = next((str(x) for x in (container.get_label(), container.patches[0].get_label())
+                          if x and not str(x).startswith("_")), None)
+            if label is not None:
+                bars[label] = [[r.get_x() + r.get_width() / 2, r.get_height()] for r in container]
+    return {"lines": lines, "bars": bars}
+
+
+def _texts(fig: Figure) -> list:
+    """Every text drawn: titles, axis labels, tick labels in view, legend entries, annotations."""
+    found = list(fig.texts)
+    for ax in fig.axes:
+        found += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            lo, hi = sorted(limits)
+            locs = axis.get_majorticklocs()
+            for tick, loc in zip(axis.get_major_ticks(len(locs)), locs):
+                if lo - 1e-9 * (hi - lo) <= loc <= hi + 1e-9 * (hi - lo):
+                    found += [t for t in (tick.label1, tick.label2) if t.get_visible()]
+        if ax.get_legend() is not None:
+            found += ax.get_legend().get_texts()
+    return [t for t in found if t.get_visible() and t.get_text().strip()]
+
+
+def _inside(box, frame, slack: float) -> bool:
+    return (box.x0 >= frame.x0 - slack and box.x1 <= frame.x1 + slack and
+            box.y0 >= frame.y0 - slack and box.y1 <= frame.y1 + slack)
+
+
+def layout_problems(fig: Figure, renderer) -> dict:
+    """What a reader would trip on: labels that overlap, texts cut off at the figure's edge, and marks (dots,
+    markers, annotations) on or outside the axes' frame, or bars that cross it."""
+    texts = _texts(fig)
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    overlapping = []
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            if (box_a.x0 < box_b.x1 - 1 and box_b.x0 < box_a.x1 - 1 and
+                    box_a.y0 < box_b.y1 - 1 and box_b.y0 < box_a.y1 - 1):
+                overlapping.append([a, b])
+    cut = [text for text, box in boxes if not _inside(box, fig.bbox, 0.5)]
+    outside = []
+    for ax in fig.axes:
+        frame = ax.bbox
+        for t in ax.texts:
+            if not _inside(t.get_window_extent(renderer), frame, -1):
+                outside.append(f"text {t.get_text()!r}")
+        for line in ax.lines:
+            if line.get_visible() and line.get_marker() not in (None, "None", "", " "):
+                radius = line.get_markersize() * fig.dpi / 72 / 2
+                for x, y in line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float)):
+                    if not _box_inside(x, y, radius, frame):
+                        outside.append(f"marker of {line.get_label()!r} at ({x:.0f}, {y:.0f}) px")
+        for coll in ax.collections:
+            if isinstance(coll, PathCollection) and len(coll.get_offsets()):
+                sizes = coll.get_sizes()
+                points = coll.get_offset_transform().transform(np.asarray(coll.get_offsets(), dtype=float))
+                for k, (x, y) in enumerate(points):
+                    radius = np.sqrt(sizes[k % len(sizes)] if len(sizes) else 36) * fig.dpi / 72 / 2
+                    if not _box_inside(x, y, radius, frame):
+                        outside.append(f"dot at ({x:.0f}, {y:.0f}) px")
+            elif not isinstance(coll, PathCollection) and coll.get_visible():
+                for path in coll.get_paths():
+                    box = path.get_extents(coll.get_transform())
+                    if box.width and not _inside(box, frame, 1):
+                        outside.append("bar crossing the frame")
+        for patch in ax.patches:
+            box = patch.get_window_extent(renderer)
+            if patch.get_visible() and box.width > 0 and not _inside(box, frame, 1):
+                outside.append("bar crossing the frame")
+    return {"overlapping_labels": overlapping, "cut_off_labels": cut, "outside_frame": outside,
+            "overlapping_dots": _overlapping_dots(fig)}
+
+
+def _overlapping_dots(fig: Figure) -> int:
+    """Pairs of scatter dots that cover one another, so that a reader would count one where there are two."""
+    count = 0
+    for ax in fig.axes:
+        dots = []
+        for coll in ax.collections:
+            if isinstance(coll, PathCollection) and len(coll.get_offsets()):
+                sizes = coll.get_sizes()
+                points = coll.get_offset_transform().transform(np.asarray(coll.get_offsets(), dtype=float))
+                dots += [(x, y, np.sqrt(sizes[k % len(sizes)] if len(sizes) else 36) * fig.dpi / 72 / 2)
+                         for k, (x, y) in enumerate(points)]
+        for i, (x, y, r) in enumerate(dots):
+            count += sum(1 for x2, y2, r2 in dots[i + 1:] if np.hypot(x - x2, y - y2) < 0.9 * (r + r2))
+    return count
+
+
+def _box_inside(x: float, y: float, radius: float, frame) -> bool:
+    """A mark of `radius` px centred at (x, y) lies wholly inside the frame, off its edges."""
+    return frame.x0 < x - radius and x + radius < frame.x1 and frame.y0 < y - radius and y + radius < frame.y1

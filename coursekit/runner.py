@@ -22,6 +22,9 @@ class Outcome:
     cell: int | None = None
     """1-based index of the failing cell among all cells, as JupyterLab counts them."""
     error: str = ""
+    notebook: object = None
+    """The executed notebook (nbformat), outputs included: tests read what its figures and tables show from it
+    (`facts.read(outcome.notebook)`)."""
 
     def line(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
@@ -81,4 +84,4 @@ def run(path: Path, cell_timeout: int = DEFAULTS.cell_timeout_s, save_to: Path |
     seconds = time.monotonic() - begun
     if save_to is not None:
         nbformat.write(nb, save_to)
-    return Outcome(path, ok, seconds, cell, error)
+    return Outcome(path, ok, seconds, cell, error, notebook=nb)

@@ -253,10 +253,17 @@ class Worker:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    @property
+    def consumes(self) -> list[str]:
+        """The queues this worker reads: those given, else its app's default queue (once the app is loaded)."""
+        if self.queues:
+            return list(self.queues)
+        return [self.app.conf.task_default_queue] if self.app is not None else []
+
     def __repr__(self) -> str:
         status = f"running, pid {self.pid}" if self.running else "stopped"
-        return f"<Worker {self.nodename} {status}, -P {self.pool} -c {self.concurrency}, " \
-               f"queues {self.queues or ['its default']}>"
+        queues = self.consumes or ["the app's default queue"]
+        return f"<Worker {self.nodename} {status}, -P {self.pool} -c {self.concurrency}, queues {queues}>"
 
 
 def start_all(*workers: Worker, timeout: float = DEFAULTS.worker_ready_timeout_s) -> list[Worker]:

@@ -1,11 +1,13 @@
 """Every notebook the manifest lists runs top to bottom on a fresh kernel, is committed clean, and has the lesson
-shape: the interview question in English and Chinese first, a recap last."""
+shape: the interview question in English and Chinese first, a recap last, pointing to its exercises. What a
+lesson's text says its figures and tables show is checked on the executed notebook (lesson_facts.py)."""
 from __future__ import annotations
 
 import nbformat
 import pytest
+from lesson_facts import failures
 
-from coursekit import course, runner
+from coursekit import course, facts, runner
 
 LISTED = course.notebooks(("notebooks", "solutions"))
 IDS = [f"{path.parent.name}/{path.name}" for _, path in LISTED]
@@ -31,6 +33,10 @@ def test_lesson_shape(chapter, path):
     assert chapter.question in first and chapter.question_zh in first, "opens with the interview question (EN+ZH)"
     assert "Recap" in last and "interview" in last
     assert any("Predict" in c.source for c in nb.cells if c.cell_type == "markdown")
+    if path.parent.name == "notebooks":
+        exercises = f"exercises/{chapter.stem}.ipynb"
+        assert chapter.path("exercises").exists() and exercises in last, f"the recap points to {exercises}"
+        assert all(f"{call}()" in last for call in ("check", "hint", "solution")), "and says how to use it"
 
 
 @pytest.mark.notebook
@@ -40,3 +46,5 @@ def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch):
         monkeypatch.setenv("COURSEKIT_STRICT", "1")  # every check in a solution must pass, or the cell raises
     outcome = runner.run(path)
     assert outcome.ok, outcome.line()
+    broken = failures(chapter.stem, path.parent.name, facts.read(outcome.notebook))
+    assert not broken, f"{path.name} shows something other than its text says:\n" + "\n".join(broken)

@@ -134,3 +134,25 @@ def test_events_are_kept_compact(six_naps):
     events_only = Recording(started_at=rec.started_at, events=list(rec.events))
     assert events_only.size_bytes() / len(rec.events) < 600, "a decoded event dict alone takes ~1 KB"
     assert rec.events[0].get("no-such-field") is None and rec.events[0]["type"]
+
+
+def test_every_plot_of_a_real_recording_is_legible(six_naps):
+    rec, _ = six_naps
+    for draw in (plots.timeline, plots.queue_depth, plots.states, plots.memory, plots.retries):
+        layout = draw(rec).all_facts()["layout"]
+        assert not any(layout.values()), f"{draw.__name__}: {layout}"
+
+
+def test_settle_waits_for_the_events_of_every_run(clean_namespace):
+    recorder = ck.record(app)
+    with ck.Worker(LAB) as w:
+        assert "queues ['first']" in repr(w), "a printed worker names the queue it reads"
+        results = [nap.delay(0.2) for _ in range(3)]
+        for r in results:
+            ck.get(r)
+        recording = recorder.settle(*results)
+        assert recording.settled([r.id for r in results])
+        runs = recording.runs
+        assert len(runs) == 3 and set(runs.outcome) == {"SUCCESS"}
+        recorder.settle("no-such-task", timeout=0.3)
+    assert any("still missing" in note for note in recorder.stop().notes)

@@ -1,0 +1,248 @@
+"""What each lesson's text says its figures and tables show, asserted on the data they drew.
+
+A lesson shows figures (`plots.CourseFigure`) and tables (`facts.table`) whose outputs carry the data they show
+(coursekit/facts.py). After the notebook test has run a lesson, `failures(path, shown)` runs every check below
+registered for that lesson on `facts.read(executed notebook)`, plus the legibility checks every figure gets.
+Each check's docstring quotes the sentence it holds the lesson to. A new chapter adds its checks here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+SAYS: dict[str, list[Callable[[dict], None]]] = {}
+
+
+def says(stem: str):
+    """Register a check for the lesson notebooks/<stem>.ipynb."""
+    def register(check):
+        SAYS.setdefault(stem, []).append(check)
+        return check
+    return register
+
+
+def failures(stem: str, folder: str, shown: dict) -> list[str]:
+    """Every broken promise: legibility of every figure, then (for lessons) each check registered for `stem`."""
+    checks = [every_figure_is_legible] + (SAYS.get(stem, []) if folder == "notebooks" else [])
+    out = []
+    if folder == "notebooks" and shown and stem not in SAYS:
+        out.append(f"{stem} shows {sorted(shown)} but no check here holds its text to them: add them with @says")
+    for check in checks:
+        try:
+            check(shown)
+        except (AssertionError, KeyError, IndexError, TypeError, ValueError) as exc:
+            sentence = (check.__doc__ or check.__name__).strip().splitlines()[0]
+            out.append(f"{check.__name__} ({sentence}): {type(exc).__name__}: {exc}")
+    return out
+
+
+def every_figure_is_legible(shown):
+    """No figure has labels that overlap or are cut off, nor marks on or outside its frame, nor marks that hide
+    one another."""
+    for name, f in shown.items():
+        if f["kind"] != "figure":
+            continue
+        layout = f["layout"]
+        assert not layout["overlapping_labels"], f"{name!r}: overlapping labels {layout['overlapping_labels']}"
+        assert not layout["cut_off_labels"], f"{name!r}: labels cut off {layout['cut_off_labels']}"
+        assert not layout["outside_frame"], f"{name!r}: marks on or outside the frame {layout['outside_frame']}"
+        assert layout["overlapping_dots"] == 0, f"{name!r}: {layout['overlapping_dots']} pairs of dots overlap"
+        assert f.get("overlapping_bars", 0) == 0, f"{name!r}: {f['overlapping_bars']} pairs of bars overlap"
+
+
+# -- reading a drawn line -----------------------------------------------------------------------------------
+def value_at(line: list[list[float]], t: float) -> float:
+    """The value of a step line (its change points, as plots keep them) at time `t`."""
+    before = [y for x, y in line if x <= t]
+    return before[-1] if before else 0
+
+
+def values_between(line: list[list[float]], t0: float, t1: float) -> set[float]:
+    """Every value a step line takes from t0 to t1."""
+    return {value_at(line, t0)} | {y for x, y in line if t0 < x < t1}
+
+
+def rows(shown: dict, name: str) -> list[dict]:
+    return shown[name]["rows"]
+
+
+# -- 00 setup -----------------------------------------------------------------------------------------------
+QUEUE_00 = "This lesson's queue: one message waits until the worker starts"
+TRIPS_00 = "The ten round trips, on the process that ran them"
+
+
+@says("00_setup")
+def one_message_waits_until_the_worker_starts(shown):
+    """"the message we sent before there was a worker waited in it until the worker started, then the queue was
+    empty" """
+    line = shown[QUEUE_00]["lines"]["first: waiting"]
+    assert "unacked (held by workers)" not in shown[QUEUE_00]["lines"], "the lesson has not explained unacked yet"
+    assert max(y for _, y in line) == 1, f"the queue held more than one message: {line}"
+    first = next(i for i, (_, y) in enumerate(line) if y > 0)
+    assert line[first + 1][0] - line[first][0] >= 0.25, f"the message was not seen waiting in two samples: {line}"
+    assert line[-1][1] == 0, "the queue is not empty at the end"
+
+
+@says("00_setup")
+def each_bar_is_one_round_trip(shown):
+    """"Each bar is one task run, on the pool child that ran it" (the ten round trips)"""
+    bars = shown[TRIPS_00]["bars"]
+    assert len(bars) == 10, f"{len(bars)} bars for ten round trips"
+    assert {b["outcome"] for b in bars} == {"SUCCESS"} and {b["name"] for b in bars} == {
+        "coursekit.labs.first.where_am_i"}
+    assert len({b["lane"] for b in bars}) == 1, "one pool child ran them all"
+    starts = [b["x0"] for b in bars]
+    assert starts == sorted(starts), "one after another"
+
+
+# -- 01 calling ---------------------------------------------------------------------------------------------
+QUEUES_01 = "Queues and workers during this lesson"
+SAMPLE = 0.25  # the recorder's sampling interval (observe.Recorder)
+RUNS_01 = "Task runs during this lesson"
+
+
+def _stamps(shown) -> dict[str, dict]:
+    """The three stamp tasks of section 4 in the tasks table, by how they were sent (in sending order)."""
+    stamps = sorted((r for r in rows(shown, "tasks") if r["name"].endswith(".stamp")), key=lambda r: r["sent"])
+    assert len(stamps) == 3, f"{len(stamps)} stamp tasks in the table"
+    return dict(zip(["delay()", "countdown=2", "eta=now+3s"], stamps))
+
+
+@says("01_calling")
+def every_task_ends_in_the_same_state_every_run(shown):
+    """The tasks table shows the same states on every run; "The expired task has no `started`" """
+    states = sorted((r["name"].rsplit(".", 1)[-1], r["state"]) for r in rows(shown, "tasks"))
+    assert states == sorted([("add", "SUCCESS")] * 3 + [("add", "REVOKED"), ("divide", "FAILURE")] +
+                            [("stamp", "SUCCESS")] * 3), states
+    expired = next(r for r in rows(shown, "tasks") if r["state"] == "REVOKED")
+    assert expired["started"] is None
+
+
+@says("01_calling")
+def countdown_and_eta_are_held_long_before_they_start(shown):
+    """"The countdown and eta tasks were `received` long before they `started`" """
+    for label in ("countdown=2", "eta=now+3s"):
+        row = _stamps(shown)[label]
+        assert row["started"] - row["received"] >= 1.5, f"{label}: received {row['received']}, started {row['started']}"
+
+
+@says("01_calling")
+def no_task_runs_before_its_time(shown):
+    """countdown and eta: "not before" the time asked for (the delays table)"""
+    for row in rows(shown, "delays"):
+        assert row["ran at s"] >= row["asked delay s"], row
+
+
+@says("01_calling")
+def unacked_rises_while_countdown_and_eta_wait(shown):
+    """"the unacknowledged line rises to 2 while the waiting line stays at 0, and the running line moves only
+    when each task's time comes" """
+    lines = shown[QUEUES_01]["lines"]
+    stamps = _stamps(shown)
+    # queues are sampled every SAMPLE s: the first sample after both were received is the first to count them
+    held_from = max(stamps["countdown=2"]["received"], stamps["eta=now+3s"]["received"]) + SAMPLE + 0.05
+    held_to = stamps["countdown=2"]["started"] - 0.05
+    assert values_between(lines["unacked (held by workers)"], held_from, held_to) == {2}
+    assert values_between(lines["calling: waiting"], held_from, held_to) == {0}
+    assert values_between(lines["running (from events)"], held_from, held_to) == {0}
+
+
+@says("01_calling")
+def messages_pile_up_then_drain(shown):
+    """"the messages piling up while no worker ran, the drain when it started" """
+    waiting = shown[QUEUES_01]["lines"]["calling: waiting"]
+    first_run = min(b["x0"] for b in shown[RUNS_01]["bars"])
+    assert max(y for x, y in waiting if x < first_run) == 3, waiting
+    assert waiting[-1][1] == 0
+
+
+@says("01_calling")
+def one_bar_per_run_and_the_failure_shows(shown):
+    """"one bar per run, a red one for `divide(1, 0)`" """
+    bars = shown[RUNS_01]["bars"]
+    assert len(bars) == 7, f"{len(bars)} bars for 7 runs"
+    assert sorted(b["outcome"] for b in bars) == ["FAILURE"] + ["SUCCESS"] * 6
+    assert next(b for b in bars if b["outcome"] == "FAILURE")["name"].endswith(".divide")
+    assert len({b["lane"] for b in bars}) == 1
+
+
+@says("01_calling")
+def a_dead_broker_raises_once_the_policy_is_used_up(shown):
+    """"With it down, the call raises ... once the retry policy is used up: `max_retries=0` gives up at once, the
+    default policy printed above waits 0 + 0.2 + 0.4 s, and a longer policy waits longer" """
+    up, none, default, longer = rows(shown, "outage")
+    assert up["outcome"] == "sent" and {r["outcome"] for r in (none, default, longer)} == {"raised OperationalError"}
+    assert default["seconds"] >= 0.6 - 0.01 and longer["seconds"] >= 1.5 - 0.01, "a policy's waits were cut short"
+    assert none["seconds"] < default["seconds"] < longer["seconds"] and up["seconds"] < default["seconds"]
+
+
+# -- 02 retries ---------------------------------------------------------------------------------------------
+ATTEMPTS_02 = "Attempts of shaky, backoff_exact and late_retry"
+
+
+@says("02_retries")
+def shaky_runs_three_times_under_one_id(shown):
+    """"publishes a new message with the same task id ... the current run ends in state RETRY" """
+    table = rows(shown, "shaky runs")
+    assert [r["attempt"] for r in table] == [1, 2, 3]
+    assert [r["kind"] for r in table] == ["first", "retry", "retry"]
+    assert [r["outcome"] for r in table] == ["RETRY", "RETRY", "SUCCESS"]
+    assert len({r["task_id"] for r in table}) == 1
+    assert all(r["gap_s"] >= 0.49 for r in table[1:]), "a retry ran before its 0.5 s countdown"
+
+
+@says("02_retries")
+def both_ran_three_times(shown):
+    """"Both ran 3 times (the first run plus `max_retries=2`)" """
+    table = {r["call"]: r for r in rows(shown, "when retries run out")}
+    assert [r["attempts"] for r in table.values()] == [3, 3]
+    assert {r["state"] for r in table.values()} == {"FAILURE"}
+    assert table["self.retry(exc=exc)"]["get() raised"] == "ValueError"
+    assert table["self.retry()"]["get() raised"] == "MaxRetriesExceededError"
+
+
+@says("02_retries")
+def backoff_waits_follow_the_formula(shown):
+    """"the countdown is `retry_backoff * 2 ** n`" (measured bars beside the formula's)"""
+    bars = shown["Wait after each failure: measured and formula"]["bars"]
+    measured, formula = bars["measured on the worker"], bars["retry_backoff * 2 ** retries"]
+    assert [h for _, h in formula] == [1, 2]
+    for (_, got), (_, want) in zip(measured, formula):
+        assert want - 0.02 <= got < want + 0.5, f"waited {got} s for a countdown of {want} s"
+
+
+@says("02_retries")
+def jitter_spreads_the_storm(shown):
+    """"Without jitter the 20 retries all start within a fraction of a second ... Jitter spreads them out" """
+    bars = shown["When the 20 retries started"]["bars"]
+    used = {label: [x for x, h in bars[label] if h > 0] for label in ("jitter off", "jitter on")}
+    for label in used:
+        assert sum(h for _, h in bars[label]) == 20, f"{label}: not every retry is in the histogram"
+    assert max(used["jitter off"]) - min(used["jitter off"]) < 1.0, f"jitter off spread over {used['jitter off']}"
+    assert max(used["jitter on"]) - min(used["jitter on"]) > max(used["jitter off"]) - min(used["jitter off"])
+
+
+@says("02_retries")
+def the_retry_ran_more_than_once_when_its_countdown_ended(shown):
+    """"The task retried once, yet the retry ran more than once ... ran it when the countdown ended" """
+    table = rows(shown, "late_retry runs")
+    first, copies = table[0], table[1:]
+    assert (first["kind"], first["outcome"]) == ("first", "RETRY")
+    assert len(copies) >= 2, f"the retry ran {len(copies)} time(s)"
+    assert {r["outcome"] for r in copies} == {"SUCCESS"}
+    assert {r["kind"] for r in copies} <= {"retry", "redelivery"}
+    assert all(r["started"] >= first["started"] + 3 - 0.02 for r in copies), "a copy ran before the countdown"
+
+
+@says("02_retries")
+def the_plot_counts_the_runs_the_table_lists(shown):
+    """"marked `×N` for N runs: the same runs as in the table above"; gaps of about 0.5 s, 1 and 2 s, 3 s"""
+    tasks = {t["name"].rsplit(".", 1)[-1]: t for t in shown[ATTEMPTS_02]["tasks"].values()}
+    late = tasks["late_retry"]
+    table = rows(shown, "late_retry runs")
+    assert late["runs"] == len(table) == sum(m["count"] for m in late["marks"]), (late, len(table))
+    assert [m["count"] for m in late["marks"]][0] == 1, "the first attempt is a dot of its own"
+    for name, waits in (("shaky", [0.5, 0.5]), ("backoff_exact", [1, 2]), ("late_retry", [3])):
+        xs = [m["x"] for m in tasks[name]["marks"]]
+        gaps = [b - a for a, b in zip(xs, xs[1:])]
+        assert len(gaps) == len(waits) == len(tasks[name]["gap_labels"]), (name, gaps)
+        assert all(w - 0.02 <= g < w + 0.5 for g, w in zip(gaps, waits)), f"{name}: gaps {gaps}, said {waits}"
