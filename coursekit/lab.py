@@ -62,6 +62,21 @@ SERVER_CONFIG = {
     },
 }
 
+LAB_SETTINGS = {
+    # Defaults for JupyterLab's settings (a learner can still change them): no prompt about fetching Jupyter news.
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def write_config() -> Path:
+    """Write SERVER_CONFIG and LAB_SETTINGS where JupyterLab reads them; return the config file to pass it."""
+    folder = state.state_dir() / "jupyter"
+    (folder / "settings").mkdir(parents=True, exist_ok=True)
+    config = dict(SERVER_CONFIG, LabApp={**SERVER_CONFIG["LabApp"], "app_settings_dir": str(folder / "settings")})
+    (folder / "settings" / "overrides.json").write_text(json.dumps(LAB_SETTINGS, indent=2))
+    (folder / "jupyter_lab_config.json").write_text(json.dumps(config, indent=2))
+    return folder / "jupyter_lab_config.json"
+
 
 def url(port: int, token: str, path: str = FIRST_LESSON) -> str:
     return f"http://127.0.0.1:{port}/lab/tree/{path}?token={token}"
@@ -111,14 +126,14 @@ def sign_course_notebooks(root: Path) -> None:
     Trust only decides whether saved outputs (HTML, JavaScript) are shown when a notebook opens. A notebook without
     outputs has nothing to trust, so signing it changes nothing a learner sees; a notebook that holds outputs is
     left as it is."""
-    import nbformat
+    from nbformat import from_dict
     from nbformat.sign import NotebookNotary
 
     notary = NotebookNotary()
     for folder in ("notebooks", "exercises", "solutions"):
         for path in sorted((root / folder).glob("*.ipynb")):
-            try:
-                nb = nbformat.read(path, as_version=4)
+            try:  # plain JSON: nbformat's schema validation would cost a second at every start
+                nb = from_dict(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 continue  # a damaged notebook: JupyterLab itself will say what is wrong with it
             if any(cell.get("outputs") for cell in nb.cells) or notary.check_signature(nb):
@@ -127,7 +142,8 @@ def sign_course_notebooks(root: Path) -> None:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux for SIGTERM when our parent dies (make, a test): the handler below then stops JupyterLab."""
+    """Ask Linux for SIGTERM when our parent dies: `coursekit lab` follows make or a test, and JupyterLab follows
+    `coursekit lab` (the signal fires when the spawning thread ends: here, the main thread, which lives longest)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -143,6 +159,10 @@ def _desktop_browser() -> bool:
 
 def serve(port: int | None = None, open_browser: bool = True, root: Path = ROOT, say=print) -> int:
     """Run JupyterLab for the course until it stops, and return its exit code. Bad input raises CourseError."""
+    owner = os.getppid()
+    _die_with_parent()
+    if os.getppid() != owner:  # it died before we asked to follow it
+        raise SystemExit(1)
     found = broker.up()
     say(f"broker: {found.describe()}")
     already = running_lab(root)
@@ -156,9 +176,7 @@ def serve(port: int | None = None, open_browser: bool = True, root: Path = ROOT,
         flags.append("--allow-root")
         say("note: running as root, so JupyterLab gets --allow-root (normal in a container; on a shared "
             "machine, run as your own user)")
-    config = state.state_dir() / "jupyter_lab_config.json"
-    config.write_text(json.dumps(SERVER_CONFIG, indent=2))
-    sign_course_notebooks(root)
+    config = write_config()
     token = secrets.token_hex(24)
     # The token goes by environment, not argv, where `ps` would show it to every user of the machine.
     env = dict(os.environ, JUPYTER_TOKEN=token)
@@ -168,9 +186,7 @@ def serve(port: int | None = None, open_browser: bool = True, root: Path = ROOT,
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: lab.terminate())
-    _die_with_parent()
-    if os.getppid() == 1:  # the parent died before we asked to follow it
-        lab.terminate()
+    sign_course_notebooks(root)  # while JupyterLab starts: importing nbformat alone takes a second here
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not _answers(port, token):
         if lab.poll() is not None:
