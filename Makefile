@@ -14,7 +14,7 @@ $(PY):
 # Reinstall only when the dependencies change. pip as venv ships it installs the course fine, so it is not
 # upgraded (that was a download on every fresh clone), and its version check stays off.
 $(VENV)/.installed: pyproject.toml | $(PY)
-	@echo "Installing the course's packages into $(VENV) (about a minute, once)"
+	@echo "Installing the course's packages into $(VENV) (about a minute on a fresh clone)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $@
 
