@@ -246,9 +246,10 @@ class Notebook:
         self.page.keyboard.type(new)
         self.page.keyboard.press("Escape")
 
-    def screenshot(self, source: str, path: Path) -> None:
-        """A picture of the cell holding `source`, outputs included."""
+    def screenshot(self, source: str, path: Path, outputs_only: bool = False) -> None:
+        """A picture of the cell holding `source`, outputs included (or its outputs alone)."""
         cell = self.cell_with(source)
+        self.page.mouse.move(0, VIEWPORT["height"] - 1)  # away from the cell: hovering shows its collapser bar
         # Cells out of view are laid out only when they scroll in (JupyterLab's default windowing), and the cells
         # around them grow then: wait until the cell stops moving, or the picture would show its neighbour.
         last = None
@@ -260,11 +261,19 @@ class Notebook:
             last = box
             time.sleep(0.25)
         path.parent.mkdir(parents=True, exist_ok=True)
-        cell.screenshot(path=str(path))
+        (cell.locator(".jp-Cell-outputWrapper") if outputs_only else cell).screenshot(path=str(path))
 
     def close(self) -> None:
         self.lab.shut_down_kernels()
         self.page.close()
+
+
+def answer_first_exercise(lab: LabServer, context) -> Notebook:
+    """Open exercise 00, type the right answer into its %%writefile cell, and Run All: a learner's first pass."""
+    nb = Notebook.open(context, lab, "exercises/00_setup.ipynb")
+    nb.replace_in_cell("%%writefile workspace/ex00_first.py", "return ____", "____", "x * y")
+    nb.run_all()
+    return nb
 
 
 def file_browser_names(page) -> list[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labui import (FRAME_OF_WIDGET_IMAGES, IN_CI, VIEWPORT, LabDidNotStart, LabServer, Notebook, file_browser_names,
-                   launch_chromium, missing_browser)
+from labui import (FRAME_OF_WIDGET_IMAGES, IN_CI, VIEWPORT, LabDidNotStart, LabServer, Notebook, answer_first_exercise,
+                   file_browser_names, launch_chromium, missing_browser)
 
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 
@@ -81,9 +81,7 @@ def test_lesson_01_live_dashboard_draws_and_changes(lab, context):
 
 
 def test_exercise_check_renders_a_verdict_card(lab, context):
-    nb = Notebook.open(context, lab, "exercises/00_setup.ipynb")
-    nb.replace_in_cell("%%writefile workspace/ex00_first.py", "return ____", "____", "x * y")
-    nb.run_all()
+    nb = answer_first_exercise(lab, context)
     card = nb.cell_with("first_task.check()").locator(".jp-OutputArea-output.jp-RenderedHTML")
     nb.screenshot("first_task.check()", SHOTS / "exercise-verdict.png")
     assert nb.problems() == []
