@@ -2,8 +2,8 @@
 
 `make lab` runs this, and so do the browser tests, so that what the tests see is what a learner gets. It resolves
 the broker first, checks the port, then runs `jupyter lab` as a child with the settings below and prints one line
-with the URL (token included) once the server answers. JupyterLab's own log is kept to warnings and errors: every
-warning it printed at start-up had a cause in its settings, and each is removed at its cause here.
+with the URL (token included) once the server answers. JupyterLab's own log is kept to warnings and errors, and
+each warning it printed (at start, when a notebook opened, when a kernel started) is removed at its cause below.
 """
 from __future__ import annotations
 
@@ -70,12 +70,16 @@ LAB_SETTINGS = {
 
 def write_config() -> Path:
     """Write SERVER_CONFIG and LAB_SETTINGS where JupyterLab reads them; return the config file to pass it."""
-    folder = state.state_dir() / "jupyter"
-    (folder / "settings").mkdir(parents=True, exist_ok=True)
-    config = dict(SERVER_CONFIG, LabApp={**SERVER_CONFIG["LabApp"], "app_settings_dir": str(folder / "settings")})
-    (folder / "settings" / "overrides.json").write_text(json.dumps(LAB_SETTINGS, indent=2))
-    (folder / "jupyter_lab_config.json").write_text(json.dumps(config, indent=2))
-    return folder / "jupyter_lab_config.json"
+    import zmq
+
+    (state.state_dir() / "jupyter" / "settings").mkdir(parents=True, exist_ok=True)
+    config = dict(SERVER_CONFIG, LabApp={**SERVER_CONFIG["LabApp"],
+                                         "app_settings_dir": str(state.state_dir() / "jupyter" / "settings")})
+    if not zmq.has("curve"):  # a libzmq built without it: asking for encryption would stop the server
+        del config["MappingKernelManager"]
+    state.write("jupyter/settings/overrides.json", LAB_SETTINGS)
+    state.write("jupyter/jupyter_lab_config.json", config)
+    return state.state_dir() / "jupyter" / "jupyter_lab_config.json"
 
 
 def url(port: int, token: str, path: str = FIRST_LESSON) -> str:
