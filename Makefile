@@ -2,23 +2,24 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# JupyterLab refuses to run as root (containers, CI) unless told it may.
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# `make lab PORT=8899` serves on that port; without it, 8888 or else a free port.
+PORT   ?=
 
-.PHONY: lab test test-fast bench clean
+.PHONY: lab test test-fast bench screenshots clean
 
 $(PY):
-	$(PYTHON) -m venv $(VENV)
+	@echo "Creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the dependencies change.
+# Reinstall only when the dependencies change. pip as venv ships it installs the course fine, so it is not
+# upgraded (that was a download on every fresh clone), and its version check stays off.
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $@
+	@echo "Installing the course's packages into $(VENV) (about a minute on a fresh clone)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $@
 
 lab: $(VENV)/.installed
-	$(VENV)/bin/coursekit up
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 $(ROOT_FLAG) notebooks/00_setup.ipynb
+	@$(VENV)/bin/coursekit lab $(if $(PORT),--port $(PORT))
 
 # Tests run in parallel (pytest-xdist), each test process with its own namespace and state folder. Most of a
 # test's time is spent waiting on real workers and kernels, so more processes than cores pay: N was measured on
@@ -33,6 +34,10 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/coursekit bench --json | tee bench.json
+
+# The README's pictures, taken in JupyterLab in chromium as the browser tests take theirs.
+screenshots: $(VENV)/.installed
+	$(PY) tests/screenshots.py docs/screenshots
 
 clean:
 	-[ -x $(VENV)/bin/coursekit ] && $(VENV)/bin/coursekit down

@@ -212,6 +212,26 @@ def check(exercise_id: str | None, list_all: bool, watch: bool, folder: str | No
         time.sleep(0.5)
 
 
+@cli.command(help="JupyterLab for the course: the repository in its file browser, open at the first lesson.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to serve on (default 8888, or a free one).")
+@click.option("--no-browser", is_flag=True, help="Only print the URL; do not open a browser.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False), hidden=True,
+              help="Serve this copy of the repository instead (the browser tests).")
+def lab(port: int | None, no_browser: bool, root: str | None) -> None:
+    from pathlib import Path
+
+    from . import lab as jupyter_lab
+    from .course import ROOT
+
+    try:
+        code = jupyter_lab.serve(port, open_browser=not no_browser, root=Path(root) if root else ROOT,
+                                 say=click.echo)
+    except CourseError as exc:  # one line: `make lab` prints nothing else that a learner must read
+        click.echo(f"coursekit lab: {exc.problem.rstrip('.')}. Fix: {exc.fix}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
 @cli.command(help="Your progress by chapter; --export for a facilitator, --merge to see a team.")
 @click.option("--export", "export_to", type=click.Path(dir_okay=False), help="Write JSON (and CSV beside it).")
 @click.option("--merge", "merge_from", multiple=True, type=click.Path(exists=True, dir_okay=False),
