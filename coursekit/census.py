@@ -70,14 +70,18 @@ def origin(environ: Mapping[str, str] | None = None, argv: list[str] | None = No
 
 
 def marks(label: str) -> dict[str, str]:
-    """Environment entries that make a worker recognisable as this course's, and say who started it."""
+    """Environment entries that make a worker (or another celery process, e.g. Flower) recognisable as this
+    course's, and say who started it."""
     return {STARTED_BY_ENV: label, "COURSEKIT_NAMESPACE": namespace.prefix(),
             "COURSEKIT_STATE_DIR": os.path.abspath(state.location())}
 
 
 @dataclass(frozen=True)
-class SeenWorker:
+class Seen:
+    """One of this course's celery processes: a worker, or another celery command coursekit started (Flower)."""
     pid: int
+    role: str
+    """The celery sub-command: worker, flower, beat..."""
     nodename: str
     app: str
     started_by: str
@@ -86,21 +90,26 @@ class SeenWorker:
 
     def line(self) -> str:
         age = max(0, int(time.time() - self.since))
-        return f"pid {self.pid}  {self.nodename}  -A {self.app}  started by {self.started_by}, {age} s ago"
+        what = f"{self.nodename}  -A {self.app}" if self.role == "worker" else f"celery {self.role}"
+        return f"pid {self.pid}  {what}  started by {self.started_by}, {age} s ago"
 
 
 @dataclass
 class Census:
     namespace: str
     state_folder: str
-    course: list[SeenWorker] = field(default_factory=list)
-    """This course's workers: main processes only (a prefork pool's children are part of their worker)."""
+    course: list[Seen] = field(default_factory=list)
+    """This course's celery processes, main processes only (a prefork pool's children are part of their worker)."""
     others: int = 0
     """Celery processes on this machine that are not this course's (main processes only)."""
 
+    @property
+    def workers(self) -> list[Seen]:
+        return [p for p in self.course if p.role == "worker"]
+
     def summary(self) -> str:
-        return f"{len(self.course)} course worker{'' if len(self.course) == 1 else 's'} " \
-               f"(namespace {self.namespace}, state folder {self.state_folder})"
+        n = len(self.workers)
+        return f"{n} course worker{'' if n == 1 else 's'} (namespace {self.namespace}, state folder {self.state_folder})"
 
     def others_line(self) -> str:
         if not self.others:
@@ -116,8 +125,15 @@ def _option(cmd: list[str], *names: str) -> str:
     return "?"
 
 
+ROLES = ("worker", "flower", "beat", "events", "multi")
+
+
 def _is_celery(cmd: list[str]) -> bool:
     return any(Path(arg).name == "celery" for arg in cmd[:8])
+
+
+def _role(cmd: list[str]) -> str:
+    return next((arg for arg in cmd if arg in ROLES), "?")
 
 
 def survey() -> Census:
@@ -131,16 +147,16 @@ def survey() -> Census:
             continue
         cmd = proc.info["cmdline"]
         try:
-            env = proc.environ() if "coursekit.launch" in cmd else None
-            ours = env is not None and namespace.prefix(env) == here_ns and \
-                os.path.abspath(state.location(env)) == here_state
+            env = proc.environ()
+            ours = ("coursekit.launch" in cmd or STARTED_BY_ENV in env) and namespace.prefix(env) == here_ns \
+                and os.path.abspath(state.location(env)) == here_state
         except (psutil.Error, CourseError):  # another user's process, gone, or a namespace of another kind
             ours = False
         if not ours:
             found.others += 1
             continue
-        found.course.append(SeenWorker(proc.pid, _option(cmd, "-n", "--hostname"), _option(cmd, "-A", "--app"),
-                                       env.get(STARTED_BY_ENV) or "(no label: started by an older coursekit)",
-                                       proc.info["create_time"]))
+        label = env.get(STARTED_BY_ENV) or "(no label: started by an older coursekit)"
+        found.course.append(Seen(proc.pid, _role(cmd), _option(cmd, "-n", "--hostname"),
+                                 _option(cmd, "-A", "--app"), label, proc.info["create_time"]))
     found.course.sort(key=lambda w: w.since)
     return found

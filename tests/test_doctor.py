@@ -176,16 +176,25 @@ def test_doctor_counts_only_this_courses_workers(foreign_workers):
     assert course == 0, before.stdout
     assert others >= len(foreign_workers), before.stdout  # other helpers' and test runs' may add more
 
-    with ck.Worker("coursekit.labs.first", concurrency=2, started_by="the doctor test") as worker:
-        during = run_doctor()
-        status = subprocess.run([sys.executable, "-m", "coursekit", "status"], capture_output=True, text=True,
-                                timeout=60)
+    # A course tool that is not a worker (as `coursekit flower` is) is listed, but not counted as a worker.
+    tool = subprocess.Popen([sys.executable, "-m", "celery", "-A", "coursekit.labs.first", "events", "--dump"],
+                            env={**os.environ, **census.marks("a course tool")}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with ck.Worker("coursekit.labs.first", concurrency=2, started_by="the doctor test") as worker:
+            during = run_doctor()
+            status = subprocess.run([sys.executable, "-m", "coursekit", "status"], capture_output=True, text=True,
+                                    timeout=60)
+    finally:
+        os.killpg(tool.pid, signal.SIGKILL)
+        tool.wait()
     for out in (during.stdout, status.stdout):
         course, others = counts(out)
         assert course == 1, out  # its two pool children are part of it, not workers of their own
         assert others >= len(foreign_workers), out
         assert re.search(rf"pid {worker.pid}  {re.escape(worker.nodename)}  -A coursekit\.labs\.first  "
                          r"started by the doctor test, \d+ s ago", out), out
+        assert re.search(rf"pid {tool.pid}  celery events  started by a course tool, \d+ s ago", out), out
         assert not any(f"pid {pid} " in out for pid in foreign_workers), out
 
 
