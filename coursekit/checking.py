@@ -155,8 +155,10 @@ class Session:
     def _start(self) -> None:
         ex = self.exercise
         url = broker.current().url
+        if ex.lab:
+            self.app = ex.app_of(None)  # known before the learner's module: purged on the way out, whatever happens
         restore_lab_tasks()  # whatever an earlier import did to them, this check starts from the lab's own tasks
-        bound = min(ex.import_timeout, budget(ex.import_timeout))
+        bound = min(ex.import_timeout, budget(ex.import_timeout + learner.DUMP_GRACE_S) - learner.DUMP_GRACE_S)
         known = _imported_cleanly.get((str(self.path), self.source.text))
         if known is None:
             self.preflight = learner.Preflight(self.path, self.name, bound, env={"COURSEKIT_BROKER_URL": url})
@@ -164,26 +166,30 @@ class Session:
         self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent)
         self.worker.spawn()
         if known is None:
-            known = self.preflight.result(timeout=bound + 2)
+            known = self.preflight.result()
             self._judge_import(known)
             _imported_cleanly[(str(self.path), self.source.text)] = known
         self._judge_names(known)
         self.mod = self._load_here(bound)
         self._build_tasks()
         self.app = ex.app_of(self.mod)
-        from .observe import record
+        from .observe import Recorder
 
-        self.recorder = record(self.app)
+        self.recorder = Recorder(self.app).start(timeout=budget(3))
         self._wait_for_worker()
         clear_slate(self.app, ex.id)
         self.sent.__enter__()
 
     def _judge_import(self, seen: learner.Imported) -> None:
         file = self.path.name
+        if seen.hung and self.preflight.bound < self.exercise.import_timeout:  # the check's time ran out first
+            raise Uncheckable(f"the check ran out of its time while {file} was importing; nothing was judged",
+                              fix="check again")
         if seen.hung:
             where = self.source.where(seen.line)
             raise Incorrect(
-                f"{file} does not finish importing: {where or 'it'} was still running after {self.preflight.bound:.0f} s",
+                f"{file} does not finish importing: {where or 'it'} was still running after "
+                f"{self.preflight.bound:.0f} s",
                 fix=(f"remove line {seen.line} or move it under `if __name__ == '__main__':`" if seen.line else
                      "remove the code that waits") + ": module code runs every time the module is imported, by "
                 "the check and by every worker, and nothing answers a .get() while a module is still importing")

@@ -153,6 +153,7 @@ class Ending:
     message: str = ""
     traceback: str = ""
     waited: float = 0.0
+    """How long the check waited, when no result came."""
 
     def line(self, path: Path) -> int | None:
         """The learner's line in the worker's traceback of a failure."""
@@ -168,7 +169,7 @@ class Ending:
             return f"failed with {self.error}: {self.message}" if self.message else f"failed with {self.error}"
         if self.state == "REVOKED":
             return "was REVOKED (dropped, not run)"
-        return f"had no result after {self.waited:g} s"
+        return f"had no result after {self.waited:.0f} s"
 
 
 def ending(result, timeout: float) -> Ending:
@@ -177,7 +178,7 @@ def ending(result, timeout: float) -> Ending:
     try:
         value = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
-        return Ending("NO RESULT", waited=round(time.monotonic() - begun, 1))
+        return Ending("NO RESULT", waited=round(time.monotonic() - begun))
     except TaskRevokedError:
         return Ending("REVOKED")
     state = result.state

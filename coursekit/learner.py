@@ -198,6 +198,10 @@ class Imported:
     seconds: float = 0.0
 
 
+DUMP_GRACE_S = 1.0
+"""After its deadline the preflight has this long to write faulthandler's dump and exit before it is killed."""
+
+
 class Preflight:
     """`python -m coursekit.learner` importing the module, started now and read with `result()`; it runs while
     the check's worker boots."""
@@ -208,14 +212,18 @@ class Preflight:
         self._err = tempfile.TemporaryFile()
         self._out.close()
         self.begun = time.monotonic()
+        self.deadline = self.begun + bound
+        # CLOCK_MONOTONIC is one clock for every process: the child arms its dump for this same instant, however
+        # long its interpreter takes to start on a busy machine
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coursekit.learner", str(self.path), name, f"{bound:.2f}", self._out.name],
+            [sys.executable, "-m", "coursekit.learner", str(self.path), name, f"{self.deadline:.3f}", self._out.name],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err, cwd=self.path.parent.parent,
             env={**os.environ, **(env or {})}, start_new_session=True)
 
-    def result(self, timeout: float) -> Imported:
+    def result(self) -> Imported:
+        """Wait for the import to end, or for the dump at the deadline (plus a moment to write it)."""
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(max(0.0, self.deadline + DUMP_GRACE_S - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
         seconds = time.monotonic() - self.begun
@@ -253,8 +261,9 @@ class Preflight:
 def _preflight_main(argv: list[str]) -> None:
     """In the subprocess: import, then write what happened as JSON and leave at once (os._exit), so that
     threads the module started and objects it left cannot keep the process alive or print at exit."""
-    path, name, bound, out = Path(argv[0]), argv[1], float(argv[2]), argv[3]
-    faulthandler.dump_traceback_later(bound, exit=True)  # the stack of a module stuck at import, to stderr
+    path, name, deadline, out = Path(argv[0]), argv[1], float(argv[2]), argv[3]
+    # the stack of a module stuck at import, to stderr, at the parent's deadline
+    faulthandler.dump_traceback_later(max(0.1, deadline - time.monotonic()), exit=True)
     from .errors import CourseError
 
     try:

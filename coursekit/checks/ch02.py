@@ -77,8 +77,10 @@ class Backoff(Exercise):
             assert end.state != "NO RESULT", (f"after the first attempt nothing more ran within {recovers['waited']:g} "
                                               "s: a retry with no backoff waits default_retry_delay, 180 s")
             assert end.state != "SUCCESS", (f"{recovers['call']} succeeded in one attempt: its retries happened "
-                                            "inside that one run, not as new attempts; let Celery retry (autoretry_for)")
-            raise AssertionError(f"{recovers['call']} ran once and did not retry: name ConnectionError in autoretry_for")
+                                            "inside that one run, not as new attempts; let Celery retry "
+                                            "(autoretry_for)")
+            raise AssertionError(f"{recovers['call']} ran once and did not retry: name ConnectionError in "
+                                 "autoretry_for")
         each_attempt_a_message(recovers)
         for n, (gap, want) in enumerate(zip(gaps, [1, 2, 4]), 1):
             assert abs(gap - want) <= 0.4, (f"{recovers['call']}: gap {n} was {gap} s; expected {want} s (backoff 1, "
