@@ -270,25 +270,28 @@ class Session:
         return self._recording
 
     def runs(self, task_ids) -> dict[str, list[dict]]:
-        """Each task id's runs, as the recording shows them: when, on which worker, in which process (`in_pool`:
-        one of the check worker's pool children), how each ended; plus `received`, the deliveries it got."""
+        """Each task id's runs, as the recording shows them: `at` (Unix time it started), `node`, `pid`,
+        `in_pool` (one of the check worker's pool children, now or earlier), `outcome`."""
         rec = self.recording(expect=task_ids)
         pool = set(self.worker.children)
         memory = rec.memory
         if len(memory):
             pool |= set(memory[(memory.node == self.worker.nodename) & (memory.role == "child")].pid)
-        events = rec.events_df
+        runs = rec.runs
         out = {}
         for task_id in task_ids:
-            rows = rec.runs[rec.runs.task_id == task_id].to_dict("records")
+            rows = runs[runs.task_id == task_id].to_dict("records")
             for row in rows:
-                row["on_check_worker"] = row["node"] == self.worker.nodename
-                row["in_pool"] = row["on_check_worker"] and row["pid"] in pool
+                row["in_pool"] = row["node"] == self.worker.nodename and row["pid"] in pool
                 row["at"] = rec.started_at + row["started"]
             out[task_id] = rows
-        self.received = {task_id: int(((events.task_id == task_id) & (events.type == "task-received")).sum())
-                         for task_id in task_ids}
         return out
+
+    def received(self, task_id: str) -> int:
+        """How many messages of `task_id` the worker received: one per attempt when each retry went through the
+        broker."""
+        events = self.recording().events_df
+        return int(((events.task_id == task_id) & (events.type == "task-received")).sum())
 
     def taken_at(self, task_id: str) -> float | None:
         """When the worker took the message (received it, or dropped it as expired), as a Unix time."""

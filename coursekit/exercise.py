@@ -90,6 +90,7 @@ class Text:
 
 
 _deadline: float | None = None  # set while a check runs: every wait inside it draws on the same 30 s
+_limit = CHECK_TIMEOUT_S  # that check's whole time, for messages
 
 
 def budget(seconds: float) -> float:
@@ -98,7 +99,7 @@ def budget(seconds: float) -> float:
         return seconds
     left = _deadline - time.monotonic()
     if left <= 0:
-        raise Uncheckable(f"the check ran out of its {CHECK_TIMEOUT_S:.0f} s; nothing was judged")
+        raise Uncheckable(f"the check ran out of its {_limit:.0f} s; nothing was judged")
     return min(seconds, left)
 
 
@@ -145,7 +146,7 @@ def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called
     thread.join(limit)
     if thread.is_alive():
         if limit < timeout:
-            raise Uncheckable(f"{label} was still running when the check's {CHECK_TIMEOUT_S:.0f} s ran out")
+            raise Uncheckable(f"{label} was still running when the check's {_limit:.0f} s ran out")
         raise Incorrect(f"{label} did not return within {timeout:g} s: it must not block or wait for the task")
     if "error" in box:
         exc = box["error"]
@@ -226,9 +227,9 @@ class Exercise:
         from .checking import Session
         from .evidence import changed_lab_tasks
 
-        global _deadline
+        global _deadline, _limit
         begun = time.monotonic()
-        _deadline = begun + self.timeout
+        _deadline, _limit = begun + self.timeout, self.timeout
         observed: list[str] = []
         source, fix = None, ""
         try:

@@ -32,6 +32,7 @@ import time
 import traceback
 import weakref
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 PLACEHOLDER = "____"
@@ -115,6 +116,7 @@ class Source:
         return f"line {number}" + (f" (`{text}`)" if text else "")
 
     # -- what the module defines, statically ----------------------------------------------------------------
+    @cached_property
     def bindings(self) -> dict[str, list[ast.stmt]]:
         """Top-level name -> the statements that bind it (looking inside top-level if/try/with blocks too)."""
         found: dict[str, list[ast.stmt]] = {}
@@ -131,8 +133,8 @@ class Source:
                     names = [(a.asname or a.name).split(".")[0] for a in node.names]
                 for name in names:
                     found.setdefault(name, []).append(node)
-                for block in ("body", "orelse", "finalbody", "handlers"):
-                    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    for block in ("body", "orelse", "finalbody", "handlers"):  # if/try/with/for at top level
                         visit(getattr(node, block, []) or [])
 
         visit(self.tree.body)
@@ -145,7 +147,7 @@ class Source:
     def closure(self, name: str) -> list[str]:
         """`name` and the module functions its definitions use, directly or not (`multiply = app.task(product)`
         uses product)."""
-        bindings = self.bindings()
+        bindings = self.bindings
         todo, seen = [name], []
         while todo:
             current = todo.pop()
@@ -160,7 +162,7 @@ class Source:
 
     def holds_placeholder(self, name: str) -> bool:
         """Whether a definition of `name` itself (not an import) contains `____`."""
-        return any(PLACEHOLDER in self.segment(node) for node in self.bindings().get(name, [])
+        return any(PLACEHOLDER in self.segment(node) for node in self.bindings.get(name, [])
                    if not isinstance(node, (ast.Import, ast.ImportFrom)))
 
     def blank(self, name: str) -> bool:
@@ -169,15 +171,12 @@ class Source:
 
     def blanks(self) -> list[str]:
         """Every top-level function or assignment of the module that itself still holds the placeholder."""
-        return [name for name, nodes in self.bindings().items() if name != PLACEHOLDER and any(
+        return [name for name, nodes in self.bindings.items() if name != PLACEHOLDER and any(
             isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Assign)) for n in nodes)
             and self.holds_placeholder(name)]
 
-    def defines(self, name: str) -> bool:
-        return name in self.bindings()
-
     def definition_line(self, name: str) -> int | None:
-        nodes = self.bindings().get(name)
+        nodes = self.bindings.get(name)
         if not nodes:
             return None
         node = nodes[-1]

@@ -37,7 +37,7 @@ def attempts(s, task: Task, calls: list[tuple], waits: list[float]) -> list[dict
         starts = [run["at"] for run in runs[result.id]]
         out.append({"call": f"{task.name.rsplit('.', 1)[-1]}{args!r}".replace(",)", ")"), "args": args,
                     "end": end, "starts": starts, "gaps": [round(b - a, 2) for a, b in zip(starts, starts[1:])],
-                    "received": s.received[result.id], "waited": wait,
+                    "received": s.received(result.id), "waited": wait,
                     "elsewhere": [r for r in runs[result.id] if not r["in_pool"]]})
     return out
 
