@@ -278,6 +278,12 @@ class Session:
         if len(memory):
             pool |= set(memory[(memory.node == self.worker.nodename) & (memory.role == "child")].pid)
         runs = rec.runs
+        foreign = sorted({n for n in runs[runs.task_id.isin(list(task_ids))].node if n and n != self.worker.nodename})
+        if foreign:
+            raise Uncheckable(f"another worker ({', '.join(foreign)}) took the check's tasks from queue "
+                              f"{self.app.conf.task_default_queue!r}, so the check cannot tell what its own worker "
+                              "did", fix="stop other workers of this course (a lesson's, still running?), then "
+                                         "check again")
         out = {}
         for task_id in task_ids:
             rows = runs[runs.task_id == task_id].to_dict("records")
