@@ -173,6 +173,17 @@ def _default_workspace():
     return here if here.is_dir() else ROOT / "exercises" / "workspace"
 
 
+def _checked(exercise, workspace):
+    """The verdict card, whatever happens: never a traceback (strict mode is for notebooks under test)."""
+    from .exercise import Uncheckable, Verdict, unexpected
+
+    try:
+        return exercise.verdict(workspace)
+    except Exception as exc:  # Exercise.verdict turns every failure into a card; this is the last net
+        message, fix = unexpected(exc, None)
+        return Verdict(exercise.id, Uncheckable.status, message, [], 0.0, fix)
+
+
 @cli.command(help="Check an exercise against your workspace module, as the notebook's check() does.")
 @click.argument("exercise_id", required=False)
 @click.option("--all", "list_all", is_flag=True, help="List every exercise with its state from your progress.")
@@ -203,7 +214,7 @@ def check(exercise_id: str | None, list_all: bool, watch: bool, folder: str | No
     while True:
         stamp = module.stat().st_mtime if module.exists() else None
         if stamp != last or not watch:
-            verdict = exercise.check(workspace)
+            verdict = _checked(exercise, workspace)
             click.echo(repr(verdict))
             runs, last = runs + 1, stamp
             if not watch or (max_runs and runs >= max_runs):

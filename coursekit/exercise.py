@@ -7,27 +7,33 @@ exception (NotAttempted, Incorrect, Uncheckable), turned into a Verdict and a pr
 """
 from __future__ import annotations
 
-import ast
 import html
-import importlib.util
+import importlib
 import os
-import sys
+import random
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import progress
 from .errors import CourseError
+from .learner import PLACEHOLDER
 
-PLACEHOLDER = "____"
 CHECK_TIMEOUT_S = 30.0
+IMPORT_TIMEOUT_S = 10.0
+"""How long the learner's module may take to import (about 1 s here, most of it pandas and matplotlib)."""
 COLOURS = {"passed": "#1a7f37", "incorrect": "#cf222e", "not attempted": "#6e7781", "uncheckable": "#9a6700"}
 
 
 class Outcome(Exception):
+    """A verdict other than "passed": the message says what happened, `fix` what to do about it."""
+
     status = ""
+
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message)
+        self.fix = fix
 
 
 class NotAttempted(Outcome):
@@ -49,6 +55,7 @@ class Verdict:
     message: str
     observed: list[str]
     seconds: float
+    fix: str = ""
 
     @property
     def passed(self) -> bool:
@@ -56,6 +63,7 @@ class Verdict:
 
     def __repr__(self) -> str:
         lines = [f"[{self.status.upper()}] {self.exercise}: {self.message}"]
+        lines += [f"  fix: {self.fix}"] if self.fix else []
         lines += [f"  observed: {o}" for o in self.observed]
         return "\n".join(lines)
 
@@ -65,6 +73,7 @@ class Verdict:
         return (f'<div style="border-left:6px solid {colour};padding:6px 12px;margin:4px 0">'
                 f'<b style="color:{colour}">{html.escape(self.status.capitalize())}</b> · '
                 f'{html.escape(self.exercise)} ({self.seconds:.1f} s)<br>{html.escape(self.message)}'
+                f'{"<br><i>Fix:</i> " + html.escape(self.fix) if self.fix else ""}'
                 f'{"<ul style=margin:4px>" + items + "</ul>" if items else ""}</div>')
 
 
@@ -81,6 +90,7 @@ class Text:
 
 
 _deadline: float | None = None  # set while a check runs: every wait inside it draws on the same 30 s
+_limit = CHECK_TIMEOUT_S  # that check's whole time, for messages
 
 
 def budget(seconds: float) -> float:
@@ -89,7 +99,7 @@ def budget(seconds: float) -> float:
         return seconds
     left = _deadline - time.monotonic()
     if left <= 0:
-        raise Uncheckable(f"the check ran out of its {CHECK_TIMEOUT_S:.0f} s; nothing was judged")
+        raise Uncheckable(f"the check ran out of its {_limit:.0f} s; nothing was judged")
     return min(seconds, left)
 
 
@@ -100,84 +110,155 @@ def workspace(folder: str | os.PathLike = "workspace") -> Path:
     return path
 
 
-@contextmanager
-def check_worker(module: str, **options):
-    """A worker for one check. Killed, not warm-stopped, on the way out: by then the check has what it needs, and
-    a learner's task that never ends must not hold the verdict for the 10 s a warm shutdown waits."""
-    from .worker import Worker
-
-    worker = Worker(module, name="check", **options)
-    try:
-        yield worker.start(timeout=budget(20))
-    finally:
-        worker.kill()
-
-
 def strict() -> bool:
     """Strict mode (course tests): a wrong or uncheckable answer raises instead of only showing a card."""
     return os.environ.get("COURSEKIT_STRICT", "").lower() in ("1", "true", "yes")
 
 
-def call(fn, *args, timeout: float = 5.0, name: str = ""):
-    """Run the learner's function with a time bound. Returns (value, seconds it took)."""
-    label = name or f"{getattr(fn, '__name__', 'the function')}{args}"
+@dataclass
+class Called:
+    """What a call of the learner's function gave, and when (Unix times, to match the messages it published)."""
+
+    value: object
+    seconds: float
+    begun: float
+    ended: float
+
+
+def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called:
+    """Run the learner's function with a time bound. A raise is Incorrect, naming the learner's line (`source`)."""
+    from .learner import raised_at
+
+    label = name or f"{getattr(fn, '__name__', 'the function')}{args}".replace(",)", ")")
     limit = budget(timeout)
     box: dict = {}
 
     def target():
-        begun = time.monotonic()
+        box["begun"] = time.time()
         try:
             box["value"] = fn(*args)
         except BaseException as exc:  # the learner's code raised: that is the answer being judged
             box["error"] = exc
-        box["seconds"] = time.monotonic() - begun
+        box["ended"] = time.time()
 
     thread = threading.Thread(target=target, daemon=True, name="coursekit-learner-call")
     thread.start()
     thread.join(limit)
     if thread.is_alive():
         if limit < timeout:
-            raise Uncheckable(f"{label} was still running when the check's {CHECK_TIMEOUT_S:.0f} s ran out")
+            raise Uncheckable(f"{label} was still running when the check's {_limit:.0f} s ran out")
         raise Incorrect(f"{label} did not return within {timeout:g} s: it must not block or wait for the task")
     if "error" in box:
         exc = box["error"]
-        raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}")
-    return box["value"], box["seconds"]
+        line = raised_at(exc, source.path) if source is not None else None
+        where = f" at {source.where(line)}" if line else ""
+        raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}{where}")
+    return Called(box["value"], box["ended"] - box["begun"], box["begun"], box["ended"])
+
+
+def hidden_pairs(n: int, shown: tuple = ()) -> list[tuple[int, int]]:
+    """`n` (x, y) pairs drawn afresh for each check: x != y, no 0 or +-1, none that the notebook shows."""
+    rng = random.SystemRandom()
+    out: list[tuple[int, int]] = []
+    while len(out) < n:
+        pair = (rng.randint(-60, 60), rng.randint(-60, 60))
+        if pair[0] != pair[1] and min(map(abs, pair)) > 1 and pair not in shown and pair not in out:
+            out.append(pair)
+    return out
+
+
+def send(task, args: tuple, source=None):
+    """`task.apply_async(args)` for the check; a raise (wrong arguments for the task's signature, a task that
+    cannot be built) is Incorrect, naming the learner's line."""
+    from .learner import raised_at
+
+    label = f"{task.name.rsplit('.', 1)[-1]}.delay{args}".replace(",)", ")")
+    try:
+        return task.apply_async(args)
+    except Exception as exc:
+        line = raised_at(exc, source.path) if source is not None else None
+        where = f" at {source.where(line)}" if line else ""
+        raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}{where}") from None
+
+
+def unexpected(exc: BaseException, source) -> tuple[str, str]:
+    """An exception no check foresaw, as one sentence and a fix: the learner's line when the learner's code raised
+    it, else a plain statement that the check itself failed (not the answer)."""
+    from .learner import raised_at
+
+    line = raised_at(exc, source.path) if source is not None else None
+    what = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if line:
+        return (f"your module raised {what} at {source.where(line)}, and the check could not go on",
+                f"look at line {line} of {source.path.name}; then check again")
+    return (f"the check itself failed ({what}); this says nothing about your answer",
+            "check again; if it happens again, `coursekit doctor` may say why, or report it with this message")
 
 
 class Exercise:
-    """Subclasses set the class attributes and write `run` (do the experiment) and `judge` (plain asserts)."""
+    """Subclasses set the class attributes and write `run` (do the experiment, return what was seen) and `judge`
+    (plain asserts over it). `check` does the rest: load the module safely, boot the worker, clear the slate, and
+    turn every outcome, foreseen or not, into a Verdict."""
 
     id = ""
     title = ""
     module = ""
     """The learner's module, `workspace/<module>.py`."""
     functions: tuple[str, ...] = ()
-    """The functions this exercise needs; a `____` left in one of them means "not attempted"."""
+    """This exercise's own names in the module; a `____` left in one of them means "not attempted"."""
+    lab: str | None = None
+    """The lab module the check's worker runs (the learner's functions send its tasks); None: the worker runs the
+    learner's module itself, whose tasks are the answer."""
     timeout = CHECK_TIMEOUT_S
+    import_timeout = IMPORT_TIMEOUT_S
+    praise = "Correct."
 
     # -- what the learner calls ------------------------------------------------------------------------
     def check(self, workspace_dir: str | os.PathLike | None = None) -> Verdict:
-        global _deadline
+        """Judge the learner's module and return the verdict card; in strict mode a wrong or uncheckable answer
+        raises AssertionError instead."""
+        verdict = self.verdict(workspace_dir)
+        if strict() and verdict.status in (Incorrect.status, Uncheckable.status):
+            raise AssertionError(repr(verdict))
+        return verdict
+
+    def verdict(self, workspace_dir: str | os.PathLike | None = None) -> Verdict:
+        """Judge the learner's module; never raises (a KeyboardInterrupt aside)."""
+        from .checking import Session
+        from .evidence import changed_lab_tasks
+
+        global _deadline, _limit
         begun = time.monotonic()
-        _deadline = begun + self.timeout
+        _deadline, _limit = begun + self.timeout, self.timeout
         observed: list[str] = []
+        source, fix = None, ""
         try:
-            mod = self.load(Path(workspace_dir) if workspace_dir else Path("workspace"))
-            self.judge(self.run(mod, observed), observed)
+            source = self.source(Path(workspace_dir) if workspace_dir else Path("workspace"))
+            with Session(self, source) as session:
+                seen = self.run(session, observed)
+                changed = changed_lab_tasks()
+                if changed:
+                    raise Incorrect(f"your module changed the lab's task itself ({'; '.join(changed)}): every "
+                                    "later call of that task, in every module, would carry it",
+                                    fix="pass the option to this one call instead, e.g. apply_async(..., expires=1)")
+                self.judge(seen, observed)
             status, message = "passed", self.praise
         except AssertionError as exc:
             status, message = Incorrect.status, str(exc) or "the behaviour does not match the task"
         except Outcome as exc:
-            status, message = exc.status, str(exc)
+            status, message, fix = exc.status, str(exc), exc.fix
         except CourseError as exc:
-            status, message = Uncheckable.status, exc.text().replace("coursekit: ", "", 1)
+            status, message, fix = Uncheckable.status, exc.problem, exc.fix
+        except Exception as exc:  # nothing raises past the card
+            status = Uncheckable.status
+            message, fix = unexpected(exc, source)
         finally:
             _deadline = None
-        verdict = Verdict(self.id, status, message, observed, time.monotonic() - begun)
-        progress.record_check(self.id, status)
-        if strict() and status in (Incorrect.status, Uncheckable.status):
-            raise AssertionError(repr(verdict))
+        verdict = Verdict(self.id, status, message, observed, time.monotonic() - begun, fix)
+        try:
+            progress.record_check(self.id, status)
+        except OSError:
+            pass  # progress is a convenience: a full disk must not hide the verdict
         return verdict
 
     def hint(self, tier: int = 1) -> Text:
@@ -197,13 +278,23 @@ class Exercise:
                     f"{solution_of(self)}\n```")
 
     # -- what subclasses provide -----------------------------------------------------------------------
-    praise = "Correct."
-
-    def run(self, mod, observed: list[str]):
+    def run(self, session, observed: list[str]):
         raise NotImplementedError
 
-    def judge(self, result, observed: list[str]) -> None:
+    def judge(self, seen, observed: list[str]) -> None:
         raise NotImplementedError
+
+    def app_of(self, mod):
+        """The Celery app whose queue the check's worker reads: the lab's, or the one the learner's module uses."""
+        from .checking import app_in
+
+        if self.lab:
+            return app_in(importlib.import_module(self.lab))
+        app = app_in(mod)
+        if app is None:
+            raise Incorrect(f"{self.module}.py has no Celery app for a worker to serve",
+                            fix=f"create one: `app = ck.make_app('{self.module}')`")
+        return app
 
     # -- shared machinery ------------------------------------------------------------------------------
     def hints(self) -> list[str]:
@@ -211,41 +302,27 @@ class Exercise:
 
         return exercises().get(self.id, {}).get("hints", [])
 
-    def load(self, folder: Path):
-        """Import the learner's module afresh (a re-check sees the latest edit), or say why it cannot be."""
-        self.folder = folder.resolve()
-        path = folder / f"{self.module}.py"
+    def source(self, folder: Path):
+        """The learner's file, parsed; NotAttempted while it is missing or this exercise's names hold `____`."""
+        from .learner import Source
+
+        path = folder.resolve() / f"{self.module}.py"
         if not path.exists():
             raise NotAttempted(f"{path.name} does not exist yet: run the %%writefile cell that creates it")
-        source = path.read_text(encoding="utf-8")
         try:
-            tree = ast.parse(source, filename=str(path))
+            source = Source.read(path)
         except SyntaxError as exc:
-            raise Incorrect(f"{path.name}, line {exc.lineno}: syntax error: {exc.msg}") from None
-        defined = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.Assign))
-                   and hasattr(node, "name")}
-        for name in self.functions:
-            node = defined.get(name)
-            if node is None:
-                raise NotAttempted(f"{path.name} has no function {name}() yet")
-            first = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
-            if PLACEHOLDER in "\n".join(source.splitlines()[first - 1:node.end_lineno]):
-                raise NotAttempted(f"{name}() still holds the {PLACEHOLDER} placeholder")
-        qualified = f"{folder.name}.{self.module}"
-        for stale in (qualified, self.module):
-            sys.modules.pop(stale, None)
-        from celery._state import _get_active_apps
-
-        for app in _get_active_apps():  # the learner's previous version of these tasks: replaced, not duplicated
-            for task_name in [n for n in app.tasks if n.startswith(qualified + ".")]:
-                del app.tasks[task_name]
-        spec = importlib.util.spec_from_file_location(qualified, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = mod
-        try:
-            spec.loader.exec_module(mod)
-        except CourseError:
-            raise
-        except Exception as exc:
-            raise Incorrect(f"importing {path.name} raised {type(exc).__name__}: {exc}") from None
-        return mod
+            raise Incorrect(f"{path.name}, line {exc.lineno}: syntax error: {exc.msg}",
+                            fix="correct that line, run the %%writefile cell again, then check") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Uncheckable(f"cannot read {path.name}: {exc}") from None
+        blank = [name for name in self.functions if source.blank(name)]
+        if blank:
+            names = ", ".join(f"{n}()" for n in blank)
+            own = {n for name in self.functions for n in source.closure(name)}
+            others = [n for n in source.blanks() if n not in own]
+            also = f" Other exercises' functions still blank in the module: {', '.join(f'{n}()' for n in others)}." \
+                if others else ""
+            raise NotAttempted(f"{names} still hold{'s' if len(blank) == 1 else ''} the {PLACEHOLDER} placeholder "
+                               f"in {path.name}.{also}", fix=f"replace each {PLACEHOLDER} with your answer")
+        return source

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from celery import Task
 
-from .. import get, record
 from ..app import CourseCelery
-from ..errors import ResultError
-from ..exercise import Exercise, Incorrect, budget, check_worker
+from ..evidence import ending
+from ..exercise import Exercise, Incorrect, budget, hidden_pairs, send
 
 
 class FirstTask(Exercise):
@@ -14,36 +13,44 @@ class FirstTask(Exercise):
     title = "Write a task and run it on a worker"
     module = "ex00_first"
     functions = ("multiply",)
-    praise = "Correct: a worker imported your module and ran multiply in a pool process."
+    praise = "Correct: a worker imported your module and ran multiply in a pool process, on inputs of the check's own."
 
-    def run(self, mod, observed):
-        app, task = getattr(mod, "app", None), getattr(mod, "multiply", None)
+    def app_of(self, mod):
+        app = super().app_of(mod)
         if not isinstance(app, CourseCelery):
             raise Incorrect("ex00_first.py needs `app = ck.make_app('ex00_first')`, so the worker and this "
                             "notebook share the course's broker")
+        return app
+
+    def run(self, s, observed):
+        task = s.mod.multiply
         if not isinstance(task, Task):
             raise Incorrect("multiply is a plain function: decorate it with @app.task so a worker can run it")
-        results = {}
-        with record(app) as recorder, check_worker(mod.__name__, cwd=self.folder.parent) as worker:
-            for args in ((6, 7), (-3, 5)):
-                try:
-                    results[args] = get(task.delay(*args), timeout=budget(10))
-                except ResultError as exc:
-                    raise Incorrect(exc.problem) from None
-                except Exception as exc:  # the task raised on the worker
-                    raise Incorrect(f"multiply{args} raised {type(exc).__name__} on the worker: {exc}") from None
-            node = worker.nodename
-        runs = recorder.recording.runs
-        for args, value in results.items():
-            observed.append(f"multiply.delay{args} -> {value!r}")
-        observed.append(f"{len(runs)} run(s) on {sorted(set(runs.node))}")
-        return {"results": results, "runs": runs, "node": node}
+        s.consume()
+        sent, endings = {}, {}
+        for args in hidden_pairs(3, shown=((6, 7), (-3, 5))):
+            sent[args] = send(task, args, s.source)
+        for args, result in sent.items():
+            endings[args] = ending(result, budget(6))  # a product takes milliseconds; 6 s allows a busy machine
+            observed.append(f"multiply{args} {endings[args].describe()}")
+            if endings[args].state != "SUCCESS":
+                break  # the rest would wait as long for nothing
+        runs = s.runs([r.id for r in sent.values()])
+        return {"sent": sent, "endings": endings, "runs": runs, "source": s.source}
 
     def judge(self, seen, observed):
-        for (x, y), value in seen["results"].items():
-            assert value == x * y, f"multiply({x}, {y}) returned {value!r}; expected {x * y}"
-        assert len(seen["runs"]) == 2 and set(seen["runs"].node) == {seen["node"]}, \
-            "the worker's events do not show two runs of multiply"
+        for args, end in seen["endings"].items():
+            where = seen["source"].where(end.line(seen["source"].path))
+            assert end.state != "FAILURE", (f"multiply{args} raised {end.error} on the worker: {end.message}"
+                                            + (f", at {where}" if where else ""))
+            assert end.state == "SUCCESS", f"multiply{args} {end.describe()}: the worker never finished it"
+            x, y = args
+            assert end.value == x * y, f"multiply({x}, {y}) returned {end.value!r}; expected {x * y}"
+        for args, result in seen["sent"].items():
+            runs = seen["runs"][result.id]
+            assert len(runs) == 1, f"multiply{args} ran {len(runs)} times on the check's worker; expected once"
+            assert runs[0]["in_pool"], (f"multiply{args} ran in pid {runs[0]['pid']}, not in one of the check "
+                                        "worker's pool processes")
 
 
 first_task = FirstTask()

@@ -24,10 +24,11 @@ def flaky_call(attempt, failures=3):
 
 
 def gateway(order, attempt):
-    """'declined-*' orders are always declined; 'flaky-*' orders time out on the first attempt only."""
+    """'declined-*' orders are always declined; 'flaky-*' orders time out on the first attempt only; 'down-*'
+    orders time out every time (the gateway stays down)."""
     if order.startswith("declined"):
         raise CardDeclined(f"card declined for {order}")
-    if order.startswith("flaky") and attempt < 1:
+    if (order.startswith("flaky") and attempt < 1) or order.startswith("down"):
         raise GatewayTimeout(f"gateway timed out for {order} (attempt {attempt})")
     return f"charged {order}"
 

@@ -1,0 +1,325 @@
+"""One check's experiment set-up: the learner's module loaded, a worker, a clean queue, a recording.
+
+`Session` does, in order, each step bounded by the check's 30 s:
+1. boot the check's worker and, side by side, import the learner's module in a subprocess (`learner.Preflight`);
+   the worker reads only a private idle queue for now, so nothing the import sends reaches it;
+2. judge that import: a module that hangs or raises gets its verdict here, naming the line;
+3. import the module here, bounded in a thread, and build the exercise's tasks (a lazily built task that fails
+   does so now, with its line);
+4. start recording, wait for the worker, and clear the slate: the exercise's queue purged, and what the exercise's
+   earlier checks left (unacked messages, results), listed in the state folder, deleted;
+5. the check calls `consume()` when its experiment wants the worker to read the queue.
+On the way out the worker is SIGKILLed, the preflight too, and the lab's tasks are restored.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from . import broker, learner, namespace, probe, state
+from .errors import CourseError, WorkerError
+from .evidence import Publishes, restore_lab_tasks
+from .exercise import Incorrect, NotAttempted, Uncheckable, budget
+from .worker import Worker
+
+IDLE_QUEUE = "coursekit.check.idle"
+"""What a check's worker reads until the check calls `consume()`: no message is ever sent there."""
+POLL_S = 0.05
+"""The check worker's BRPOP timeout (kombu's default is 1 s): a queue added by `consume()` is read within it."""
+HOST = "coursekit.checks.host"
+FINAL_EVENTS = ("task-succeeded", "task-failed", "task-revoked", "task-rejected")
+FILE_ENV, NAME_ENV = "COURSEKIT_CHECK_FILE", "COURSEKIT_CHECK_MODULE"
+
+
+def app_in(mod) -> Celery | None:
+    """The Celery app a module defines or imports: `app`, `celery`, or the only one there is."""
+    for attr in ("app", "celery"):
+        if isinstance(getattr(mod, attr, None), Celery):
+            return getattr(mod, attr)
+    found = {id(v): v for v in vars(mod).values() if isinstance(v, Celery)}
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+_control_apps: dict[tuple[str, str], Celery] = {}
+
+
+def control_app() -> Celery:
+    """A course app for pinging and steering check workers before the learner's app is known."""
+    from .app import make_app
+
+    key = (broker.current().url, namespace.prefix())
+    if key not in _control_apps:
+        _control_apps[key] = make_app("coursekit-check", results=False)
+    return _control_apps[key]
+
+
+class CheckWorker(Worker):
+    """The worker of one check: the lab module, or (`hosting`) the learner's module loaded by
+    `coursekit.checks.host` the way the check loads it. It reads only IDLE_QUEUE until `consume()`."""
+
+    def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path):
+        super().__init__(lab or HOST, name="check", queues=[IDLE_QUEUE], cwd=cwd,
+                         config={"broker_transport_options": {"polling_interval": POLL_S}})
+        self.hosting = hosting
+        if hosting:
+            self.app = control_app()  # the learner's module is imported in the worker only
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.hosting:
+            env[FILE_ENV], env[NAME_ENV] = str(self.hosting[0]), self.hosting[1]
+        return env
+
+    def consume(self, queue: str) -> None:
+        replies = self.app.control.add_consumer(queue, destination=[self.nodename], reply=True,
+                                                timeout=budget(3)) or []
+        if not any("ok" in reply.get(self.nodename, {}) for reply in replies):
+            raise Uncheckable(f"the check's worker did not start reading queue {queue!r} (reply: {replies})",
+                              fix="check again; if it persists, run `coursekit doctor`")
+
+
+def _tracked(exercise_id: str) -> Path:
+    folder = state.state_dir() / "checks"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{exercise_id}.ids"
+
+
+def clear_slate(app: Celery, exercise_id: str) -> int:
+    """Purge the exercise's queue, and delete what its earlier checks left behind (messages a killed worker held
+    unacknowledged, results), whatever happened to them. Returns how many waiting messages were purged."""
+    from . import queues
+
+    queue = app.conf.task_default_queue
+    purged = queues.purge(app, queue)
+    listing = _tracked(exercise_id)
+    ids = set(listing.read_text().split()) if listing.exists() else set()
+    if ids and probe.scheme(str(app.conf.broker_url)) in probe.REDIS_SCHEMES:
+        import redis
+
+        client = redis.Redis.from_url(str(app.conf.broker_url))
+        prefix = namespace.prefix()
+        try:
+            # kombu keeps every delivered, unacknowledged message in the hash `unacked` (prefixed) until acked
+            for tag, payload in client.hscan_iter(f"{prefix}unacked"):
+                try:
+                    headers = json.loads(payload)[0].get("headers", {})
+                except (ValueError, IndexError, AttributeError):
+                    continue
+                if headers.get("id") in ids:
+                    client.hdel(f"{prefix}unacked", tag)
+                    client.zrem(f"{prefix}unacked_index", tag)
+        finally:
+            client.close()
+    for task_id in ids:
+        app.AsyncResult(task_id).forget()
+    listing.write_text("")
+    return purged
+
+
+_imported_cleanly: dict[tuple[str, str], learner.Imported] = {}
+"""Module texts that already imported cleanly in a preflight: checking three exercises of one module pays the
+subprocess once. The import here stays bounded, should such a module behave differently later."""
+
+
+class Session:
+    """`with Session(exercise, source) as s:` gives `s.mod`, `s.app`, `s.worker`, `s.sent` (messages published
+    here), `s.recorder`; `s.consume()` lets the worker read the exercise's queue; `s.recording()` stops the
+    recorder and returns what it saw."""
+
+    def __init__(self, exercise, source: learner.Source):
+        self.exercise, self.source = exercise, source
+        self.path = source.path
+        self.name = learner.qualified_name(source.path)
+        self.worker: CheckWorker | None = None
+        self.preflight: learner.Preflight | None = None
+        self.recorder = None
+        self._recording = None
+        self.sent = Publishes(_tracked(exercise.id))
+        self.mod = self.app = None
+
+    # -- set-up ------------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Session":
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        ex = self.exercise
+        url = broker.current().url
+        if ex.lab:
+            self.app = ex.app_of(None)  # known before the learner's module: purged on the way out, whatever happens
+        restore_lab_tasks()  # whatever an earlier import did to them, this check starts from the lab's own tasks
+        bound = min(ex.import_timeout, budget(ex.import_timeout + learner.DUMP_GRACE_S) - learner.DUMP_GRACE_S)
+        known = _imported_cleanly.get((str(self.path), self.source.text))
+        if known is None:
+            self.preflight = learner.Preflight(self.path, self.name, bound, env={"COURSEKIT_BROKER_URL": url})
+        hosting = None if ex.lab else (self.path, self.name)
+        self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent)
+        self.worker.spawn()
+        if known is None:
+            known = self.preflight.result()
+            self._judge_import(known)
+            _imported_cleanly[(str(self.path), self.source.text)] = known
+        self._judge_names(known)
+        self.mod = self._load_here(bound)
+        self._build_tasks()
+        self.app = ex.app_of(self.mod)
+        from .observe import Recorder
+
+        self.recorder = Recorder(self.app).start(timeout=budget(3))
+        self._wait_for_worker()
+        clear_slate(self.app, ex.id)
+        self.sent.__enter__()
+
+    def _judge_import(self, seen: learner.Imported) -> None:
+        file = self.path.name
+        if seen.hung and self.preflight.bound < self.exercise.import_timeout:  # the check's time ran out first
+            raise Uncheckable(f"the check ran out of its time while {file} was importing; nothing was judged",
+                              fix="check again")
+        if seen.hung:
+            where = self.source.where(seen.line)
+            raise Incorrect(
+                f"{file} does not finish importing: {where or 'it'} was still running after "
+                f"{self.preflight.bound:.0f} s",
+                fix=(f"remove line {seen.line} or move it under `if __name__ == '__main__':`" if seen.line else
+                     "remove the code that waits") + ": module code runs every time the module is imported, by "
+                "the check and by every worker, and nothing answers a .get() while a module is still importing")
+        if seen.error:
+            text = f"importing {file} raised {seen.error}: {seen.message}"
+            if seen.course_error:
+                raise Uncheckable(text.replace("coursekit: ", ""))
+            raise Incorrect(text + (f", at {self.source.where(seen.line)}" if seen.line else ""),
+                            fix="correct that line; the module must import cleanly before anything can run")
+
+    def _judge_names(self, seen: learner.Imported) -> None:
+        file = self.path.name
+        missing = [n for n in self.exercise.functions if n not in seen.names]
+        if missing:
+            raise NotAttempted(f"{file} has no {', '.join(f'{n}()' for n in missing)} yet")
+
+    def _load_here(self, bound: float):
+        from celery._state import _get_active_apps
+
+        for app in list(_get_active_apps()):  # the previous version of these tasks: replaced, not duplicated
+            for task_name in [n for n in app._tasks if n.startswith(self.name + ".")]:  # _tasks: no finalize
+                del app._tasks[task_name]
+        try:
+            return learner.load(self.path, self.name, budget(bound))
+        except TimeoutError:
+            raise Uncheckable(f"{self.path.name} imported in a separate process but not in this one within "
+                              f"{bound:.0f} s", fix="remove code that waits at import, then check again") from None
+        except CourseError as exc:
+            raise Uncheckable(exc.problem, fix=exc.fix) from None
+        except Exception as exc:
+            where = self.source.where(learner.raised_at(exc, self.path))
+            raise Incorrect(f"importing {self.path.name} raised {type(exc).__name__}: {exc}"
+                            + (f", at {where}" if where else "")) from None
+
+    def _build_tasks(self) -> None:
+        """Celery builds a task on first use; build this exercise's now, so an error in its options is named."""
+        for name in self.exercise.functions:
+            obj = getattr(self.mod, name, None)
+            try:
+                obj.__class__  # evaluates a lazily built task (a PromiseProxy)
+            except Exception as exc:
+                where = self.source.where(self.source.definition_line(name))
+                raise Incorrect(f"building the task {name} failed with {type(exc).__name__}: {exc}"
+                                + (f", at {where}" if where else ""),
+                                fix="check the options given to @app.task: each must have the type Celery "
+                                    "documents (e.g. autoretry_for takes a tuple of exceptions)") from None
+
+    def _wait_for_worker(self) -> None:
+        worker = self.worker
+        try:
+            worker.wait_until_ready(time.monotonic() - worker._spawned_at + budget(20))
+        except WorkerError as exc:
+            if not worker.hosting:
+                raise
+            log = worker.logs()
+            lines = learner.frames_in(log, self.path)
+            last = next((line for line in reversed(log.splitlines()) if line and not line.startswith(" ")), "")
+            where = self.source.where(lines[-1][0]) if lines else ""
+            raise Incorrect(f"the worker could not load {self.path.name}: {last or exc.problem}"
+                            + (f", at {where}" if where else "")) from None
+
+    # -- during the experiment ---------------------------------------------------------------------------------
+    def consume(self) -> None:
+        self.worker.consume(self.app.conf.task_default_queue)
+
+    def recording(self, expect=(), settle: float = 1.0):
+        """Stop recording (once) and return the Recording. Workers send events in batches, a moment after the
+        result is stored: first wait, up to `settle` s, until every task id in `expect` has its final event."""
+        if self._recording is None:
+            waiting, deadline = set(expect), time.monotonic() + budget(settle)
+            while waiting and time.monotonic() < deadline:
+                with self.recorder._lock:
+                    ended = {e.get("uuid") for e in self.recorder.recording.events if e["type"] in FINAL_EVENTS}
+                waiting -= ended
+                time.sleep(0.02)
+            time.sleep(0.05)  # events of the same batch that arrive just behind
+            self._recording = self.recorder.stop()
+        return self._recording
+
+    def runs(self, task_ids) -> dict[str, list[dict]]:
+        """Each task id's runs, as the recording shows them: `at` (Unix time it started), `node`, `pid`,
+        `in_pool` (one of the check worker's pool children, now or earlier), `outcome`."""
+        rec = self.recording(expect=task_ids)
+        pool = set(self.worker.children)
+        memory = rec.memory
+        if len(memory):
+            pool |= set(memory[(memory.node == self.worker.nodename) & (memory.role == "child")].pid)
+        runs = rec.runs
+        foreign = sorted({n for n in runs[runs.task_id.isin(list(task_ids))].node if n and n != self.worker.nodename})
+        if foreign:
+            raise Uncheckable(f"another worker ({', '.join(foreign)}) took the check's tasks from queue "
+                              f"{self.app.conf.task_default_queue!r}, so the check cannot tell what its own worker "
+                              "did", fix="stop other workers of this course (a lesson's, still running?), then "
+                                         "check again")
+        out = {}
+        for task_id in task_ids:
+            rows = runs[runs.task_id == task_id].to_dict("records")
+            for row in rows:
+                row["in_pool"] = row["node"] == self.worker.nodename and row["pid"] in pool
+                row["at"] = rec.started_at + row["started"]
+            out[task_id] = rows
+        return out
+
+    def received(self, task_id: str) -> int:
+        """How many messages of `task_id` the worker received: one per attempt when each retry went through the
+        broker."""
+        events = self.recording().events_df
+        return int(((events.task_id == task_id) & (events.type == "task-received")).sum())
+
+    def taken_at(self, task_id: str) -> float | None:
+        """When the worker took the message (received it, or dropped it as expired), as a Unix time."""
+        rec = self.recording()
+        events = rec.events_df
+        hits = events[(events.task_id == task_id) & events.type.isin(["task-received", "task-revoked"])]
+        return rec.started_at + float(hits.t.min()) if len(hits) else None
+
+    # -- tear-down ---------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        for step in (lambda: self.sent.__exit__(None, None, None),
+                     lambda: self._recording is None and self.recorder and self.recorder.stop(),
+                     lambda: self.worker and self.worker.kill(),
+                     lambda: self.preflight and self.preflight.close(),
+                     restore_lab_tasks,
+                     lambda: self.app is not None and self._purge()):
+            try:
+                step()
+            except Exception:  # tear-down never hides the verdict; the next check clears the slate anyway
+                pass
+
+    def _purge(self) -> None:
+        from . import queues
+
+        queues.purge(self.app, self.app.conf.task_default_queue)

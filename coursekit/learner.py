@@ -1,0 +1,322 @@
+"""The learner's module, read and loaded for a check in a way that can neither stall the check nor break it.
+
+1. `Source` reads and parses the file. Whether an exercise is attempted is decided from the definitions of that
+   exercise's own names, in any form (`def`, `name = app.task(fn)`, a decorated def, an import), and of the
+   module's functions they use: a `____` left there means "not attempted".
+2. `Preflight` imports the module in a subprocess, bounded in time. A module that blocks at import (a `.get()` or
+   a polling loop at the bottom) is stopped there, and faulthandler's dump names the line it was stuck on.
+3. `load` imports it into the checking process, for the check to call.
+
+Wherever the module runs for a check (the subprocess, this process, the check's worker through
+`coursekit.checks.host`), `____` is bound in the module's own namespace to `BLANK`, a harmless stand-in. So a blank
+left in another exercise of the same module never raises at import (an `@____` decorator returns the function
+unchanged), while "not attempted" is still read from the source text of the exercise's own definitions. Binding it
+in the module, not in builtins, changes nothing for any other code in the process.
+"""
+from __future__ import annotations
+
+import ast
+import atexit
+import faulthandler
+import gc
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+PLACEHOLDER = "____"
+
+
+class Blank:
+    """`____` while a check loads a module: a decorator that changes nothing, a value that is only itself."""
+
+    def __call__(self, *args, **kwargs):
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return args[0]
+        return self
+
+    def __repr__(self) -> str:
+        return PLACEHOLDER
+
+
+BLANK = Blank()
+
+
+def qualified_name(path: Path) -> str:
+    """The module's name for Celery: `workspace.ex01_calling`, so task names match in every process."""
+    return f"{path.parent.name}.{path.stem}"
+
+
+def execute(path: Path, name: str):
+    """Run the module file as module `name`, with `____` bound to BLANK in its namespace."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    vars(mod)[PLACEHOLDER] = BLANK
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return mod
+
+
+# -- where in the learner's file ------------------------------------------------------------------------------
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)(?:,)? in (?P<func>\S+)')
+
+
+def frames_in(text: str, path: Path) -> list[tuple[int, str]]:
+    """(line, function) of every frame of `path` in a traceback or faulthandler dump, outermost first."""
+    target = str(Path(path).resolve())
+    return [(int(m["line"]), m["func"]) for m in _FRAME.finditer(text or "")
+            if str(Path(m["file"]).resolve()) == target]
+
+
+def raised_at(exc: BaseException, path: Path) -> int | None:
+    """The line of `path` nearest to where `exc` was raised, or None when the learner's file is not involved."""
+    target = str(Path(path).resolve())
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if str(Path(f.filename).resolve()) == target]
+    return lines[-1] if lines else None
+
+
+@dataclass
+class Source:
+    """The learner's file, parsed once."""
+
+    path: Path
+    text: str
+    tree: ast.Module
+
+    @classmethod
+    def read(cls, path: Path) -> "Source":
+        """Raises FileNotFoundError, or SyntaxError (with its line)."""
+        text = path.read_text(encoding="utf-8")
+        return cls(path, text, ast.parse(text, filename=str(path)))
+
+    def line(self, number: int | None) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1].strip() if number and 0 < number <= len(lines) else ""
+
+    def where(self, number: int | None) -> str:
+        """`line 12 (`return add.delay(x, y).get()`)`, or "" when there is no line."""
+        if not number:
+            return ""
+        text = self.line(number)
+        return f"line {number}" + (f" (`{text}`)" if text else "")
+
+    # -- what the module defines, statically ----------------------------------------------------------------
+    @cached_property
+    def bindings(self) -> dict[str, list[ast.stmt]]:
+        """Top-level name -> the statements that bind it (looking inside top-level if/try/with blocks too)."""
+        found: dict[str, list[ast.stmt]] = {}
+
+        def visit(statements):
+            for node in statements:
+                names: list[str] = []
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names = [node.name]
+                elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [(a.asname or a.name).split(".")[0] for a in node.names]
+                for name in names:
+                    found.setdefault(name, []).append(node)
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    for block in ("body", "orelse", "finalbody", "handlers"):  # if/try/with/for at top level
+                        visit(getattr(node, block, []) or [])
+
+        visit(self.tree.body)
+        return found
+
+    def segment(self, node: ast.stmt) -> str:
+        first = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+        return "\n".join(self.text.splitlines()[first - 1:node.end_lineno])
+
+    def closure(self, name: str) -> list[str]:
+        """`name` and the module functions its definitions use, directly or not (`multiply = app.task(product)`
+        uses product)."""
+        bindings = self.bindings
+        todo, seen = [name], []
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.append(current)
+            for node in bindings.get(current, []):
+                used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+                todo += sorted(u for u in used if any(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))
+                                                      for b in bindings.get(u, [])))
+        return seen
+
+    def holds_placeholder(self, name: str) -> bool:
+        """Whether a definition of `name` itself (not an import) contains `____`."""
+        return any(PLACEHOLDER in self.segment(node) for node in self.bindings.get(name, [])
+                   if not isinstance(node, (ast.Import, ast.ImportFrom)))
+
+    def blank(self, name: str) -> bool:
+        """Whether `name`, or a module function it uses, still holds the placeholder."""
+        return any(self.holds_placeholder(n) for n in self.closure(name))
+
+    def blanks(self) -> list[str]:
+        """Every top-level function or assignment of the module that itself still holds the placeholder."""
+        return [name for name, nodes in self.bindings.items() if name != PLACEHOLDER and any(
+            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Assign)) for n in nodes)
+            and self.holds_placeholder(name)]
+
+    def definition_line(self, name: str) -> int | None:
+        nodes = self.bindings.get(name)
+        if not nodes:
+            return None
+        node = nodes[-1]
+        return min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+
+
+# -- preflight: import it in a subprocess, with a time bound --------------------------------------------------
+@dataclass
+class Imported:
+    """What the preflight saw: the names the module defines, or the error it raised, or where it hung."""
+
+    names: list[str] = field(default_factory=list)
+    error: str = ""
+    message: str = ""
+    course_error: bool = False
+    line: int | None = None
+    hung: bool = False
+    seconds: float = 0.0
+
+
+DUMP_GRACE_S = 1.0
+"""After its deadline the preflight has this long to write faulthandler's dump and exit before it is killed."""
+
+
+class Preflight:
+    """`python -m coursekit.learner` importing the module, started now and read with `result()`; it runs while
+    the check's worker boots."""
+
+    def __init__(self, path: Path, name: str, bound: float, env: dict | None = None):
+        self.path, self.bound = Path(path), bound
+        self._out = tempfile.NamedTemporaryFile(prefix="coursekit-preflight-", suffix=".json", delete=False)
+        self._err = tempfile.TemporaryFile()
+        self._out.close()
+        self.begun = time.monotonic()
+        self.deadline = self.begun + bound
+        # CLOCK_MONOTONIC is one clock for every process: the child arms its dump for this same instant, however
+        # long its interpreter takes to start on a busy machine
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coursekit.learner", str(self.path), name, f"{self.deadline:.3f}", self._out.name],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err, cwd=self.path.parent.parent,
+            env={**os.environ, **(env or {})}, start_new_session=True)
+
+    def result(self) -> Imported:
+        """Wait for the import to end, or for the dump at the deadline (plus a moment to write it)."""
+        try:
+            self.proc.wait(max(0.0, self.deadline + DUMP_GRACE_S - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        seconds = time.monotonic() - self.begun
+        self.kill()
+        try:
+            report = json.loads(Path(self._out.name).read_text() or "{}")
+        except (OSError, ValueError):
+            report = {}
+        if report:
+            return Imported(seconds=seconds, **report)
+        self._err.seek(0)
+        dump = self._err.read().decode(errors="replace")
+        frames = frames_in(dump, self.path)
+        module_level = [line for line, func in frames if func == "<module>"]
+        line = module_level[-1] if module_level else frames[-1][0] if frames else None
+        return Imported(hung=True, line=line, seconds=seconds, message=dump[-2000:])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.kill()
+        self._err.close()
+        try:
+            os.unlink(self._out.name)
+        except OSError:
+            pass
+
+
+def _preflight_main(argv: list[str]) -> None:
+    """In the subprocess: import, then write what happened as JSON and leave at once (os._exit), so that
+    threads the module started and objects it left cannot keep the process alive or print at exit."""
+    path, name, deadline, out = Path(argv[0]), argv[1], float(argv[2]), argv[3]
+    # the stack of a module stuck at import, to stderr, at the parent's deadline
+    faulthandler.dump_traceback_later(max(0.1, deadline - time.monotonic()), exit=True)
+    from .errors import CourseError
+
+    try:
+        mod = execute(path, name)
+        report = {"names": sorted(k for k in vars(mod) if not k.startswith("__"))}
+    except BaseException as exc:  # the learner's module raised at import: that is what we report
+        report = {"error": type(exc).__name__, "message": str(exc)[:500], "line": raised_at(exc, path),
+                  "course_error": isinstance(exc, CourseError)}
+    faulthandler.cancel_dump_traceback_later()
+    Path(out).write_text(json.dumps(report))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+# -- load it here ---------------------------------------------------------------------------------------------
+_loaded: "weakref.WeakSet" = weakref.WeakSet()
+_exit_hook = False
+
+
+def _forget_loaded() -> None:
+    """At exit, while the interpreter still works, drop what learners' modules hold. An AsyncResult left in one
+    (`r = add.delay(1, 2)` at the bottom) unsubscribes from Redis when it is collected; collected during shutdown
+    that fails, and Python prints "Exception ignored in AsyncResult.__del__"."""
+    for mod in list(_loaded):
+        vars(mod).clear()
+    gc.collect()
+
+
+def load(path: Path, name: str, bound: float):
+    """Import the module into this process, in a thread bounded by `bound` seconds. Returns the module, or raises
+    what it raised, or TimeoutError when it did not finish (the thread is left behind: nothing can stop it)."""
+    global _exit_hook
+    if not _exit_hook:
+        atexit.register(_forget_loaded)  # registered after Celery's own handlers, so it runs before them
+        _exit_hook = True
+    sys.modules.pop(name, None)
+    box: dict = {}
+
+    def target():
+        try:
+            box["module"] = execute(path, name)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="coursekit-learner-import")
+    thread.start()
+    thread.join(bound)
+    if thread.is_alive():
+        raise TimeoutError(f"importing {path.name} did not finish within {bound:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    _loaded.add(box["module"])
+    return box["module"]
+
+
+if __name__ == "__main__":
+    _preflight_main(sys.argv[1:])

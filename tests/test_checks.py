@@ -1,0 +1,358 @@
+"""Every exercise check against answers that are not in solutions/: wrong ones a learner could plausibly write,
+one row per class of failure, and correct alternatives that must pass. One table; each chapter adds its rows.
+
+Classes of failure (a row's `kind`):
+  value      the task returns the wrong value
+  hidden     right only for the values the notebook shows (or only when x == y)
+  mechanism  the right value reached the wrong way (no broker, wrong process, a loop instead of retries, ...)
+  timing     a boundary the exercise states, probed from both sides
+  hang       code that never returns: at import, in the learner's function, in the task
+  crash      an exception the check did not foresee: it must become a card, never a traceback
+  blank      `____` left in the exercise's own names (not attempted)
+Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode).
+
+Each row is one real check: a worker boots, so a row costs seconds. Rows that are judged before the experiment
+(blanks, syntax, import errors) cost a fraction of that.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from answers import S00, S01, S02, attempt, solution_module, swap
+
+from coursekit import queues
+from coursekit.checks import ch00, ch01, ch02
+from coursekit.exercise import Exercise
+
+
+@dataclass(frozen=True)
+class Row:
+    exercise: Exercise
+    kind: str
+    label: str
+    source: str
+    says: str = ""
+    """Words the verdict's message must hold."""
+
+    @property
+    def expect(self) -> str:
+        return {"right": "passed", "blank": "not attempted", "crash": "incorrect"}.get(self.kind, "incorrect")
+
+    @property
+    def id(self) -> str:
+        return f"{self.exercise.id}-{self.kind}-{self.label}"
+
+
+MUL = "    return x * y"
+FETCH = "@app.task(bind=True, autoretry_for=(ConnectionError,), retry_backoff=1, retry_jitter=False, max_retries=3)"
+REPORT = "        raise self.retry(exc=exc)"
+CHARGE = '@app.task(bind=True, autoretry_for=(GatewayTimeout,), retry_kwargs={"countdown": 0.2}, max_retries=3)'
+SEND_LATER = "    return add.apply_async((x, y), countdown=2)"
+SEND_IF_FRESH = "    return add.apply_async((x, y), expires=1)"
+HERE = "    return whereabouts.apply().get()"
+THERE = "    return whereabouts.delay().get(timeout=10)"
+
+
+def charge(body: str, decorator: str = "@app.task(bind=True)") -> str:
+    old = CHARGE + "\ndef charge(self, order):\n    return gateway(order, self.request.retries)"
+    return swap(S02, old, f"{decorator}\ndef charge(self, order):\n{textwrap.indent(textwrap.dedent(body), '    ')}")
+
+
+TABLE: list[Row] = [
+    # -- 00.first_task ------------------------------------------------------------------------------------------
+    Row(ch00.first_task, "right", "assigned", swap(S00, "@app.task\ndef multiply(x, y):\n" + MUL,
+                                                   f"def product(x, y):\n{MUL}\n\n\nmultiply = app.task(product)")),
+    Row(ch00.first_task, "right", "bound", swap(S00, "@app.task\ndef multiply(x, y):",
+                                                "@app.task(bind=True)\ndef multiply(self, x, y):")),
+    Row(ch00.first_task, "value", "sum", swap(S00, MUL, "    return x + y"), "expected"),
+    Row(ch00.first_task, "hidden", "announced-products",
+        swap(S00, MUL, "    return {(6, 7): 42, (-3, 5): -15}[(x, y)]"),
+        "raised KeyError on the worker"),
+    Row(ch00.first_task, "hidden", "only-when-equal", swap(S00, MUL, "    return x * x"), "expected"),
+    Row(ch00.first_task, "mechanism", "plain-function", swap(S00, "@app.task\n", ""), "plain function"),
+    Row(ch00.first_task, "mechanism", "not-course-app", swap(S00, 'ck.make_app("ex00_first")',
+                                                             '__import__("celery").Celery("x")'), "ck.make_app"),
+    Row(ch00.first_task, "crash", "raises-on-worker", swap(S00, MUL, "    return x / 0"),
+        "raised ZeroDivisionError on the worker: division by zero, at line"),
+    Row(ch00.first_task, "crash", "lazy-task-fails",
+        swap(S00, "@app.task\n", "@app.task(autoretry_for=ConnectionError)\n"),
+        "building the task multiply failed with TypeError"),
+    Row(ch00.first_task, "hang", "task-never-ends", swap(S00, MUL, "    __import__('time').sleep(10**6)"),
+        "had no result after 6 s"),
+    Row(ch00.first_task, "hang", "get-at-import", S00 + "\n\nprint(multiply.delay(2, 3).get())\n",
+        "does not finish importing: line 11 (`print(multiply.delay(2, 3).get())`)"),
+    Row(ch00.first_task, "blank", "through-helper", swap(S00, "@app.task\ndef multiply(x, y):\n" + MUL,
+                                                         "def product(x, y):\n    return ____\n\n\n"
+                                                         "multiply = app.task(product)"), "multiply()"),
+
+    # -- 01.countdown -------------------------------------------------------------------------------------------
+    Row(ch01.countdown, "right", "eta", swap(S01, SEND_LATER, "    from datetime import datetime, timedelta, timezone\n"
+                                            "    return add.apply_async((x, y), eta=datetime.now(timezone.utc) + "
+                                            "timedelta(seconds=2))")),
+    Row(ch01.countdown, "right", "others-blank", swap(swap(swap(S01, SEND_IF_FRESH, "    return ____"), HERE,
+                                                          "    return ____"), THERE, "    return ____")),
+    Row(ch01.countdown, "timing", "at-once", swap(S01, SEND_LATER, "    return add.delay(x, y)"), "no eta"),
+    Row(ch01.countdown, "timing", "just-under", swap(S01, "countdown=2)", "countdown=1.5)"),
+        "must start no sooner than 2 s"),
+    Row(ch01.countdown, "timing", "well-over", swap(S01, "countdown=2)", "countdown=20)"), "aim for 2 s"),
+    Row(ch01.countdown, "mechanism", "sleeps", swap(S01, SEND_LATER, "    __import__('time').sleep(2)\n"
+                                                   "    return add.delay(x, y)"), "waited instead of scheduling"),
+    Row(ch01.countdown, "mechanism", "timer", swap(S01, SEND_LATER, (
+        "    from celery import uuid\n    import threading\n    task_id = uuid()\n"
+        "    threading.Timer(2, lambda: add.apply_async((x, y), task_id=task_id)).start()\n"
+        "    return add.AsyncResult(task_id)")), "published no message"),
+    Row(ch01.countdown, "mechanism", "eager", swap(S01, SEND_LATER, "    return add.apply((x, y))"), "EagerResult"),
+    Row(ch01.countdown, "hidden", "fixed-numbers", swap(S01, "((x, y), countdown=2)", "((2, 3), countdown=2)"),
+        "pass x and y on"),
+    Row(ch01.countdown, "crash", "revoked", swap(S01, "countdown=2)", "countdown=2, expires=1)"),
+        "REVOKED instead of run"),
+    Row(ch01.countdown, "hang", "function-blocks", swap(S01, SEND_LATER, "    __import__('time').sleep(10**6)"),
+        "did not return within 5 s"),
+    Row(ch01.countdown, "hang", "loop-at-import", S01 + "\n\nwhile True:\n    pass\n",
+        "does not finish importing: line 2"),
+    Row(ch01.countdown, "crash", "import-raises", swap(S01, "def here():", "undefined_name\n\n\ndef here():"),
+        "importing ex01_calling.py raised NameError"),
+
+    # -- 01.expires ---------------------------------------------------------------------------------------------
+    Row(ch01.expires, "right", "datetime", swap(S01, SEND_IF_FRESH, (
+        "    from datetime import datetime, timedelta, timezone\n"
+        "    return add.apply_async(args=[x, y], expires=datetime.now(timezone.utc) + timedelta(seconds=1))"))),
+    Row(ch01.expires, "timing", "never-expires", swap(S01, SEND_IF_FRESH, "    return add.delay(x, y)"),
+        "should have expired after 1 s"),
+    Row(ch01.expires, "timing", "too-soon", swap(S01, "expires=1)", "expires=0.5)"),
+        "a task that waited less than 1 s must run"),
+    Row(ch01.expires, "timing", "too-late", swap(S01, "expires=1)", "expires=2)"), "should have expired after 1 s"),
+    Row(ch01.expires, "timing", "slightly-late", swap(S01, "expires=1)", "expires=1.3)"), "the rule is 1 s"),
+    Row(ch01.expires, "mechanism", "on-the-task-object", swap(S01, SEND_IF_FRESH, "    add.expires = 1\n"
+                                                              "    return add.delay(x, y)"),
+        "changed the lab's task itself (add.expires = 1)"),
+    Row(ch01.expires, "crash", "raises", swap(S01, SEND_IF_FRESH, "    raise RuntimeError('no broker for me')"),
+        "raised RuntimeError: no broker for me at line"),
+
+    # -- 01.apply_or_async --------------------------------------------------------------------------------------
+    Row(ch01.apply_or_async, "right", "other-calls", swap(swap(S01, HERE, "    return whereabouts.s().apply().result"),
+                                                          THERE, "    import coursekit as ck\n"
+                                                                 "    return ck.get(whereabouts.apply_async())")),
+    Row(ch01.apply_or_async, "mechanism", "direct-call", swap(S01, HERE, "    return whereabouts()"),
+        "called the function directly"),
+    Row(ch01.apply_or_async, "mechanism", "faked-dict", swap(S01, HERE, (
+        "    import os\n    return {'pid': os.getpid(), 'eager': True, 'worker': 'vm'}")),
+        "no whereabouts task ran in this process"),
+    Row(ch01.apply_or_async, "mechanism", "here-on-worker", swap(S01, HERE, THERE), "not in this process"),
+    Row(ch01.apply_or_async, "mechanism", "worker-here", swap(S01, THERE, HERE),
+        "not one of the worker's pool processes"),
+    Row(ch01.apply_or_async, "value", "async-result", swap(S01, THERE, "    return whereabouts.delay()"),
+        "returned AsyncResult"),
+    Row(ch01.apply_or_async, "blank", "both", swap(swap(S01, HERE, "    return ____"), THERE, "    return ____"),
+        "here(), on_a_worker() still hold the ____ placeholder"),
+
+    # -- 02.backoff ---------------------------------------------------------------------------------------------
+    Row(ch02.backoff, "right", "own-countdown", swap(swap(S02, FETCH, "@app.task(bind=True, max_retries=3)"), (
+        "    return flaky_call(self.request.retries, failures=failures)"), (
+        "    try:\n"
+        "        return flaky_call(self.request.retries, failures=failures)\n"
+        "    except ConnectionError as exc:\n"
+        "        raise self.retry(exc=exc, countdown=2 ** self.request.retries)"))),
+    Row(ch02.backoff, "timing", "no-backoff", swap(S02, FETCH, "@app.task(bind=True, autoretry_for=(ConnectionError,), "
+                                                               "max_retries=3)"), "waits default_retry_delay, 180 s"),
+    Row(ch02.backoff, "timing", "backoff-2", swap(S02, "retry_backoff=1", "retry_backoff=2"), "gap 1 was 2."),
+    Row(ch02.backoff, "mechanism", "retries-forever", swap(S02, "max_retries=3)\ndef fetch",
+                                                           "max_retries=None)\ndef fetch"),
+        "was still retrying after 4 attempts"),
+    Row(ch02.backoff, "value", "wrong-exception", swap(S02, "(ConnectionError,)", "(ValueError,)"),
+        "ran once and did not retry"),
+    Row(ch02.backoff, "crash", "not-bound", swap(S02, FETCH, FETCH.replace("bind=True, ", "")), "add bind=True"),
+
+    # -- 02.give_up ---------------------------------------------------------------------------------------------
+    Row(ch02.give_up, "right", "own-countdown-others-blank", swap(swap(swap(S02, REPORT, "        self.retry(exc=exc, "
+                                                                                       "countdown=0.5)"),
+                                                                       FETCH, "@____"), CHARGE, "@____")),
+    Row(ch02.give_up, "value", "no-exc", swap(S02, REPORT, "        raise self.retry()"),
+        "the last failure was MaxRetriesExceededError"),
+    Row(ch02.give_up, "mechanism", "no-retry", swap(S02, REPORT, "        raise"), "report ran once"),
+    Row(ch02.give_up, "mechanism", "loop-in-one-attempt", swap(S02, """    try:
+        raise ValueError("the upstream service said no")
+    except ValueError as exc:
+        raise self.retry(exc=exc)""", """    for attempt in range(3):
+        try:
+            raise ValueError("the upstream service said no")
+        except ValueError:
+            if attempt == 2:
+                raise
+            __import__("time").sleep(0.5)"""), "report ran once"),
+    Row(ch02.give_up, "timing", "more-retries", swap(S02, REPORT, "        raise self.retry(exc=exc, max_retries=4)"),
+        "report ran 5 times; expected 3"),
+    Row(ch02.permanent, "right", "own-retry", charge("""
+        try:
+            return gateway(order, self.request.retries)
+        except GatewayTimeout as exc:
+            raise self.retry(exc=exc, countdown=0.2, max_retries=3)
+        """)),
+    Row(ch02.permanent, "right", "exclude-declined", swap(S02, CHARGE, (
+        '@app.task(bind=True, autoretry_for=(Exception,), dont_autoretry_for=(CardDeclined,), '
+        'retry_kwargs={"countdown": 0.2, "max_retries": 3})'))),
+    Row(ch02.permanent, "value", "retries-declined", swap(S02, "(GatewayTimeout,)", "(Exception,)"),
+        "a declined card is permanent"),
+    Row(ch02.permanent, "value", "no-retry", swap(S02, CHARGE, "@app.task(bind=True)"),
+        "a gateway timeout is temporary"),
+    Row(ch02.permanent, "timing", "no-countdown", swap(S02, ', retry_kwargs={"countdown": 0.2}', ""),
+        "the retry must come soon"),
+    Row(ch02.permanent, "mechanism", "retries-forever", swap(S02, "max_retries=3)\ndef charge",
+                                                             "max_retries=None)\ndef charge"),
+        "given up after 3 retries"),
+    Row(ch02.permanent, "mechanism", "loop-in-one-attempt", charge("""
+        for attempt in range(4):
+            try:
+                return gateway(order, attempt)
+            except GatewayTimeout:
+                if attempt == 3:
+                    raise
+                __import__("time").sleep(0.2)
+        """), "not a loop"),
+]
+
+
+@pytest.fixture
+def ws(tmp_path, redis_url, clean_namespace):
+    folder = tmp_path / "workspace"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
+def test_check(ws, row):
+    verdict = attempt(ws, row.exercise, row.source)
+    assert verdict.status == row.expect, repr(verdict)
+    assert row.says in verdict.message, repr(verdict)
+    assert verdict.seconds < 30
+    assert "Traceback" not in repr(verdict)
+
+
+def test_table_covers_every_exercise_and_class():
+    from coursekit.checks import all_exercises
+
+    for exercise in all_exercises().values():
+        kinds = {row.kind for row in TABLE if row.exercise is exercise}
+        assert "right" in kinds, f"{exercise.id} has no correct alternative in the table"
+        assert len(kinds - {"right"}) >= 2, f"{exercise.id} has too few classes of wrong answer"
+    assert {row.kind for row in TABLE} >= {"right", "value", "hidden", "mechanism", "timing", "hang", "crash", "blank"}
+    for row in TABLE:
+        if row.kind == "right":
+            assert row.source != solution_module(row.exercise.module), f"{row.id} is the solution itself"
+
+
+# -- judged before any worker: not attempted, syntax, import errors -----------------------------------------------
+def test_not_attempted_is_judged_per_exercise(ws):
+    assert ch01.countdown.check(ws).status == "not attempted"  # no file yet
+    blank_all = swap(swap(swap(swap(S01, SEND_LATER, "    return ____"), SEND_IF_FRESH, "    return ____"), HERE,
+                          "    return ____"), THERE, "    return ____")
+    verdict = attempt(ws, ch01.countdown, blank_all)
+    assert verdict.status == "not attempted"
+    assert "send_later() still holds" in verdict.message
+    assert "send_if_fresh(), here(), on_a_worker()" in verdict.message  # the others, named too
+    missing = swap(S01, "def send_later(x, y):\n" + SEND_LATER + "\n", "")
+    verdict = attempt(ws, ch01.countdown, missing)
+    assert verdict.status == "not attempted" and "has no send_later() yet" in verdict.message
+
+
+def test_syntax_error_names_the_line(ws):
+    verdict = attempt(ws, ch01.countdown, S01.replace("def here():", "def here(:"))
+    assert verdict.status == "incorrect" and "syntax error" in verdict.message and "line 12" in verdict.message
+
+
+# -- no state between checks ---------------------------------------------------------------------------------------
+def test_a_hung_import_leaves_nothing_for_the_next_check(ws, redis_url):
+    from coursekit.labs.calling import app
+
+    verdict = attempt(ws, ch01.apply_or_async, S01 + "\n\nadd.delay(1, 2).get()\n")
+    assert verdict.status == "incorrect" and "does not finish importing" in verdict.message, repr(verdict)
+    assert queues.depth(app) == 0, "the message the hung import sent is still in the queue"
+    assert attempt(ws, ch01.apply_or_async, S01).passed
+
+
+def test_a_killed_check_leaves_nothing_for_the_next(ws, redis_url, tmp_path):
+    """SIGKILL a check while its worker holds a countdown message (in Redis's unacked hash); the next check clears
+    what the killed one sent, and passes."""
+    (ws / "ex01_calling.py").write_text(swap(S01, "countdown=2)", "countdown=2.5)"))
+    listing = Path(os.environ["COURSEKIT_STATE_DIR"]) / "checks" / "01.countdown.ids"
+    listing.unlink(missing_ok=True)  # ids an earlier test left: not the ones to wait for
+    script = f"from coursekit.checks import ch01; ch01.countdown.check({str(ws)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and not (listing.exists() and listing.read_text().strip()):
+        time.sleep(0.1)
+    time.sleep(0.5)  # the worker has taken the message and holds it until its eta
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = set(listing.read_text().split())
+    assert left, "the killed check sent no message"
+    assert any(i in held_unacked(redis_url) for i in left), "the killed worker held no message: nothing was tested"
+    verdict = attempt(ws, ch01.countdown, S01)
+    assert verdict.passed, repr(verdict)
+    assert left.isdisjoint(held_unacked(redis_url)), "what the killed check left is still in the unacked hash"
+    assert left.isdisjoint(listing.read_text().split())
+
+
+def held_unacked(redis_url) -> set[str]:
+    """Task ids of the messages this namespace's workers hold unacknowledged (kombu's `unacked` hash)."""
+    import json
+
+    import redis
+
+    from coursekit import namespace
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return {json.loads(v)[0]["headers"]["id"] for v in client.hvals(f"{namespace.prefix()}unacked")}
+    finally:
+        client.close()
+
+
+# -- nothing raises past the card ----------------------------------------------------------------------------------
+class Broken(Exercise):
+    """A check whose own code fails: the learner must get a card that says so, not a traceback."""
+
+    id = "01.countdown"
+    module = "ex01_calling"
+    functions = ("send_later",)
+    lab = "coursekit.labs.calling"
+
+    def run(self, session, observed):
+        return {}
+
+    def judge(self, seen, observed):
+        seen["missing"]  # KeyError, as a judge with a bug raises
+
+
+def test_an_unforeseen_error_becomes_an_uncheckable_card(ws):
+    verdict = attempt(ws, Broken(), S01)
+    assert verdict.status == "uncheckable", repr(verdict)
+    assert "the check itself failed (KeyError: 'missing')" in verdict.message and verdict.fix
+
+
+def test_no_traceback_and_nothing_at_exit(ws):
+    """Two verdicts in one process, a module holding an AsyncResult, then exit: no traceback, no "Exception
+    ignored" from AsyncResult.__del__ at interpreter shutdown; the CLI prints the card and exits 1."""
+    (ws / "ex01_calling.py").write_text(S01 + "\n\npending = add.delay(1, 2)\n")
+    script = textwrap.dedent(f"""
+        from coursekit.checks import ch01
+        for ex in (ch01.apply_or_async, ch01.countdown):
+            print(ex.check({str(ws)!r}).status)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert run.stdout.split() == ["passed", "passed"], run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr
+    (ws / "ex01_calling.py").write_text(swap(S01, "countdown=2)", "countdown=2, expires=1)"))
+    env = {**os.environ, "COURSEKIT_STRICT": "1"}
+    cli = subprocess.run([sys.executable, "-m", "coursekit", "check", "01.countdown", "--workspace", str(ws)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert cli.returncode == 1 and "[INCORRECT] 01.countdown" in cli.stdout, cli.stdout + cli.stderr
+    assert "Traceback" not in cli.stdout + cli.stderr and "Exception ignored" not in cli.stderr, cli.stderr
