@@ -60,8 +60,9 @@ class CheckWorker(Worker):
     """The worker of one check: the lab module, or (`hosting`) the learner's module loaded by
     `coursekit.checks.host` the way the check loads it. It reads only IDLE_QUEUE until `consume()`."""
 
-    def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path):
+    def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path, exercise_id: str):
         super().__init__(lab or HOST, name="check", queues=[IDLE_QUEUE], cwd=cwd,
+                         started_by=f"the check of exercise {exercise_id}",
                          config={"broker_transport_options": {"polling_interval": POLL_S}})
         self.hosting = hosting
         if hosting:
@@ -163,7 +164,7 @@ class Session:
         if known is None:
             self.preflight = learner.Preflight(self.path, self.name, bound, env={"COURSEKIT_BROKER_URL": url})
         hosting = None if ex.lab else (self.path, self.name)
-        self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent)
+        self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id)
         self.worker.spawn()
         if known is None:
             known = self.preflight.result()

@@ -242,3 +242,12 @@ def test_a_kernel_names_its_notebook_and_checkup_leaves_no_value(tmp_path, redis
     assert printed[0] == str(path), printed
     assert re.fullmatch(rf"pid \d+  w1-\d+@\S+  -A coursekit\.labs\.first  started by {re.escape(str(path))}, "
                         r"\d+ s ago", printed[1]), printed
+
+
+def test_a_check_worker_names_its_exercise(tmp_path, redis_url):
+    from coursekit.checking import CheckWorker
+    from coursekit.worker import load_app
+
+    worker = CheckWorker("coursekit.labs.calling", None, cwd=tmp_path, exercise_id="01.countdown")
+    worker.app = load_app(worker.module)
+    assert worker.environment()[census.STARTED_BY_ENV] == "the check of exercise 01.countdown"
