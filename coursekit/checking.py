@@ -22,7 +22,7 @@ from celery import Celery
 from . import broker, learner, namespace, probe, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, restore_lab_tasks
-from .exercise import Incorrect, NotAttempted, Uncheckable, budget
+from .exercise import Incorrect, NotAttempted, Uncheckable, budget, out_of_time
 from .worker import Worker
 
 IDLE_QUEUE = "coursekit.check.idle"
@@ -243,6 +243,9 @@ class Session:
         try:
             worker.wait_until_ready(time.monotonic() - worker._spawned_at + budget(20))
         except WorkerError as exc:
+            if out_of_time():
+                raise Uncheckable(f"the check ran out of its time while its worker started ({exc.problem})",
+                                  fix="the machine may be busy: run the check again") from None
             if not worker.hosting:
                 raise
             log = worker.logs()

@@ -103,6 +103,12 @@ def budget(seconds: float) -> float:
     return min(seconds, left)
 
 
+def out_of_time(margin: float = 0.5) -> bool:
+    """True when the running check has (almost) used up its time: a wait that gave up then was cut by the
+    check's bound, and the learner should hear that, not why the wait itself ended."""
+    return _deadline is not None and _deadline - time.monotonic() < margin
+
+
 def workspace(folder: str | os.PathLike = "workspace") -> Path:
     """The folder learners write their modules into (with %%writefile), created if missing."""
     path = Path(folder).resolve()
