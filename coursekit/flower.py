@@ -225,11 +225,7 @@ class Flower:
         return self.proc.pid if self.proc else None
 
     def logs(self, tail: int | None = None) -> str:
-        try:
-            text = self.logfile.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-tail:]) if tail else text
+        return state.read_log(self.logfile, tail)
 
     def __enter__(self) -> "Flower":
         return self.start()

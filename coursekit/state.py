@@ -30,6 +30,15 @@ def logs_dir() -> Path:
     return path
 
 
+def read_log(path: Path, tail: int | None = None) -> str:
+    """A log file's text (its last `tail` lines), or "" while the process has not written it yet."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-tail:]) if tail else text
+
+
 def read(name: str) -> dict | None:
     """The JSON record `name`, or None when it is missing or unreadable (a crash mid-write)."""
     try:

@@ -23,7 +23,7 @@ import psutil
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from . import census, probe, state
+from . import census, launch, probe, state
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
@@ -104,9 +104,8 @@ class Worker:
 
     # -- the command ---------------------------------------------------------------------------------
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "coursekit.launch", "--owner", str(os.getpid()),
-               "celery", "-A", self.module, "worker", "-E", "-n", self.nodename, "-l", self.loglevel,
-               "-P", self.pool]
+        cmd = launch.command("-A", self.module, "worker", "-E", "-n", self.nodename, "-l", self.loglevel,
+                             "-P", self.pool)
         if self.concurrency is not None:
             cmd += ["-c", str(self.concurrency)]
         if self.queues:
@@ -241,11 +240,7 @@ class Worker:
             return []
 
     def logs(self, tail: int | None = None) -> str:
-        try:
-            text = self.logfile.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-tail:]) if tail else text
+        return state.read_log(self.logfile, tail)
 
     def __enter__(self) -> "Worker":
         return self if self.running else self.start()

@@ -11,6 +11,7 @@ import time
 import nbformat
 import psutil
 import pytest
+from procs import wait_gone
 import redis
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -31,16 +32,6 @@ def notebook(path, *cells):
     return path
 
 
-def wait_gone(pid: int, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from procs import wait_gone
 
 import coursekit as ck
 import coursekit.flower as flower_module
@@ -63,16 +64,6 @@ def wait_for_worker(flower: Flower, nodename: str) -> dict:
     return wait_until(seen, what=f"Flower listing worker {nodename}")
 
 
-def wait_gone(pid: int, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -177,7 +168,7 @@ def test_cli_prints_the_url_and_stops_flower_on_ctrl_c():
         out, err = cli.communicate(timeout=30)
         assert cli.returncode == 0, err
         assert "Flower stopped" in out and "Traceback" not in err, err
-        assert wait_gone(pid), f"Flower pid {pid} still runs after Ctrl-C"
+        assert wait_gone(pid, 10), f"Flower pid {pid} still runs after Ctrl-C"
     finally:
         if cli.poll() is None:
             os.killpg(cli.pid, signal.SIGKILL)
@@ -192,7 +183,7 @@ def test_flower_dies_with_its_owner_even_on_sigkill():
         pid = flower_pid_of(cli)
         cli.kill()  # SIGKILL: no atexit, no finally; only the watchdog in coursekit.launch is left
         cli.wait()
-        assert wait_gone(pid), f"Flower pid {pid} outlived the SIGKILLed process that started it"
+        assert wait_gone(pid, 10), f"Flower pid {pid} outlived the SIGKILLed process that started it"
     finally:
         if cli.poll() is None:
             cli.kill()
