@@ -13,6 +13,8 @@ import pytest
 from labui import (FRAME_OF_WIDGET_IMAGES, IN_CI, VIEWPORT, LabDidNotStart, LabServer, Notebook, answer_first_exercise,
                    file_browser_names, launch_chromium, missing_browser)
 
+pytestmark = pytest.mark.browser
+
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 
 

@@ -279,6 +279,7 @@ def browser_page():
             browser.close()
 
 
+@pytest.mark.browser
 def test_flower_pages_show_the_worker_and_the_task_names(browser_page, watched, tmp_path):
     """browser_page comes first, so that without chromium the test skips before it starts anything."""
     flower, nodename, ids = watched
