@@ -200,9 +200,10 @@ class Dashboard:
         self.frames += 1
 
     def _run(self) -> None:
-        ends = time.monotonic() + self.duration
+        begun = time.monotonic()
+        ends = begun + self.duration
         last = None
-        self.status.value = f"live, stops by itself after {self.duration:.0f} s"
+        self.status.value = f"live: redrawn when something changes; stops by itself after {self.duration:.0f} s"
         while not self._stop.is_set() and time.monotonic() < ends:
             tick = time.monotonic()
             rec = self.recorder.recording
@@ -213,7 +214,9 @@ class Dashboard:
                 self.cpu_s += time.thread_time() - cpu
                 last = seen
             self._stop.wait(max(0.0, self.period - (time.monotonic() - tick)))
-        self.status.value = f"stopped after {self.frames} frames"
+        how = "stopped" if self._stop.is_set() else "stopped by itself"
+        self.status.value = f"{how} after {time.monotonic() - begun:.1f} s ({self.frames} redraws); the picture " \
+                            "is the last moment it saw"
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -28,7 +28,7 @@ from importlib import metadata
 
 import psutil
 
-from . import broker, launch, namespace, probe, state
+from . import broker, census, launch, namespace, probe, state
 from .defaults import DEFAULTS
 from .errors import CourseError
 
@@ -113,6 +113,7 @@ class Flower:
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.update(census.marks(census.origin()))  # `coursekit status` lists it as this course's, with its starter
         env["COURSEKIT_BROKER_URL"] = self.broker_url
         env["COURSEKIT_NAMESPACE"] = self.namespace
         env["COURSEKIT_WORKER_CONFIG"] = ""  # a worker's extra settings are not Flower's

@@ -20,6 +20,7 @@ import pytest
 from procs import wait_gone
 
 import coursekit as ck
+from coursekit import census
 import coursekit.flower as flower_module
 from coursekit.flower import Flower
 
@@ -96,6 +97,8 @@ def test_flower_lists_the_running_worker_and_the_tasks_it_ran(watched, monkeypat
     workers = wait_for_worker(flower, nodename)
     assert workers[nodename]["stats"]["pool"]["max-concurrency"] == 1  # inspect answered through the pidbox
     assert f'href="{flower.url}"' in flower._repr_html_()
+    listed = [p for p in census.survey().course if p.pid == flower.pid]
+    assert [(p.role, p.started_by) for p in listed] == [("flower", census.origin())], listed
 
     # A Flower in another namespace sees none of it: the prefix, not luck, decides what Flower shows.
     with monkeypatch.context() as m:
