@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, states
 
 from . import broker, learner, namespace, probe, state
 from .errors import CourseError, WorkerError
@@ -259,11 +259,14 @@ class Session:
     def consume(self) -> None:
         self.worker.consume(self.app.conf.task_default_queue)
 
-    def recording(self, expect=(), settle: float = 1.0):
+    def recording(self, expect=(), settle: float = 3.0):
         """Stop recording (once) and return the Recording. Workers send events in batches, a moment after the
-        result is stored: first wait, up to `settle` s, until every task id in `expect` has its final event."""
+        result is stored: first wait, up to `settle` s, until every task id in `expect` whose result is stored has
+        its final event. (A task with no result yet, one that hangs, say, has no final event to wait for; on a busy
+        machine the events of one that ended can lag by more than a second.)"""
         if self._recording is None:
-            waiting, deadline = set(expect), time.monotonic() + budget(settle)
+            waiting = {i for i in expect if self._has_result(i)}
+            deadline = time.monotonic() + budget(settle)
             while waiting and time.monotonic() < deadline:
                 with self.recorder._lock:
                     ended = {e.get("uuid") for e in self.recorder.recording.events if e["type"] in FINAL_EVENTS}
@@ -272,6 +275,12 @@ class Session:
             time.sleep(0.05)  # events of the same batch that arrive just behind
             self._recording = self.recorder.stop()
         return self._recording
+
+    def _has_result(self, task_id: str) -> bool:
+        try:
+            return self.app.AsyncResult(task_id).state in states.READY_STATES
+        except Exception:  # no result backend, or it cannot answer: then there is nothing to wait for
+            return False
 
     def runs(self, task_ids) -> dict[str, list[dict]]:
         """Each task id's runs, as the recording shows them: `at` (Unix time it started), `node`, `pid`,

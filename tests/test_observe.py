@@ -19,8 +19,10 @@ def six_naps():
     ck.up()
     with ck.record(app) as rec:
         with ck.Worker(LAB, concurrency=2) as w:
-            for r in [nap.delay(0.5) for _ in range(6)]:
+            naps = [nap.delay(0.5) for _ in range(6)]
+            for r in naps:
                 ck.get(r)
+            rec.settle(*naps)  # a result is stored before the worker's last events about it arrive
             killed = w.kill_child()
             deadline = time.monotonic() + 10
             while (killed in w.children or len(w.children) < 2) and time.monotonic() < deadline:
