@@ -21,8 +21,9 @@ from celery import Celery, states
 
 from . import broker, learner, namespace, probe, state
 from .errors import CourseError, WorkerError
-from .evidence import Publishes, restore_lab_tasks
-from .exercise import Incorrect, NotAttempted, Uncheckable, budget, out_of_time
+from .evidence import Publishes, ending, restore_lab_tasks
+from .exercise import Incorrect, NotAttempted, Uncheckable, budget, out_of_time, send
+from .trials import Trial
 from .worker import Worker
 
 IDLE_QUEUE = "coursekit.check.idle"
@@ -305,6 +306,19 @@ class Session:
                 row["at"] = rec.started_at + row["started"]
             out[task_id] = rows
         return out
+
+    def run_on_worker(self, task, calls: list[tuple[tuple, float]]) -> list[Trial]:
+        """Let the worker read the queue, send `task` once per (args, wait) in `calls`, all at once, and wait up to
+        `wait` s from the sending for each to end; then one `trials.Trial` per call, from the recording."""
+        self.consume()
+        results = [send(task, args, self.source) for args, _ in calls]
+        begun = time.monotonic()
+        endings = [ending(result, budget(max(0.1, begun + wait - time.monotonic())))
+                   for result, (_, wait) in zip(results, calls)]
+        runs = self.runs([r.id for r in results])
+        short = task.name.rsplit(".", 1)[-1]
+        return [Trial(f"{short}{args!r}".replace(",)", ")"), args, end, runs[r.id], self.received(r.id), wait)
+                for (args, wait), r, end in zip(calls, results, endings)]
 
     def received(self, task_id: str) -> int:
         """How many messages of `task_id` the worker received: one per attempt when each retry went through the

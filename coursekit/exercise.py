@@ -1,9 +1,10 @@
 """Auto-checked exercises, in the spirit of Kaggle's learntools.
 
 An exercise is a small declarative object: its id, the workspace module the learner writes (with %%writefile),
-the functions it looks for, and a `judge` made of plain asserts over what the workers did. Every outcome is an
-exception (NotAttempted, Incorrect, Uncheckable), turned into a Verdict and a progress entry in one place,
-`Exercise.check`. A `____` placeholder left in a function means "not attempted", never "wrong".
+the functions it looks for, and a `judge` made of plain asserts over what the workers did; its words (title, the
+praise a pass gives, hints) are in course.toml. Every outcome is an exception (NotAttempted, Incorrect,
+Uncheckable), turned into a Verdict and a progress entry in one place, `Exercise.check`. A `____` placeholder
+left in a function means "not attempted", never "wrong".
 """
 from __future__ import annotations
 
@@ -207,7 +208,6 @@ class Exercise:
     turn every outcome, foreseen or not, into a Verdict."""
 
     id = ""
-    title = ""
     module = ""
     """The learner's module, `workspace/<module>.py`."""
     functions: tuple[str, ...] = ()
@@ -217,7 +217,6 @@ class Exercise:
     learner's module itself, whose tasks are the answer."""
     timeout = CHECK_TIMEOUT_S
     import_timeout = IMPORT_TIMEOUT_S
-    praise = "Correct."
 
     # -- what the learner calls ------------------------------------------------------------------------
     def check(self, workspace_dir: str | os.PathLike | None = None) -> Verdict:
@@ -303,10 +302,23 @@ class Exercise:
         return app
 
     # -- shared machinery ------------------------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        return self.manifest().get("title", "")
+
+    @property
+    def praise(self) -> str:
+        """What a passed check says it saw."""
+        return self.manifest().get("praise", "Correct.")
+
     def hints(self) -> list[str]:
+        return self.manifest().get("hints", [])
+
+    def manifest(self) -> dict:
+        """This exercise's entry in course.toml: its title, praise and hints, the words the course says about it."""
         from .course import exercises
 
-        return exercises().get(self.id, {}).get("hints", [])
+        return exercises().get(self.id, {})
 
     def source(self, folder: Path):
         """The learner's file, parsed; NotAttempted while it is missing or this exercise's names hold `____`."""

@@ -54,6 +54,8 @@ def test_every_exercise_has_hints_and_a_check():
     manifest = course.exercises()
     assert set(manifest) == set(all_exercises())
     assert all(len(entry["hints"]) >= 2 and all(h.strip() for h in entry["hints"]) for entry in manifest.values())
+    assert all(entry.get("title", "").strip() and entry.get("praise", "").startswith("Correct")
+               for entry in manifest.values())
 
 
 @pytest.mark.notebook

@@ -42,13 +42,16 @@ def _message(s, called, result: AsyncResult, name: str, args: tuple):
     return message
 
 
-class Countdown(Exercise):
-    id = "01.countdown"
-    title = "Run a task no sooner than 2 s from now"
+class CallingExercise(Exercise):
+    """A chapter 01 exercise: the learner's functions send the lab's tasks; the check's worker runs the lab."""
+
     module = "ex01_calling"
-    functions = ("send_later",)
     lab = LAB
-    praise = "Correct: the call returned at once with an eta 2 s ahead, and the worker started the task then."
+
+
+class Countdown(CallingExercise):
+    id = "01.countdown"
+    functions = ("send_later",)
 
     def run(self, s, observed):
         (x, y), = hidden_pairs(1, shown=((2, 3),))
@@ -100,14 +103,9 @@ UNDER_S = 0.55
 (POLL_S), up to 0.3 s on a busy machine, so it waits clearly less than 1 s."""
 
 
-class Expires(Exercise):
+class Expires(CallingExercise):
     id = "01.expires"
-    title = "Drop a task that waited too long"
-    module = "ex01_calling"
     functions = ("send_if_fresh",)
-    lab = LAB
-    praise = ("Correct: the message that waited more than 1 s was dropped (REVOKED), the one that waited less "
-              "ran, and each carried expires 1 s after sending.")
 
     def run(self, s, observed):
         stale_args, fresh_args = hidden_pairs(2, shown=((1, 1), (2, 2)))
@@ -165,13 +163,9 @@ class Expires(Exercise):
             f"{fresh['name']}: the task did not run in the check worker's pool process"
 
 
-class ApplyOrAsync(Exercise):
+class ApplyOrAsync(CallingExercise):
     id = "01.apply_or_async"
-    title = "Run a task here, then on a worker"
-    module = "ex01_calling"
     functions = ("here", "on_a_worker")
-    lab = LAB
-    praise = "Correct: apply() ran in this process with no message; delay() ran in a worker's pool process."
 
     def run(self, s, observed):
         s.consume()

@@ -1,10 +1,8 @@
 """Chapter 01: calling tasks. Each task reports where and when it ran, so the lesson measures rather than asserts."""
-import os
-import time
+from ..app import make_app
+from . import lab_app, ran_here
 
-import coursekit as ck
-
-app = ck.make_app("calling")
+app = lab_app(__name__)
 
 
 @app.task
@@ -15,7 +13,7 @@ def add(x, y):
 @app.task
 def stamp():
     """When and in which process the task body ran."""
-    return {"ran_at": time.time(), "pid": os.getpid()}
+    return ran_here()
 
 
 @app.task
@@ -26,11 +24,11 @@ def divide(x, y):
 def add_on(broker_url, **settings):
     """The same `add` task, sent through a new app on another broker (the outage experiment's private one).
     That app has no result backend, so a dead broker fails only at publishing, which is what we measure."""
-    other = ck.make_app("outage", broker_url=broker_url, results=False, **settings)
+    other = make_app("outage", broker_url=broker_url, results=False, **settings)
     return other.task(name=add.name)(add.run)
 
 
 @app.task(bind=True)
 def whereabouts(self):
     """Where this run happened: the process, and whether Celery ran it eagerly (apply) or on a worker."""
-    return {"pid": os.getpid(), "eager": bool(self.request.is_eager), "worker": self.request.hostname}
+    return ran_here() | {"eager": bool(self.request.is_eager), "worker": self.request.hostname}
