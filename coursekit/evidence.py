@@ -54,9 +54,12 @@ class Sent:
     def label(self) -> str:
         return call_repr(self.task, self.args, self.kwargs)
 
-    def options(self) -> str:
-        """The timing options, relative to the moment of publishing: `eta +2.00 s, expires +1.00 s`."""
-        parts = [f"{name} {value - self.at:+.2f} s" for name, value in (("eta", self.eta), ("expires", self.expires))
+    def options(self, since: float | None = None) -> str:
+        """The timing options, relative to `since` (a Unix time; by default the moment of publishing):
+        `eta +2.00 s, expires +1.00 s`. Give the moment the learner's function was called when that is what the
+        exercise counts from: publishing comes a few milliseconds after the options were computed."""
+        base = self.at if since is None else since
+        parts = [f"{name} {value - base:+.2f} s" for name, value in (("eta", self.eta), ("expires", self.expires))
                  if value is not None]
         if self.priority is not None:
             parts.append(f"priority {self.priority}")

@@ -61,14 +61,14 @@ class Countdown(CallingExercise):
         result = _async_result(called.value, name)
         message = _message(s, called, result, name, (x, y))
         observed += [f"{name} returned after {called.seconds:.3f} s", f"message {message.label()}: "
-                     f"{message.options()}"]
+                     f"{message.options(since=called.begun)} from the call"]
         if message.eta is None or not 1.99 <= message.eta - called.begun <= 2.5:
             return {"name": name, "args": (x, y), "called": called, "message": message, "end": None, "runs": []}
         end = ending(result, budget(8))  # the eta is right: see what the worker makes of it
         runs = s.runs([result.id])[result.id]
         observed.append(f"the task {end.describe()}")
         if runs:
-            observed.append(f"the worker started it {runs[0]['at'] - message.at:.2f} s after it was sent")
+            observed.append(f"the worker started it {runs[0]['at'] - called.begun:.2f} s after the call")
         return {"name": name, "args": (x, y), "called": called, "message": message, "end": end, "runs": runs}
 
     def judge(self, seen, observed):
@@ -82,7 +82,8 @@ class Countdown(CallingExercise):
                                "sooner than 2 s")
         assert ahead <= 2.5, f"the message's eta was {ahead:.2f} s after the call; aim for 2 s, not later"
         if end.state == "REVOKED":
-            raise AssertionError(f"the task was REVOKED instead of run ({message.options()}): an expires that "
+            raise AssertionError(f"the task was REVOKED instead of run ({message.options(since=called.begun)} from "
+                                 "the call): an expires that "
                                  "comes before the eta drops it; send only the countdown")
         assert end.state != "NO RESULT", ("no result within 8 s of the call: the task must run about 2 s after "
                                           "it, not later")
@@ -91,9 +92,9 @@ class Countdown(CallingExercise):
         assert end.value == x + y, f"add({x}, {y}) returned {end.value!r}; expected {x + y}"
         runs = seen["runs"]
         assert runs and runs[0]["in_pool"], "the task did not run in the check worker's pool process"
-        started = runs[0]["at"] - message.at
-        assert started >= ahead - 0.1, (f"the worker started the task {started:.2f} s after it was sent, before "
-                                        f"its eta ({ahead:.2f} s)")
+        started = runs[0]["at"] - called.begun
+        assert runs[0]["at"] >= message.eta - 0.1, (f"the worker started the task {started:.2f} s after the call, "
+                                                    f"before its eta ({ahead:.2f} s after the call)")
 
 
 OVER_S = 1.5
@@ -122,7 +123,8 @@ class Expires(CallingExercise):
             taken = s.taken_at(probe["result"].id)
             probe["waited"] = None if taken is None else taken - probe["message"].at
             waited = "never taken" if taken is None else f"taken after {probe['waited']:.2f} s"
-            observed.append(f"{probe['name']}: {probe['message'].options()}; {waited}; {probe['end'].describe()}")
+            observed.append(f"{probe['name']}: {probe['message'].options(since=probe['called'].begun)} from the "
+                            f"call; {waited}; {probe['end'].describe()}")
         return {"stale": stale, "fresh": fresh}
 
     def _probe(self, s, args):
@@ -131,7 +133,8 @@ class Expires(CallingExercise):
         result = _async_result(called.value, name)
         if called.seconds > 0.5:
             raise Incorrect(f"{name} took {called.seconds:.1f} s to return: send the message and return at once")
-        return {"name": name, "args": args, "result": result, "message": _message(s, called, result, name, args)}
+        return {"name": name, "args": args, "result": result, "called": called,
+                "message": _message(s, called, result, name, args)}
 
     def judge(self, seen, observed):
         stale, fresh = seen["stale"], seen["fresh"]
@@ -144,11 +147,12 @@ class Expires(CallingExercise):
         assert end.state == "REVOKED", (
             f"{stale['name']}: the message waited {stale['waited'] or OVER_S:.2f} s for a worker and "
             f"{end.describe()}: a task that waited more than 1 s should have expired after 1 s "
-            f"(the message carried {message.options()})")
+            f"(the message carried {message.options(since=stale['called'].begun)} from the call)")
         end, message = fresh["end"], fresh["message"]
         assert end.state != "REVOKED", (
             f"{fresh['name']}: the message waited only {fresh['waited'] or UNDER_S:.2f} s and was REVOKED: a task "
-            f"that waited less than 1 s must run (expire after 1 s, not sooner; it carried {message.options()})")
+            f"that waited less than 1 s must run (expire after 1 s, not sooner; it carried "
+            f"{message.options(since=fresh['called'].begun)} from the call)")
         a, b = fresh["args"]
         assert end.state == "SUCCESS" and end.value == a + b, (
             f"{fresh['name']}: a task sent while a worker was ready {end.describe()}: it should run and return "
@@ -156,8 +160,8 @@ class Expires(CallingExercise):
         for probe in (stale, fresh):
             message = probe["message"]
             assert message.expires is not None, f"{probe['name']}'s message carried no expires"
-            after = message.expires - message.at
-            assert 0.9 <= after <= 1.1, (f"{probe['name']}'s message carried expires {after:+.2f} s after sending; "
+            after = message.expires - probe["called"].begun
+            assert 0.9 <= after <= 1.1, (f"{probe['name']}'s message carried expires {after:+.2f} s after the call; "
                                          "the rule is 1 s")
         assert fresh["runs"] and fresh["runs"][0]["in_pool"], \
             f"{fresh['name']}: the task did not run in the check worker's pool process"
