@@ -31,6 +31,7 @@ import psutil
 from . import broker, census, launch, namespace, probe, state
 from .defaults import DEFAULTS
 from .errors import CourseError
+from .owned import OwnedProcess
 
 _BANNER = re.compile(r"Visit me at http://127\.0\.0\.1:(\d+)")
 # Lines Flower logs when it cannot go on, and what to do about each.
@@ -91,7 +92,7 @@ def port_taken(port: int) -> bool:
     return False
 
 
-class Flower:
+class Flower(OwnedProcess):
     """Flower on 127.0.0.1 for the course's namespace. `with ck.Flower() as f:`, or start() and stop().
     `port=None` lets the OS pick a free port when Flower binds, so two Flowers never race for one."""
 
@@ -199,12 +200,7 @@ class Flower:
         self.kill()
 
     def kill(self) -> None:
-        if self.running:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        self._kill_group()
         with _live_lock:
             _live.discard(self)
 
@@ -217,17 +213,6 @@ class Flower:
         raise CourseError(problem, fix=f"read Flower's log, {self.logfile}; its last lines:", details=log)
 
     # -- looking at it -------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def logs(self, tail: int | None = None) -> str:
-        return state.read_log(self.logfile, tail)
-
     def __enter__(self) -> "Flower":
         return self.start()
 

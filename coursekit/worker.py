@@ -27,6 +27,7 @@ from . import census, launch, probe, state
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
+from .owned import OwnedProcess
 
 _counter = itertools.count(1)
 _live: "set[Worker]" = set()
@@ -71,7 +72,7 @@ def load_app(module: str) -> Celery:
                       fix="create one in it: `app = ck.make_app('mytasks')`")
 
 
-class Worker:
+class Worker(OwnedProcess):
     """A real Celery worker for the course. Use it as a context manager, or call start() and stop()."""
 
     def __init__(self, app: str, *, name: str | None = None, queues: list[str] | str | None = None,
@@ -189,12 +190,7 @@ class Worker:
 
     def kill(self) -> int | None:
         """SIGKILL the whole process group: the main process and every pool child, with no chance to ack."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        self._kill_group()
         return self._forget()
 
     def kill_child(self, pid: int | None = None) -> int:
@@ -222,14 +218,6 @@ class Worker:
 
     # -- looking at it -------------------------------------------------------------------------------
     @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
     def children(self) -> list[int]:
         """Pids of the pool processes now (prefork only); a recycled or killed child is replaced by a new pid."""
         if not self.running:
@@ -238,9 +226,6 @@ class Worker:
             return [p.pid for p in psutil.Process(self.proc.pid).children()]
         except psutil.NoSuchProcess:
             return []
-
-    def logs(self, tail: int | None = None) -> str:
-        return state.read_log(self.logfile, tail)
 
     def __enter__(self) -> "Worker":
         return self if self.running else self.start()
