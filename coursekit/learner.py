@@ -145,8 +145,8 @@ class Source:
         return "\n".join(self.text.splitlines()[first - 1:node.end_lineno])
 
     def closure(self, name: str) -> list[str]:
-        """`name` and the module functions its definitions use, directly or not (`multiply = app.task(product)`
-        uses product)."""
+        """`name` and the module-level names its definitions use, directly or not: functions
+        (`multiply = app.task(product)` uses product) and assignments (`countdown=DELAY` uses DELAY)."""
         bindings = self.bindings
         todo, seen = [name], []
         while todo:
@@ -156,7 +156,7 @@ class Source:
             seen.append(current)
             for node in bindings.get(current, []):
                 used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-                todo += sorted(u for u in used if any(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))
+                todo += sorted(u for u in used if any(not isinstance(b, (ast.Import, ast.ImportFrom))
                                                       for b in bindings.get(u, [])))
         return seen
 
@@ -166,7 +166,7 @@ class Source:
                    if not isinstance(node, (ast.Import, ast.ImportFrom)))
 
     def blank(self, name: str) -> bool:
-        """Whether `name`, or a module function it uses, still holds the placeholder."""
+        """Whether `name`, or a module-level name it uses, still holds the placeholder."""
         return any(self.holds_placeholder(n) for n in self.closure(name))
 
     def blanks(self) -> list[str]:

@@ -114,6 +114,10 @@ TABLE: list[Row] = [
         "pass x and y on"),
     Row(ch01.countdown, "crash", "revoked", swap(S01, "countdown=2)", "countdown=2, expires=1)"),
         "REVOKED instead of run"),
+    Row(ch01.countdown, "blank", "module-constant", swap(S01, "def send_later(x, y):\n" + SEND_LATER,
+                                                         "DELAY = ____\n\n\ndef send_later(x, y):\n"
+                                                         "    return add.apply_async((x, y), countdown=DELAY)"),
+        "send_later() still holds"),
     Row(ch01.countdown, "hang", "function-blocks", swap(S01, SEND_LATER, "    __import__('time').sleep(10**6)"),
         "did not return within 5 s"),
     Row(ch01.countdown, "hang", "loop-at-import", S01 + "\n\nwhile True:\n    pass\n",
@@ -131,6 +135,8 @@ TABLE: list[Row] = [
         "a task that waited less than 1 s must run"),
     Row(ch01.expires, "timing", "too-late", swap(S01, "expires=1)", "expires=2)"), "should have expired after 1 s"),
     Row(ch01.expires, "timing", "slightly-late", swap(S01, "expires=1)", "expires=1.3)"), "the rule is 1 s"),
+    Row(ch01.expires, "mechanism", "also-a-countdown", swap(S01, "expires=1)", "expires=1, countdown=0.5)"),
+        "carried an eta +0.50 s from the call"),
     Row(ch01.expires, "mechanism", "on-the-task-object", swap(S01, SEND_IF_FRESH, "    add.expires = 1\n"
                                                               "    return add.delay(x, y)"),
         "changed the lab's task itself (add.expires = 1)"),
@@ -163,6 +169,8 @@ TABLE: list[Row] = [
         "        raise self.retry(exc=exc, countdown=2 ** self.request.retries)"))),
     Row(ch02.backoff, "timing", "no-backoff", swap(S02, FETCH, "@app.task(bind=True, autoretry_for=(ConnectionError,), "
                                                                "max_retries=3)"), "waits default_retry_delay, 180 s"),
+    Row(ch02.backoff, "timing", "jitter-on", swap(S02, "retry_backoff=1, retry_jitter=False", "retry_backoff=1"),
+        "jitter makes the waits random"),
     Row(ch02.backoff, "timing", "backoff-2", swap(S02, "retry_backoff=1", "retry_backoff=2"), "gap 1 was 2."),
     Row(ch02.backoff, "mechanism", "retries-forever", swap(S02, "max_retries=3)\ndef fetch",
                                                            "max_retries=None)\ndef fetch"),
@@ -188,6 +196,8 @@ TABLE: list[Row] = [
             if attempt == 2:
                 raise
             __import__("time").sleep(0.5)"""), "report ran once"),
+    Row(ch02.give_up, "timing", "slow-retries", swap(S02, REPORT, "        raise self.retry(exc=exc, countdown=1.4)"),
+        "the delay set above is 0.5 s"),
     Row(ch02.give_up, "timing", "more-retries", swap(S02, REPORT, "        raise self.retry(exc=exc, max_retries=4)"),
         "report ran 5 times; expected 3"),
     Row(ch02.permanent, "right", "own-retry", charge("""

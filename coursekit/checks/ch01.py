@@ -143,6 +143,12 @@ class Expires(CallingExercise):
                 raise Uncheckable(f"the machine was too busy for this timing experiment: {probe['name']}'s "
                                   f"message was meant to wait clearly {side} than 1 s and waited "
                                   f"{probe['waited']:.2f} s", fix="check again")
+        for probe in (stale, fresh):
+            message = probe["message"]
+            ahead = None if message.eta is None else message.eta - probe["called"].begun
+            assert ahead is None or ahead < 0.05, (
+                f"{probe['name']}'s message carried an eta {ahead:+.2f} s from the call: send it to run at once, "
+                "with only an expires (a countdown or eta holds back even a fresh task)")
         end, message = stale["end"], stale["message"]
         assert end.state == "REVOKED", (
             f"{stale['name']}: the message waited {stale['waited'] or OVER_S:.2f} s for a worker and "

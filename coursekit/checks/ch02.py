@@ -25,12 +25,14 @@ class RetryExercise(Exercise):
         return trials
 
 
-def each_attempt_a_message(trial: Trial) -> None:
-    n = len(trial.starts)
+def ran_in_the_pool(trial: Trial) -> None:
     assert not trial.elsewhere, f"{trial.call} ran outside the check worker's pool processes"
-    assert trial.received >= n, (f"{trial.call} made {n} attempts from {trial.received} message(s): a retry must be a "
-                                 "new message through the broker (self.retry or autoretry_for), not a loop inside one "
-                                 "run")
+
+
+def backoff_gaps(trial: Trial) -> None:
+    for n, (gap, want) in enumerate(zip(trial.gaps, [1, 2, 4]), 1):
+        assert abs(gap - want) <= 0.4, (f"{trial.call}: gap {n} was {gap} s; expected {want} s (backoff 1, 2, 4 s, "
+                                        "no jitter: jitter makes the waits random)")
 
 
 class Backoff(RetryExercise):
@@ -51,10 +53,8 @@ class Backoff(RetryExercise):
                                             "(autoretry_for)")
             raise AssertionError(f"{recovers.call} ran once and did not retry: name ConnectionError in "
                                  "autoretry_for")
-        each_attempt_a_message(recovers)
-        for n, (gap, want) in enumerate(zip(gaps, [1, 2, 4]), 1):
-            assert abs(gap - want) <= 0.4, (f"{recovers.call}: gap {n} was {gap} s; expected {want} s (backoff 1, "
-                                            "2, 4 s, no jitter: jitter makes the waits random)")
+        ran_in_the_pool(recovers)
+        backoff_gaps(recovers)
         assert len(gaps) >= 3, (f"{recovers.call}: after {len(gaps) + 1} attempts nothing more ran within "
                                 f"{recovers.waited:g} s; it fails 3 times, so expect 4 attempts")
         assert len(gaps) == 3, f"{recovers.call} made {len(gaps) + 1} attempts; it fails 3 times, so expect 4"
@@ -64,7 +64,8 @@ class Backoff(RetryExercise):
             f"{gives_up.call} was still retrying after {n} attempts ({gives_up.attempts()}): stop after 3 "
             "retries (max_retries=3; None means forever)")
         assert n == 4, f"{gives_up.call} made {n} attempts; expected 4: the first and 3 retries"
-        each_attempt_a_message(gives_up)
+        ran_in_the_pool(gives_up)
+        backoff_gaps(gives_up)  # a second run of waits: jitter rarely lands on 1, 2 and 4 s twice
         assert end.state == "FAILURE" and end.error == "ConnectionError", \
             f"{gives_up.call} {end.describe()}; after its last retry it should fail with the ConnectionError"
 
@@ -80,9 +81,12 @@ class GiveUp(RetryExercise):
         trial, = seen
         n, end = len(trial.starts), trial.end
         assert n > 1, "report ran once and failed: retry it with self.retry(...)"
-        each_attempt_a_message(trial)
+        ran_in_the_pool(trial)
         assert n == 3, f"report ran {n} times; expected 3 (the first run plus max_retries=2)"
-        assert all(0.3 <= g <= 1.5 for g in trial.gaps), f"gaps {trial.gaps} s; the delay set above is 0.5 s"
+        # the eta is 0.5 s ahead, and a start is never early: late by up to half a second on a busy machine
+        assert all(0.45 <= g <= 1.0 for g in trial.gaps), (f"report's retries came {trial.gaps} s apart; the delay "
+                                                           "set above is 0.5 s (default_retry_delay, or the "
+                                                           "retry's countdown)")
         assert end.state == "FAILURE", f"report ended: {end.describe()}; after the last retry it must fail"
         assert end.error == "ValueError", (f"the last failure was {end.error}; pass the exception to the retry "
                                            "(exc=exc) so the original ValueError surfaces")
@@ -107,7 +111,7 @@ class Permanent(RetryExercise):
             f"{flaky.attempts()}: the retry must come soon (a countdown; autoretry without one waits 180 s)")
         assert len(flaky.starts) == 2, (f"{flaky.call} succeeded after {len(flaky.starts)} attempt(s); the "
                                         "gateway times out once, so expect 2: let Celery retry it, not a loop")
-        each_attempt_a_message(flaky)
+        ran_in_the_pool(flaky)
         assert flaky.gaps[0] <= 1.0, (f"{flaky.call} was retried {flaky.gaps[0]} s after the timeout; "
                                       "retry it 0.2 s later (a countdown)")
         assert len(declined.starts) == 1, (f"{declined.call} ran {len(declined.starts)} times: a declined "
@@ -120,7 +124,7 @@ class Permanent(RetryExercise):
             f"{down.attempts()}: a gateway that stays down must be given up after 3 retries (max_retries=3; None "
             "means forever)")
         assert n == 4, f"{down.call} made {n} attempts; expected 4: the first and 3 retries"
-        each_attempt_a_message(down)
+        ran_in_the_pool(down)
         assert down.end.state == "FAILURE" and down.end.error == "GatewayTimeout", \
             f"{down.call} {down.end.describe()}; after its last retry it should fail with GatewayTimeout"
 
