@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -184,14 +185,29 @@ def _checked(exercise, workspace):
         return Verdict(exercise.id, Uncheckable.status, message, [], 0.0, fix)
 
 
+def _exit_quietly(code: int) -> None:
+    """Exit once the verdicts are printed, without the interpreter's shutdown: a check can leave AsyncResults
+    of tasks that never finished, and one collected during shutdown unsubscribes from Redis and prints
+    "Exception ignored in AsyncResult.__del__", which reads like a crash under a correct verdict. Workers are
+    stopped first; nothing else of this command needs its exit handlers."""
+    from .worker import stop_all
+
+    stop_all(timeout=3)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 @cli.command(help="Check an exercise against your workspace module, as the notebook's check() does.")
 @click.argument("exercise_id", required=False)
-@click.option("--all", "list_all", is_flag=True, help="List every exercise with its state from your progress.")
+@click.option("--all", "check_all", is_flag=True, help="Check every exercise whose module you have written.")
+@click.option("--list", "list_all", is_flag=True, help="List every exercise with its state from your progress.")
 @click.option("--watch", is_flag=True, help="Check again every time the module file is saved (Ctrl-C to stop).")
 @click.option("--workspace", "folder", type=click.Path(file_okay=False), help="Folder holding your modules.")
 @click.option("--max-runs", type=int, default=0, hidden=True, help="With --watch: stop after N checks (tests).")
 @friendly
-def check(exercise_id: str | None, list_all: bool, watch: bool, folder: str | None, max_runs: int) -> None:
+def check(exercise_id: str | None, check_all: bool, list_all: bool, watch: bool, folder: str | None,
+          max_runs: int) -> None:
     import time
     from pathlib import Path
 
@@ -200,6 +216,14 @@ def check(exercise_id: str | None, list_all: bool, watch: bool, folder: str | No
     from .course import exercises as manifest
 
     known = all_exercises()
+    if check_all:
+        workspace = Path(folder) if folder else _default_workspace()
+        verdicts = [_checked(known[ex_id], workspace) for ex_id in manifest() if ex_id in known]
+        for verdict in verdicts:
+            click.echo(repr(verdict))
+        passed = sum(v.passed for v in verdicts)
+        click.echo(f"{passed} of {len(verdicts)} exercises passed")
+        _exit_quietly(0 if passed == len(verdicts) else 1)
     if list_all or not exercise_id:
         done = learner.load()["exercises"]
         for ex_id, entry in manifest().items():
@@ -218,7 +242,7 @@ def check(exercise_id: str | None, list_all: bool, watch: bool, folder: str | No
             click.echo(repr(verdict))
             runs, last = runs + 1, stamp
             if not watch or (max_runs and runs >= max_runs):
-                sys.exit(0 if verdict.passed else 1)
+                _exit_quietly(0 if verdict.passed else 1)
             click.echo(f"-- watching {module}; save it to check again (Ctrl-C to stop)")
         time.sleep(0.5)
 

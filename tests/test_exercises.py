@@ -9,7 +9,7 @@ import sys
 
 import nbformat
 import pytest
-from answers import S01, attempt, swap
+from answers import S01, S02, attempt, swap
 
 from coursekit import build, course, progress
 from coursekit.checks import all_exercises, ch00, ch01
@@ -121,9 +121,18 @@ def test_cli_check_and_watch(ws):
                           "--watch", "--max-runs", "1"], capture_output=True, text=True, timeout=60,
                          env=os.environ.copy())
     assert run.returncode == 1 and "[INCORRECT] 01.countdown" in run.stdout
-    listing = subprocess.run([sys.executable, "-m", "coursekit", "check", "--all"], capture_output=True, text=True,
+    listing = subprocess.run([sys.executable, "-m", "coursekit", "check", "--list"], capture_output=True, text=True,
                              timeout=30)
     assert listing.returncode == 0 and all(i in listing.stdout for i in all_exercises())
+    # a retry with no countdown leaves AsyncResults of tasks that never finished: nothing may print at exit
+    (ws / "ex02_retries.py").write_text(swap(S02, ', retry_kwargs={"countdown": 0.2}', ""))
+    everything = subprocess.run([sys.executable, "-m", "coursekit", "check", "--all", "--workspace", str(ws)],
+                                capture_output=True, text=True, timeout=120)
+    assert everything.returncode == 1, everything.stdout + everything.stderr
+    assert "[INCORRECT] 01.countdown" in everything.stdout and "[NOT ATTEMPTED] 00.first_task" in everything.stdout
+    assert "[INCORRECT] 02.permanent" in everything.stdout
+    assert everything.stdout.strip().splitlines()[-1].endswith(f"of {len(all_exercises())} exercises passed")
+    assert "Traceback" not in everything.stderr and "Exception ignored" not in everything.stderr, everything.stderr
 
 
 def test_a_check_never_runs_past_its_time_bound(ws, monkeypatch):
