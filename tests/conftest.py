@@ -54,20 +54,32 @@ def pytest_unconfigure(config):
     shutil.rmtree(SUITE_STATE, ignore_errors=True)
 
 
+def wait_until_gone(find, seconds: float = 8.0) -> list[psutil.Process]:
+    """Poll `find` until it returns nothing or `seconds` pass; what is still there then."""
+    deadline = time.monotonic() + seconds  # a kernel follows its runner within ~4 s, its workers 0.5 s later
+    left = find()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = find()
+    return left
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_outlives_the_suite():
     yield
     ck.stop_all(timeout=5)
+    # Kernels and their workers end first: one still running could write keys after the reset below.
+    wait_until_gone(lambda: [p for p in started_by_suite() if "redis-server" not in " ".join(p.info["cmdline"] or [])])
     try:
-        namespace.reset(broker.current().url)  # the suite's namespace only: cktest<pid>:
+        url = broker.current().url
+        for prefix in (namespace.prefix(), f"cktestother{os.getpid()}:"):  # this process's namespaces only
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("COURSEKIT_NAMESPACE", prefix)
+                namespace.reset(url)
     except ck.CourseError:
         pass
     broker.down()
-    deadline = time.monotonic() + 8  # a kernel follows its runner within ~4 s, its workers 0.5 s later
-    left = started_by_suite()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = started_by_suite()
+    left = wait_until_gone(started_by_suite, seconds=3)
     for proc in left:
         proc.kill()
     shutil.rmtree(SUITE_STATE, ignore_errors=True)
