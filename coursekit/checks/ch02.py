@@ -29,10 +29,14 @@ def ran_in_the_pool(trial: Trial) -> None:
     assert not trial.elsewhere, f"{trial.call} ran outside the check worker's pool processes"
 
 
-def backoff_gaps(trial: Trial) -> None:
+def backoff_gaps(trial: Trial, late_ok: bool = False) -> None:
+    """Gaps between attempts' starts of 1, 2 and 4 s. With `late_ok`, only never early: a gap also holds the failed
+    attempt's own run, and on a busy machine (or with another call's attempts on the same pool process) that adds
+    tenths of a second; jitter, by contrast, draws whole seconds below the backoff (0..N)."""
     for n, (gap, want) in enumerate(zip(trial.gaps, [1, 2, 4]), 1):
-        assert abs(gap - want) <= 0.4, (f"{trial.call}: gap {n} was {gap} s; expected {want} s (backoff 1, 2, 4 s, "
-                                        "no jitter: jitter makes the waits random)")
+        ok = gap >= want - 0.4 if late_ok else abs(gap - want) <= 0.4
+        assert ok, (f"{trial.call}: gap {n} was {gap} s; expected {want} s (backoff 1, 2, 4 s, no jitter: jitter "
+                    "makes the waits random)")
 
 
 class Backoff(RetryExercise):
@@ -65,7 +69,7 @@ class Backoff(RetryExercise):
             "retries (max_retries=3; None means forever)")
         assert n == 4, f"{gives_up.call} made {n} attempts; expected 4: the first and 3 retries"
         ran_in_the_pool(gives_up)
-        backoff_gaps(gives_up)  # a second run of waits: jitter rarely lands on 1, 2 and 4 s twice
+        backoff_gaps(gives_up, late_ok=True)  # a second run of waits: jitter rarely draws the full wait six times
         assert end.state == "FAILURE" and end.error == "ConnectionError", \
             f"{gives_up.call} {end.describe()}; after its last retry it should fail with the ConnectionError"
 
