@@ -7,7 +7,6 @@ import json
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -63,8 +62,6 @@ def wait_for_worker(flower: Flower, nodename: str) -> dict:
         return workers if nodename in workers else None
 
     return wait_until(seen, what=f"Flower listing worker {nodename}")
-
-
 
 
 @pytest.fixture
@@ -197,31 +194,23 @@ def test_flower_dies_with_its_owner_even_on_sigkill():
 # bad input: one clear message, no traceback, no hang
 
 
-@pytest.fixture
-def busy_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
 @pytest.mark.usefixtures("redis_url")
-def test_port_taken_is_one_message(busy_port):
-    done = subprocess.run([sys.executable, "-m", "coursekit", "flower", "--port", str(busy_port)],
+def test_port_taken_is_one_message(taken_port):
+    done = subprocess.run([sys.executable, "-m", "coursekit", "flower", "--port", str(taken_port)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"port {busy_port} on 127.0.0.1 is taken" in done.stderr
+    assert f"port {taken_port} on 127.0.0.1 is taken" in done.stderr
     assert "--port" in done.stderr.split("Fix:", 1)[1]
     assert "Traceback" not in done.stderr and done.stdout == ""
-    with pytest.raises(ck.CourseError, match=f"port {busy_port}"):
-        Flower(busy_port).start()
+    with pytest.raises(ck.CourseError, match=f"port {taken_port}"):
+        Flower(taken_port).start()
 
 
 @pytest.mark.usefixtures("redis_url")
-def test_port_taken_after_the_check_is_diagnosed_from_flowers_log(busy_port, monkeypatch):
+def test_port_taken_after_the_check_is_diagnosed_from_flowers_log(taken_port, monkeypatch):
     """Someone may take the port between our check and Flower's bind: Flower exits, and its log says why."""
     monkeypatch.setattr(flower_module, "port_taken", lambda port: False)
-    monitor = Flower(busy_port)
+    monitor = Flower(taken_port)
     with pytest.raises(ck.CourseError) as failed:
         monitor.start()
     assert "exited" in failed.value.problem and "took the port" in failed.value.fix

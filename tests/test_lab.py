@@ -3,7 +3,6 @@ No browser needed: these talk to the server's REST API or only read what the com
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +19,6 @@ def run_lab(tmp_path, *args, **env) -> subprocess.CompletedProcess:
     jupyter = {f"JUPYTER_{kind}_DIR": str(tmp_path / kind.lower()) for kind in ("RUNTIME", "CONFIG", "DATA")}
     return subprocess.run([COURSEKIT, "lab", "--no-browser", *args], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, **jupyter, **env))
-
-
-@pytest.fixture
-def taken_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def test_lab_serves_the_repository_root_and_says_only_the_broker_and_the_url(tmp_path, redis_url):
