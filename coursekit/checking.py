@@ -31,7 +31,6 @@ IDLE_QUEUE = "coursekit.check.idle"
 POLL_S = 0.05
 """The check worker's BRPOP timeout (kombu's default is 1 s): a queue added by `consume()` is read within it."""
 HOST = "coursekit.checks.host"
-FINAL_EVENTS = ("task-succeeded", "task-failed", "task-revoked", "task-rejected")
 FILE_ENV, NAME_ENV = "COURSEKIT_CHECK_FILE", "COURSEKIT_CHECK_MODULE"
 
 
@@ -266,13 +265,9 @@ class Session:
         its final event. (A task with no result yet, one that hangs, say, has no final event to wait for; on a busy
         machine the events of one that ended can lag by more than a second.)"""
         if self._recording is None:
-            waiting = {i for i in expect if self._has_result(i)}
-            deadline = time.monotonic() + budget(settle)
-            while waiting and time.monotonic() < deadline:
-                with self.recorder._lock:
-                    ended = {e.get("uuid") for e in self.recorder.recording.events if e["type"] in FINAL_EVENTS}
-                waiting -= ended
-                time.sleep(0.02)
+            waiting = [i for i in expect if self._has_result(i)]
+            if waiting:
+                self.recorder.settle(*waiting, timeout=budget(settle))
             time.sleep(0.05)  # events of the same batch that arrive just behind
             self._recording = self.recorder.stop()
         return self._recording
