@@ -10,11 +10,11 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from procs import wait_until_gone
 
 # Set before coursekit is imported anywhere, and inherited by every worker, kernel and CLI the tests start.
 SUITE_STATE = Path(tempfile.mkdtemp(prefix="coursekit-tests-"))
@@ -55,22 +55,14 @@ def pytest_unconfigure(config):
     shutil.rmtree(SUITE_STATE, ignore_errors=True)
 
 
-def wait_until_gone(find, seconds: float = 8.0) -> list[psutil.Process]:
-    """Poll `find` until it returns nothing or `seconds` pass; what is still there then."""
-    deadline = time.monotonic() + seconds  # a kernel follows its runner within ~4 s, its workers 0.5 s later
-    left = find()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.2)
-        left = find()
-    return left
-
-
 @pytest.fixture(scope="session", autouse=True)
 def no_process_outlives_the_suite():
     yield
     ck.stop_all(timeout=5)
-    # Kernels and their workers end first: one still running could write keys after the reset below.
-    wait_until_gone(lambda: [p for p in started_by_suite() if "redis-server" not in " ".join(p.info["cmdline"] or [])])
+    # Kernels and their workers end first: one still running could write keys after the reset below. A kernel
+    # follows its runner within ~4 s, its workers 0.5 s later (8 s by default).
+    wait_until_gone(lambda: [p for p in started_by_suite() if "redis-server" not in " ".join(p.info["cmdline"] or [])],
+                    every=0.2)  # each look reads every process's environment
     try:
         url = broker.current().url
         for prefix in (namespace.prefix(), f"cktestother{os.getpid()}:"):  # this process's namespaces only
@@ -80,7 +72,7 @@ def no_process_outlives_the_suite():
     except ck.CourseError:
         pass
     broker.down()
-    left = wait_until_gone(started_by_suite, seconds=3)
+    left = wait_until_gone(started_by_suite, seconds=3, every=0.2)
     for proc in left:
         proc.kill()
     shutil.rmtree(SUITE_STATE, ignore_errors=True)

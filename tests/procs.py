@@ -6,14 +6,24 @@ import time
 import psutil
 
 
-def wait_gone(pid: int, seconds: float = 5.0) -> bool:
-    """True once `pid` has exited (a zombie counts: it runs no more code), False if it still runs after `seconds`."""
+def wait_until_gone(find, seconds: float = 8.0, every: float = 0.05) -> list:
+    """Poll `find` every `every` s until it returns nothing or `seconds` pass; what is still there then."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    left = find()
+    while left and time.monotonic() < deadline:
+        time.sleep(every)
+        left = find()
+    return left
+
+
+def running(pid: int) -> bool:
+    """True while `pid` runs code (a zombie has exited: only its parent's wait() is missing)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    """True once `pid` has exited, False if it still runs after `seconds`."""
+    return not wait_until_gone(lambda: [pid] if running(pid) else [], seconds)
