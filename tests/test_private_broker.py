@@ -4,10 +4,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 
 import psutil
 import redis
+from procs import wait_gone
 
 import coursekit as ck
 
@@ -35,10 +35,7 @@ def test_dies_with_its_owner_even_when_sigkilled(tmp_path):
         assert psutil.pid_exists(pid)
         owner.kill()
         owner.wait(5)
-        deadline = time.monotonic() + 5
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, "the private redis-server outlived its owner"
-            time.sleep(0.1)
+        assert wait_gone(pid), "the private redis-server outlived its owner"
     finally:
         if owner.poll() is None:
             owner.kill()
