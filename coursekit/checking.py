@@ -308,7 +308,7 @@ class Session:
         self.consume()
         results = [send(task, args, self.source) for args, _ in calls]
         begun = time.monotonic()
-        endings = [ending(result, budget(max(0.1, begun + wait - time.monotonic())))
+        endings = [ending(result, budget(max(0.1, begun + wait - time.monotonic())), sent=begun)
                    for result, (_, wait) in zip(results, calls)]
         runs = self.runs([r.id for r in results])
         short = task.name.rsplit(".", 1)[-1]

@@ -277,13 +277,15 @@ def progress(export_to: str | None, merge_from: tuple[str, ...], more: tuple[str
     from . import progress as learner
 
     if merge_from:
-        click.echo(learner.merge([*merge_from, *more]).to_string(index=False))
+        click.echo(learner.as_text(learner.merge([*merge_from, *more])))
+        click.echo(learner.MINUTES_NOTE)
         return
     if export_to:
         json_path, csv_path = learner.export(export_to)
         click.echo(f"wrote {json_path} and {csv_path}")
         return
-    click.echo(learner.table(learner.load()).to_string(index=False))
+    click.echo(learner.as_text(learner.table(learner.load())))
+    click.echo(learner.MINUTES_NOTE)
 
 
 def main() -> None:

@@ -175,9 +175,11 @@ class Ending:
         return f"had no result after {self.waited:.0f} s"
 
 
-def ending(result, timeout: float) -> Ending:
-    """Wait up to `timeout` s for `result`; never raises for what the task did (failure, revocation, nothing)."""
-    begun = time.monotonic()
+def ending(result, timeout: float, sent: float | None = None) -> Ending:
+    """Wait up to `timeout` s for `result`; never raises for what the task did (failure, revocation, nothing).
+    `sent` (a `time.monotonic()`) is when the task was sent: a missing result then counts its wait from there, as
+    the learner would, not from when this wait began."""
+    begun = time.monotonic() if sent is None else sent
     try:
         value = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:

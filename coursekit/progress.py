@@ -79,6 +79,24 @@ def table(data: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["chapter", "done", "hints", "solutions", "minutes"])
 
 
+MINUTES_NOTE = "minutes: from each exercise's first check or hint to its first pass (or to its last check, if not passed)"
+
+
+def as_text(frame: pd.DataFrame) -> str:
+    """The table for a terminal: text columns aligned left under their headers, numbers right."""
+    if frame.empty:
+        return "no exercises in course.toml yet"
+    cells = {c: [str(v) for v in frame[c]] for c in frame.columns}
+    width = {c: max(len(c), *map(len, cells[c])) for c in frame.columns}
+    left = {c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])}
+
+    def line(values: dict) -> str:
+        return "  ".join(v.ljust(width[c]) if c in left else v.rjust(width[c]) for c, v in values.items()).rstrip()
+
+    return "\n".join([line({c: c for c in frame.columns})]
+                     + [line({c: cells[c][i] for c in frame.columns}) for i in range(len(frame))])
+
+
 def export(path: str | Path) -> tuple[Path, Path]:
     """Write the progress as JSON (for --merge) and the table as CSV beside it."""
     path = Path(path)

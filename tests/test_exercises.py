@@ -115,6 +115,16 @@ def test_export_and_merge_for_a_facilitator(private_state, tmp_path):
     assert (tmp_path / "ana.csv").read_text().startswith("chapter,done,hints,solutions,minutes,learner")
 
 
+def test_progress_text_aligns_each_column_under_its_header():
+    frame = progress.table({"exercises": {}})
+    lines = progress.as_text(frame).splitlines()
+    header = lines[0]
+    assert header.startswith("chapter ") and all(line.startswith(frame.chapter[i]) for i, line in
+                                                 enumerate(lines[1:]))  # text to the left, under its header
+    assert {len(line) for line in lines} == {len(header)}  # numbers to the right: every row ends where it does
+    assert progress.as_text(frame.iloc[:0]) == "no exercises in course.toml yet"
+
+
 def test_cli_check_and_watch(ws):
     (ws / "ex01_calling.py").write_text(AT_ONCE)
     run = subprocess.run([sys.executable, "-m", "coursekit", "check", "01.countdown", "--workspace", str(ws),

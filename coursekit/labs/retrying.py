@@ -16,7 +16,7 @@ class CardDeclined(ValueError):
 def flaky_call(attempt, failures=3):
     """Fails while `attempt` (the task's retries so far) is below `failures`, then answers."""
     if attempt < failures:
-        raise ConnectionError(f"attempt {attempt}: connection reset by peer")
+        raise ConnectionError(f"attempt {attempt + 1}: connection reset by peer")  # retries so far + 1
     return f"ok after {attempt} retries"
 
 
@@ -26,7 +26,7 @@ def gateway(order, attempt):
     if order.startswith("declined"):
         raise CardDeclined(f"card declined for {order}")
     if (order.startswith("flaky") and attempt < 1) or order.startswith("down"):
-        raise GatewayTimeout(f"gateway timed out for {order} (attempt {attempt})")
+        raise GatewayTimeout(f"gateway timed out for {order} (attempt {attempt + 1})")
     return f"charged {order}"
 
 
@@ -34,7 +34,7 @@ def gateway(order, attempt):
 def shaky(self, failures):
     """Fails `failures` times, retrying itself 0.5 s later each time."""
     if self.request.retries < failures:
-        raise self.retry(exc=ConnectionError(f"attempt {self.request.retries} failed"))
+        raise self.retry(exc=ConnectionError(f"attempt {self.request.retries + 1} failed"))
     return f"ok after {self.request.retries} retries"
 
 
