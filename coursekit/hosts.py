@@ -258,6 +258,9 @@ class OtherHost:
 
     def url_for(self, url: str) -> str:
         """`url` (a broker on this host) as the other host reaches it: through a forwarder on the gateway."""
+        if not self.is_up:  # with no gateway yet, a forwarder would listen on every interface
+            raise HostError(f"host {self.hostname!r} is not up, so it reaches no broker",
+                            fix="use it inside `with hosts.OtherHost(...) as far:`")
         parts = urlsplit(url)
         if not parts.hostname or parts.scheme not in DEFAULT_PORTS:
             raise HostError(f"cannot forward {url!r} to host {self.hostname!r}",

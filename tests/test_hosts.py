@@ -99,6 +99,8 @@ def test_bad_urls_are_refused_and_a_stopped_host_takes_no_worker(redis_url):
     assert wait_gone(anchor) and not interface_exists(far.interface)
     with pytest.raises(hosts.HostError, match="not up"):
         far.worker(LAB).start()
+    with pytest.raises(hosts.HostError, match="not up"):
+        far.url_for(redis_url)
 
 
 def test_a_bad_hostname_is_refused():
