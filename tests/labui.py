@@ -26,7 +26,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 900}
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NOT_COPIED = (".git", ".venv", "workspace", "__pycache__", ".pytest_cache", ".ipynb_checkpoints", "*.egg-info",
               "build", "dist", "bench.json", "screenshots")
 URL_LINE = re.compile(r"JupyterLab for Celery Lab: (http://\S+)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from procs import running, wait_gone, wait_until_gone
+from required import missing
 
 import coursekit as ck
 from coursekit import hosts
@@ -18,7 +19,12 @@ from coursekit.labs.first import add, where_am_i
 
 LAB = "coursekit.labs.first"
 WHY_NOT = hosts.unavailable()
-needs_hosts = pytest.mark.skipif(WHY_NOT is not None, reason=f"no other host on this machine: {WHY_NOT}")
+
+
+@pytest.fixture
+def needs_hosts():
+    if WHY_NOT is not None:
+        missing(f"no other host on this machine: {WHY_NOT}")
 
 
 def namespace_of(pid: int | str, kind: str) -> str:
@@ -29,7 +35,7 @@ def interface_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
-@needs_hosts
+@pytest.mark.usefixtures("needs_hosts")
 def test_a_worker_on_another_host_runs_the_course_tasks(clean_namespace):
     with hosts.OtherHost("far") as far:
         subnet = ipaddress.ip_network(f"{far.gateway}/30", strict=False)
@@ -53,7 +59,7 @@ def test_a_worker_on_another_host_runs_the_course_tasks(clean_namespace):
     assert not running(anchor) and not interface_exists(interface)
 
 
-@needs_hosts
+@pytest.mark.usefixtures("needs_hosts")
 def test_two_hosts_at_once_do_not_collide(redis_url):
     with hosts.OtherHost("one") as one, hosts.OtherHost("two") as two:
         assert one.interface != two.interface
@@ -62,7 +68,7 @@ def test_two_hosts_at_once_do_not_collide(redis_url):
         assert two.run("hostname").strip() == "two"
 
 
-@needs_hosts
+@pytest.mark.usefixtures("needs_hosts")
 def test_nothing_is_left_when_the_owner_is_sigkilled(tmp_path, redis_url):
     script = tmp_path / "owner.py"
     script.write_text(textwrap.dedent(f"""
@@ -89,7 +95,7 @@ def test_nothing_is_left_when_the_owner_is_sigkilled(tmp_path, redis_url):
             owner.kill()
 
 
-@needs_hosts
+@pytest.mark.usefixtures("needs_hosts")
 def test_bad_urls_are_refused_and_a_stopped_host_takes_no_worker(redis_url):
     far = hosts.OtherHost("far").start()
     anchor = far.pid
