@@ -43,6 +43,14 @@ _LOG_DIAGNOSES = [
 ]
 
 
+def short_name(nodename: str) -> str:
+    """'a' for the node name 'a-<pid of the process that started it>@host' that a Worker named 'a' gets; any
+    other node name up to its '@'."""
+    name = nodename.split("@", 1)[0]
+    stem, _, pid = name.rpartition("-")
+    return stem if stem and pid.isdigit() else name
+
+
 def load_app(module: str) -> Celery:
     """Import `module` here first, so a broken module fails with a clear message before any process starts."""
     sys.path_importer_cache.clear()
