@@ -255,7 +255,7 @@ def the_plot_counts_the_runs_the_table_lists(shown):
 
 
 # -- 03 workers ---------------------------------------------------------------------------------------------
-BURST_03 = "Twelve 0.2 s naps on two workers, -c 1 each"
+BURST_03 = "Ten 0.2 s naps on two workers, -c 1 each"
 TIMING_03 = "Eight 0.2 s naps at -c 1 (worker one) and at -c 4 (worker four)"
 DEFAULTS_03 = "Defaults (multiplier 4, early ack): one 1.5 s nap, then eight 0.1 s naps"
 FIXED_03 = "acks_late and multiplier 1: the same tasks"
@@ -277,13 +277,13 @@ def _worker_of(lane: str) -> str:
 
 @says("03_workers")
 def each_message_went_to_exactly_one_worker(shown):
-    """"Twelve tasks, twelve runs, twelve task ids: each message went to exactly one worker, and none ran twice";
+    """"Ten tasks, ten runs, ten task ids: each message went to exactly one worker, and none ran twice";
     one lane per pool process (-c 1: one process per worker)"""
     table = rows(shown, "who ran the burst")
-    assert sum(r["tasks"] for r in table) == sum(r["runs"] for r in table) == 12, table
+    assert sum(r["tasks"] for r in table) == sum(r["runs"] for r in table) == 10, table
     assert {r["worker"] for r in table} <= {"a", "b"} and all(r["processes"] == 1 for r in table), table
     bars = shown[BURST_03]["bars"]
-    assert len(bars) == 12 and len({b["task_id"] for b in bars}) == 12, f"{len(bars)} bars"
+    assert len(bars) == 10 and len({b["task_id"] for b in bars}) == 10, f"{len(bars)} bars"
     lanes = _lanes(bars)
     assert {_worker_of(lane) for lane in lanes} == {r["worker"] for r in table} and len(lanes) == len(table)
     assert {_worker_of(lane): len(b) for lane, b in lanes.items()} == {r["worker"]: r["tasks"] for r in table}
@@ -291,7 +291,8 @@ def each_message_went_to_exactly_one_worker(shown):
 
 @says("03_workers")
 def no_c_means_every_cpu_of_the_machine(shown):
-    """"No -c ... the worker takes os.cpu_count() ... as the first table shows"; -c auto: the available CPUs
+    """"No -c ... the worker takes os.cpu_count() ... as the first table shows, even for `nodash_1cpu`, which may
+    run on one"; -c auto: the available CPUs
     capped at the cgroup quota, rounded up; prefetch_count = multiplier (4) x concurrency; strategy `fair` for every
     worker, none started with -O fair"""
     import math
@@ -303,6 +304,10 @@ def no_c_means_every_cpu_of_the_machine(shown):
     expected = available if quota is None else min(available, max(1, math.ceil(quota)))
     assert table["auto"]["pool.max-concurrency"] == expected, (table["auto"], machine)
     assert [table[w]["pool.max-concurrency"] for w in ("a", "b", "one", "four")] == [1, 1, 1, 4]
+    if "nodash_1cpu" in table:  # Linux: "even for `nodash_1cpu`, which may run on one"; "`auto_1cpu` took 1"
+        assert table["nodash_1cpu"]["CPUs it may run on"] == table["auto_1cpu"]["CPUs it may run on"] == 1
+        assert table["nodash_1cpu"]["pool.max-concurrency"] == machine["os.cpu_count()"]
+        assert table["auto_1cpu"]["pool.max-concurrency"] == 1
     assert all(r["prefetch_count"] == 4 * r["pool.max-concurrency"] for r in table.values()), table
     assert {r["pool.writes.strategy"] for r in table.values()} == {"fair"}
     assert not any("-O" in r["started with"] for r in table.values())
