@@ -144,7 +144,8 @@ def test_lanes_name_the_worker_and_with_hosts_its_machine():
     assert {b["lane"] for b in shown(plots.timeline(rec))["bars"]} == {"c pid 7", "far pid 9"}
     got = shown(plots.timeline(rec, hosts=True))
     assert {b["lane"] for b in got["bars"]} == {"c@here pid 7", "far@far pid 9"} and not any(got["layout"].values())
-    assert plots.lane_label("celery@host", 3) == "celery pid 3" and plots.lane_label("my-worker@x", 2) == "my-worker pid 2"
+    assert plots.lane_label("celery@host", 3) == "celery pid 3"
+    assert plots.lane_label("my-worker@x", 2) == "my-worker pid 2"
 
 
 def test_a_queue_plot_shows_only_the_queues_and_the_stretch_asked_for():
