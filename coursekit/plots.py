@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from . import facts as facts_
 from .observe import Recording
+from .worker import short_name
 
 OUTCOME_COLOURS = {"SUCCESS": "tab:green", "FAILURE": "tab:red", "RETRY": "tab:orange", "LOST": "black",
                    "RUNNING": "tab:gray"}
@@ -96,9 +97,11 @@ def figure(title: str, ylabel: str = "", width: float = 8, height: float = 3, fa
     return fig, ax
 
 
-def lane_label(node: str, pid: int) -> str:
-    """'w1 pid 1234' for node 'w1-<kernel pid>@host': the worker's short name and the process."""
-    return f"{node.split('@')[0].rsplit('-', 1)[0]} pid {pid}"
+def lane_label(node: str, pid: int, host: bool = False) -> str:
+    """'w1 pid 1234' for node 'w1-<kernel pid>@host': the worker's short name and the process; with `host`,
+    'w1@host pid 1234', for workers on several machines."""
+    where = f"@{node.split('@', 1)[1]}" if host and "@" in node else ""
+    return f"{short_name(node)}{where} pid {pid}"
 
 
 def _empty(ax, what: str) -> None:
@@ -142,10 +145,11 @@ def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float) 
 
 
 def timeline(rec: Recording, title: str = "Which process ran which task, when", fast: bool = False,
-             window: tuple[float, float] | None = None, name: str | None = None) -> Figure:
+             window: tuple[float, float] | None = None, name: str | None = None, hosts: bool = False) -> Figure:
     """One lane per worker process, one bar per run; hatched bars are retries and redeliveries.
 
-    `window=(t0, t1)` (seconds since the recording started) zooms in on the runs that start in it."""
+    `window=(t0, t1)` (seconds since the recording started) zooms in on the runs that start in it. `hosts`
+    labels each lane with its worker's host too (workers on several machines)."""
     runs = rec.runs
     if window is not None:
         runs = runs[runs.started.between(*window)]
@@ -170,7 +174,7 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
         ax.broken_barh(list(zip(part.x0, part.x1 - part.x0)), (y0, height),
                        facecolors=OUTCOME_COLOURS.get(outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
                        hatch="//" if again else None, zorder=2 + OUTCOME_RANK.get(outcome, 0))
-    ax.set_yticks(range(len(lanes)), [lane_label(n, p) for n, p in lanes])
+    ax.set_yticks(range(len(lanes)), [lane_label(n, p, hosts) for n, p in lanes])
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.set_xlim(lo, hi)
     handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(bars.outcome)]
@@ -179,7 +183,7 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     _shade_gaps(ax, rec)
     fig.facts.update(bars=[{"task_id": b.task_id, "name": b.name, "outcome": b.outcome, "kind": b.kind,
-                            "lane": lane_label(b.node, b.pid), "tier": b.tier, "x0": b.x0, "x1": b.x1}
+                            "lane": lane_label(b.node, b.pid, hosts), "tier": b.tier, "x0": b.x0, "x1": b.x1}
                            for b in bars.itertuples()],
                      overlapping_bars=_overlapping_bars(bars))
     return fig
@@ -195,11 +199,15 @@ def _overlapping_bars(bars: pd.DataFrame) -> int:
 
 
 # -- queues -------------------------------------------------------------------------------------------------
-def queue_series(rec: Recording, unacked: bool = True, running: bool = False) -> dict[str, tuple]:
-    """The lines of a queue plot, label -> (t, count): messages waiting in each queue; with `unacked`, the
-    messages workers hold without having acknowledged them (Redis's `unacked` hash: prefetched, or waiting for
-    a countdown/eta); with `running`, the task runs in progress, from the workers' events."""
+def queue_series(rec: Recording, unacked: bool = True, running: bool = False,
+                 queues: list[str] | None = None) -> dict[str, tuple]:
+    """The lines of a queue plot, label -> (t, count): messages waiting in each queue (or only in `queues`);
+    with `unacked`, the messages workers hold without having acknowledged them (Redis's `unacked` hash:
+    prefetched, or waiting for a countdown/eta); with `running`, the task runs in progress, from the workers'
+    events."""
     q = rec.queues
+    if queues is not None:
+        q = q[q.queue.isin(queues)]
     out = {f"{name}: waiting": (part.t.to_numpy(), part.depth.to_numpy()) for name, part in q.groupby("queue")}
     held = q.drop_duplicates("t").dropna(subset=["unacked"])
     if unacked and not held.empty:
@@ -224,12 +232,15 @@ SERIES_STYLE = {UNACKED: {"ls": "--", "color": "tab:purple"}, RUNNING: {"ls": ":
 
 
 def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", fast: bool = False,
-                unacked: bool = True, running: bool = False, name: str | None = None) -> Figure:
-    """Messages waiting in each queue over time; with `unacked`, those workers hold unacknowledged; with
-    `running`, the runs in progress."""
+                unacked: bool = True, running: bool = False, name: str | None = None,
+                queues: list[str] | None = None, window: tuple[float, float] | None = None) -> Figure:
+    """Messages waiting in each queue (or only in `queues`) over time; with `unacked`, those workers hold
+    unacknowledged; with `running`, the runs in progress. `window=(t0, t1)` shows only that stretch of time."""
     fig, ax = figure(title, "messages" if not running else "messages / runs", fast=fast, name=name)
-    ax.set_xlim(0, max(rec.duration, 1e-3))
-    series = queue_series(rec, unacked=unacked, running=running)
+    ax.set_xlim(*(window or (0, max(rec.duration, 1e-3))))
+    series = queue_series(rec, unacked=unacked, running=running, queues=queues)
+    if window is not None:
+        series = {label: _clip(t, y, *window) for label, (t, y) in series.items()}
     if rec.queues.empty:
         _empty(ax, "queue samples")
         return fig
@@ -239,6 +250,15 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", f
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _shade_gaps(ax, rec)
     return fig
+
+
+def _clip(t: np.ndarray, y: np.ndarray, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+    """A step series cut to [t0, t1]: its value at t0, then its points inside."""
+    t, y = np.asarray(t, dtype=float), np.asarray(y)
+    before = y[t <= t0]
+    inside = (t > t0) & (t <= t1)
+    start = before[-1] if len(before) else 0
+    return np.concatenate([[t0], t[inside]]), np.concatenate([[start], y[inside]])
 
 
 def count_axis(ax, top: int) -> None:

@@ -43,6 +43,14 @@ _LOG_DIAGNOSES = [
 ]
 
 
+def short_name(nodename: str) -> str:
+    """'a' for the node name 'a-<pid of the process that started it>@host' that a Worker named 'a' gets; any
+    other node name up to its '@'."""
+    name = nodename.split("@", 1)[0]
+    stem, _, pid = name.rpartition("-")
+    return stem if stem and pid.isdigit() else name
+
+
 def load_app(module: str) -> Celery:
     """Import `module` here first, so a broken module fails with a clear message before any process starts."""
     sys.path_importer_cache.clear()
@@ -259,12 +267,17 @@ def start_all(*workers: Worker, timeout: float = DEFAULTS.worker_ready_timeout_s
     return list(workers)
 
 
-def stop_all(workers=None, timeout: float = DEFAULTS.worker_stop_timeout_s) -> None:
+def stop_all(workers=None, timeout: float = DEFAULTS.worker_stop_timeout_s, wait: bool = True) -> None:
+    """Warm shutdown of these workers (default: every live one), side by side. With `wait=False` only ask: the
+    workers finish shutting down by themselves (a warm shutdown waits a second or two for the pool), and a later
+    `stop_all()`, or the end of this process, reaps them."""
     with _live_lock:
         targets = list(workers if workers is not None else _live)
     for w in targets:
         if w.running:
             w.proc.send_signal(signal.SIGTERM)
+    if not wait:
+        return
     for w in targets:
         w.stop(timeout)
 

@@ -252,3 +252,163 @@ def the_plot_counts_the_runs_the_table_lists(shown):
         assert len(gaps) == len(waits), (name, gaps)
         assert len(tasks[name]["gap_labels"]) == len(xs) - 1, (name, tasks[name]["gap_labels"])
         assert all(w - 0.02 <= g < w + 0.5 for g, w in zip(gaps, waits)), f"{name}: gaps {gaps}, said {waits}"
+
+
+# -- 03 workers ---------------------------------------------------------------------------------------------
+BURST_03 = "Ten 0.2 s naps on two workers, -c 1 each"
+TIMING_03 = "Eight 0.2 s naps at -c 1 (worker one) and at -c 4 (worker four)"
+DEFAULTS_03 = "Defaults (multiplier 4, early ack): one 1.5 s nap, then eight 0.1 s naps"
+FIXED_03 = "acks_late and multiplier 1: the same tasks"
+ROUTING_03 = "Messages waiting, before and after a worker reads spreading.slow"
+HOSTS_03 = "Eight 0.2 s naps: a on this host, far on another"
+
+
+def _lanes(bars: list[dict]) -> dict[str, list[dict]]:
+    """A timeline's bars by lane ('a pid 123'), each lane's in time order."""
+    out: dict[str, list[dict]] = {}
+    for bar in sorted(bars, key=lambda b: b["x0"]):
+        out.setdefault(bar["lane"], []).append(bar)
+    return out
+
+
+def _worker_of(lane: str) -> str:
+    return lane.split(" pid ")[0].split("@")[0]
+
+
+@says("03_workers")
+def each_message_went_to_exactly_one_worker(shown):
+    """"Ten tasks, ten runs, ten task ids: each message went to exactly one worker, and none ran twice";
+    one lane per pool process (-c 1: one process per worker)"""
+    table = rows(shown, "who ran the burst")
+    assert sum(r["tasks"] for r in table) == sum(r["runs"] for r in table) == 10, table
+    assert {r["worker"] for r in table} <= {"a", "b"} and all(r["processes"] == 1 for r in table), table
+    bars = shown[BURST_03]["bars"]
+    assert len(bars) == 10 and len({b["task_id"] for b in bars}) == 10, f"{len(bars)} bars"
+    lanes = _lanes(bars)
+    assert {_worker_of(lane) for lane in lanes} == {r["worker"] for r in table} and len(lanes) == len(table)
+    assert {_worker_of(lane): len(b) for lane, b in lanes.items()} == {r["worker"]: r["tasks"] for r in table}
+
+
+@says("03_workers")
+def no_c_means_every_cpu_of_the_machine(shown):
+    """"No -c ... the worker takes os.cpu_count() ... as the first table shows, though `nodash` may run on one
+    only"; -c auto: the CPUs it may run on
+    capped at the cgroup quota, rounded up; prefetch_count = multiplier (4) x concurrency; strategy `fair` for every
+    worker, none started with -O fair"""
+    import math
+
+    machine = rows(shown, "this machine's CPUs")[0]
+    table = {r["worker"]: r for r in rows(shown, "what each worker reports")}
+    assert table["nodash"]["pool.max-concurrency"] == machine["os.cpu_count()"]
+    allowed, quota = table["auto"]["CPUs it may run on"], machine["cgroup_cpu_quota()"]
+    assert table["nodash"]["CPUs it may run on"] == allowed == 1, "both may run on one CPU only (Linux)"
+    expected = allowed if quota is None else min(allowed, max(1, math.ceil(quota)))
+    assert table["auto"]["pool.max-concurrency"] == expected, (table["auto"], machine)
+    assert [table[w]["pool.max-concurrency"] for w in ("a", "b", "one", "four")] == [1, 1, 1, 4]
+    assert all(r["prefetch_count"] == 4 * r["pool.max-concurrency"] for r in table.values()), table
+    assert {r["pool.writes.strategy"] for r in table.values()} == {"fair"}
+    assert not any("-O" in r["started with"] for r in table.values())
+
+
+@says("03_workers")
+def four_processes_ran_the_burst_four_at_a_time(shown):
+    """"`four` ran the burst four at a time, on its four lanes; `one` ran it one after another, and took the longer
+    time" """
+    table = {r["worker"]: r for r in rows(shown, "the same burst at -c 1 and -c 4")}
+    one, four = table["one"], table["four"]
+    assert one["tasks"] == four["tasks"] == 8
+    assert (one["processes used"], one["most at once"]) == (1, 1), one
+    assert (four["processes used"], four["most at once"]) == (4, 4), four
+    took = "first start to last end (s)"
+    assert one[took] > 2 * four[took], f"-c 1 took {one[took]} s, -c 4 {four[took]} s"
+    lanes = _lanes(shown[TIMING_03]["bars"])
+    assert sorted(_worker_of(lane) for lane in lanes) == ["four"] * 4 + ["one"], sorted(lanes)
+    assert sorted(len(b) for lane, b in lanes.items() if _worker_of(lane) == "one") == [8]
+    one_bars = next(b for lane, b in lanes.items() if _worker_of(lane) == "one")
+    assert all(later["x0"] >= earlier["x1"] - 0.01 for earlier, later in zip(one_bars, one_bars[1:])), "overlap"
+
+
+def _long_and_short(bars: list[dict]) -> tuple[dict, str, list[dict], list[dict]]:
+    """The long nap's bar, its lane, the short naps on that lane and those on the other lane."""
+    long = max(bars, key=lambda b: b["x1"] - b["x0"])
+    assert long["x1"] - long["x0"] >= 1.4, f"the longest bar lasts {long['x1'] - long['x0']:.2f} s"
+    short = [b for b in bars if b is not long]
+    assert len(short) == 8 and all(b["x1"] - b["x0"] < 1.0 for b in short)
+    return (long, long["lane"], [b for b in short if b["lane"] == long["lane"]],
+            [b for b in short if b["lane"] != long["lane"]])
+
+
+@says("03_workers")
+def with_the_defaults_short_tasks_wait_behind_the_long_one(shown):
+    """"the short tasks wait behind the long one inside one worker, and the other worker has nothing to do"; "The
+    stretches show them as `reserved` on the busy worker while the other worker's `running` and `reserved` are
+    both 0"; at most prefetch_count = 4 x 1 of them"""
+    long, lane, behind, others = _long_and_short(shown[DEFAULTS_03]["bars"])
+    assert behind, "the busy worker took none of the short tasks"
+    assert all(b["x0"] >= long["x1"] - 0.01 for b in behind), "a short task on the busy worker ran beside the long one"
+    assert others and max(b["x1"] for b in others) < long["x1"], "the other worker was not idle before the long ended"
+    busy = _worker_of(lane)
+    other = ({_worker_of(b["lane"]) for b in others} - {busy}).pop()
+    table = rows(shown, "held with the defaults")
+    assert any(r[f"{busy} reserved"] >= 1 and r[f"{other} running"] == 0 and r[f"{other} reserved"] == 0
+               for r in table), table
+    assert 1 <= max(r[f"{busy} reserved"] for r in table) <= 4, table
+    assert all(r[f"{busy} running"] <= 1 and r[f"{other} running"] <= 1 for r in table)
+
+
+@says("03_workers")
+def acks_late_and_multiplier_one_spread_the_short_tasks(shown):
+    """"the busy worker holds only the task it runs (its `reserved` stays 0), and every short task goes to the
+    worker that is free" """
+    long, lane, behind, others = _long_and_short(shown[FIXED_03]["bars"])
+    assert not behind, f"{len(behind)} short tasks ran on the busy worker"
+    assert len(others) == 8 and len({b["lane"] for b in others}) == 1
+    busy = _worker_of(lane)
+    table = rows(shown, "held with acks_late and multiplier 1")
+    assert {r[f"{busy} reserved"] for r in table} == {0}, table
+    assert all(r[f"{busy} running"] <= 1 for r in table), table
+
+
+@says("03_workers")
+def an_unread_queue_waits_until_its_worker_starts(shown):
+    """"The naps ran at once on `a` and `b`. The crunches and the detour waited in `spreading.slow`, the flat line
+    in the plot ... until worker `slow` started with `-Q spreading.slow` and drained it" """
+    table = {r["task"]: r for r in rows(shown, "who ran what")}
+    assert table["crunch (task_routes)"] == {"task": "crunch (task_routes)", "a": 0, "b": 0, "slow": 4}
+    assert table["nap (queue=spreading.slow)"] == {"task": "nap (queue=spreading.slow)", "a": 0, "b": 0, "slow": 1}
+    naps = table["nap (default queue)"]
+    assert naps["slow"] == 0 and naps["a"] + naps["b"] == 6, naps
+    lines = shown[ROUTING_03]["lines"]
+    slow, default = lines["spreading.slow: waiting"], lines["spreading: waiting"]
+    starting = lines["worker slow starting"][0][0]
+    full = next(x for x, y in slow if y == 5)
+    assert starting - full >= 0.7, f"the slow queue was full from {full}, its worker started at {starting}"
+    assert values_between(slow, full, starting) == {5}, slow
+    assert value_at(default, starting) == 0, default
+    assert slow[-1][1] == 0, slow
+
+
+@says("03_workers")
+def two_workers_one_name_and_only_the_asker_warns(shown):
+    """"Both workers started and both answered ... `inspect()` merges replies ... raises
+    `DuplicateNodenameWarning` ... their logs say nothing" """
+    table = {r["what"]: r["count"] for r in rows(shown, "two workers, one name")}
+    assert table == {"workers running, each with its own main process": 2, "node names among them": 1,
+                     "replies to control.ping()": 2, "nodes in inspect().ping()": 1,
+                     "DuplicateNodenameWarning raised in this kernel": 1,
+                     "lines about it in the two workers' logs": 0}, table
+
+
+@says("03_workers")
+def another_host_changes_nothing_in_celery(shown):
+    """"Nothing changed in Celery: the same competing consumers, each message once ... the node name carries the
+    other host's name" (only where the machine could make another host; the lesson says when it could not)"""
+    if "one worker here, one on another host" not in shown:
+        assert HOSTS_03 not in shown
+        return
+    table = rows(shown, "one worker here, one on another host")
+    assert sum(r["tasks"] for r in table) == sum(r["runs"] for r in table) == 8, table
+    assert {r["worker"] for r in table} <= {"a", "far"} and len({r["host"] for r in table}) == len(table), table
+    bars = shown[HOSTS_03]["bars"]
+    assert len(bars) == 8 and len({b["task_id"] for b in bars}) == 8
+    assert all("@" in b["lane"] for b in bars), "lanes name their host"

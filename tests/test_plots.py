@@ -136,3 +136,23 @@ def test_tables_and_figures_are_read_back_by_name():
     nb.cells.append(nb.cells[-1])
     with pytest.raises(ValueError, match="two outputs are named 'states'"):
         facts.read(nb)
+
+
+def test_lanes_name_the_worker_and_with_hosts_its_machine():
+    events = run(1.0, 1.2, "a", node="c-100@here", pid=7) + run(1.1, 1.3, "b", node="far-100@far", pid=9)
+    rec = Recording(started_at=0, duration=2.0, events=events)
+    assert {b["lane"] for b in shown(plots.timeline(rec))["bars"]} == {"c pid 7", "far pid 9"}
+    got = shown(plots.timeline(rec, hosts=True))
+    assert {b["lane"] for b in got["bars"]} == {"c@here pid 7", "far@far pid 9"} and not any(got["layout"].values())
+    assert plots.lane_label("celery@host", 3) == "celery pid 3"
+    assert plots.lane_label("my-worker@x", 2) == "my-worker pid 2"
+
+
+def test_a_queue_plot_shows_only_the_queues_and_the_stretch_asked_for():
+    samples = [(t / 4, q, 5 if (q == "slow" and 4 <= t < 12) else 0, 0) for t in range(20) for q in ("fast", "slow")]
+    rec = Recording(started_at=0, duration=5.0, queue_samples=samples)
+    got = shown(plots.queue_depth(rec, queues=["slow"], unacked=False, window=(0.5, 4.0)))
+    assert list(got["lines"]) == ["slow: waiting"]
+    line = got["lines"]["slow: waiting"]
+    assert line[0] == [0.5, 0.0] and [1.0, 5.0] in line and [3.0, 0.0] in line and line[-1][0] <= 4.0
+    assert not any(got["layout"].values()), got["layout"]

@@ -165,3 +165,14 @@ def test_task_defined_in_a_notebook_cell_is_refused():
     with pytest.raises(ck.CourseError, match="defined in the notebook itself") as err:
         app.task(from_a_cell)
     assert "%%writefile" in err.value.fix
+
+
+def test_stop_all_without_waiting_only_asks_and_a_later_stop_all_reaps(clean_namespace):
+    w = ck.Worker(LAB).start()
+    begun = time.monotonic()
+    ck.stop_all([w], wait=False)
+    assert time.monotonic() - begun < 0.5, "it waited for the warm shutdown"
+    assert w in ck.worker._live, "still listed, so that a later stop_all() reaps it"
+    assert wait_until(lambda: not w.running, timeout=15), "the worker did not finish its warm shutdown"
+    ck.stop_all()
+    assert w.proc.returncode == 0 and w not in ck.live_workers() and group_alive(w.pid) == []
