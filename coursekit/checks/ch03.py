@@ -114,9 +114,10 @@ class Routing(WorkersExercise):
 
 
 # -- 2. prefetch ------------------------------------------------------------------------------------------------------
-IDLE_S = 0.5
-"""An idle stretch of another worker that a waiting short task makes a fault: longer than the pauses between
-tasks on a busy machine (tens of milliseconds, a few tenths under load), far shorter than the long task."""
+IDLE_S = 0.4
+"""An idle stretch of another worker that makes a waiting short task a fault: longer than the pauses between tasks
+on a busy machine (about 10 ms here, tenths of a second under load), and shorter than what a worker that holds
+lookups back leaves the other idle (the long task, 1.5 s or more, less the lookups the other ran)."""
 
 
 def idle_stretch(fleet: Fleet, jobs: list[Job], worker: str, begun: float, ended: float) -> float:
@@ -145,7 +146,7 @@ class Prefetch(WorkersExercise):
         fleet = s.start_fleet(check_lines(self.LINES, s.name))
         observed += fleet.describe()
         rng = random.SystemRandom()
-        seconds = round(rng.uniform(1.8, 2.4), 1)
+        seconds = round(rng.uniform(1.5, 1.9), 1)
         first = fleet.send(export, (seconds,))
         fleet.wait_started(first, 6)  # the hard case: short tasks arrive while one worker is busy with the long one
         shorts = [(lookup, (n,)) for n in rng.sample(range(100, 1000), rng.randint(5, 7))]
