@@ -11,6 +11,7 @@ as operations would start them), and `start()`:
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ from .learner import frames_in
 from .observe.frames import max_overlap
 from .worker import Worker
 from .workerlines import MAX_POOL, WorkerLine
+
+MAX_FLEET_POOL = 32
+"""Pool processes or threads of all of one check's workers together: on 2 cores, a few seconds of boot at most."""
 
 UNREAD_WAIT_S = 0.3
 """How long a check waits, once, for the messages sent to a queue no worker of the fleet reads: none will run."""
@@ -128,18 +132,24 @@ class Fleet:
         return self
 
     def _check_pool_sizes(self) -> None:
-        setting = self.app.conf.worker_concurrency
+        """Refuse, before anything starts, a fleet that would fork more than the machine can boot in the check's
+        time: the lines were checked one by one, but only the app's settings say what a line without -c starts."""
+        setting, total = self.app.conf.worker_concurrency, 0
         for worker in self.workers:
-            size = worker.line.concurrency or setting  # -c 0 and no -c both mean: the app's setting
+            size = worker.line.concurrency or setting or os.cpu_count() or 1  # -c 0, no -c: the app's setting
             try:
                 size = int(size)
             except (TypeError, ValueError):
                 continue  # 'auto', or a value the worker itself will refuse at start, naming it
+            total += size
             if size > MAX_POOL:
                 source = f"-c {size}" if worker.line.concurrency else f"worker_concurrency={size} in your settings"
                 raise Uncheckable(f"worker {worker.name!r} would start {size} pool processes or threads "
                                   f"({source}); a check starts at most {MAX_POOL} in one worker",
                                   fix=f"ask for {MAX_POOL} or fewer")
+        if total > MAX_FLEET_POOL:
+            raise Uncheckable(f"these workers would start {total} pool processes or threads in all; a check starts "
+                              f"at most {MAX_FLEET_POOL}", fix="deploy fewer or smaller workers")
 
     def _queues_before(self) -> set[str]:
         """The app's default queue and declared queues, every queue a line names, and where each of the module's
@@ -171,7 +181,7 @@ class Fleet:
             where = source.where(frames[-1][0]) if frames else ""
             raise Incorrect(f"worker {worker.name!r} ({worker.line.text}) could not start: {last or exc.problem}"
                             + (f", at {where}" if where else ""),
-                            fix="the settings of your app are the worker's too: correct the one it names") from None
+                            fix="correct what the log names: a setting of your app, or the worker's line") from None
 
     def _look(self) -> None:
         nodes = list(self._names)

@@ -269,7 +269,10 @@ TABLE += [
     Row(ch03.routing, "mechanism", "images-worker-without-queue", routing(IMAGES_Q, "worker -c 1"),
         "waited in queue 'images', which no worker reads"),
     Row(ch03.routing, "value", "route-key-not-the-task-name", routing(ROUTE, ROUTE.replace("workspace.", "")),
-        "task_routes names 'ex03_routing.resize', which is no task's name"),
+        "went to the app's default queue 'ex03_routing': no route applied to it; task_routes names "
+        "'ex03_routing.resize', which is no task's name"),
+    Row(ch03.routing, "value", "queue-name-typo", routing('{"queue": "images"}', '{"queue": "Images"}'),
+        "went to queue 'Images'; send it to the queue named 'images'"),
     Row(ch03.routing, "value", "routes-every-task", routing(ROUTE, '    "*": {"queue": "images"},'),
         "notify('user-"),
     Row(ch03.routing, "crash", "concurrency-not-a-number", routing(IMAGES_Q, "worker -Q images -c one"),
@@ -294,7 +297,8 @@ TABLE += [
         "a prefetch count of 1 still reserves one more message"),
     Row(ch03.prefetch, "mechanism", "acks-late-only", prefetch_settings('    "task_acks_late": True,'),
         "(prefetch_count 4, acks_late True)"),
-    Row(ch03.prefetch, "value", "more-concurrency", prefetch_settings('    "worker_concurrency": 4,'), "sat idle"),
+    Row(ch03.prefetch, "value", "more-concurrency", prefetch_settings('    "worker_concurrency": 4,'),
+        "worker_concurrency=4 changes nothing here"),
     Row(ch03.prefetch, "mechanism", "lookups-routed-away", prefetch_settings(
         LATE_AND_ONE + '\n    "task_routes": {"workspace.ex03_prefetch.lookup": {"queue": "quick"}},'),
         "waited in queue 'quick', which no worker reads"),
@@ -530,3 +534,12 @@ def test_a_fleet_check_purges_the_queues_it_used_and_only_those(ws):
     assert queues.depth(app, "bystander") == 1, "the check purged a queue it never used"
     assert not live_workers(), "a worker of the check outlived it"
     queues.purge(app, "bystander")
+
+
+def test_a_fleet_too_big_to_boot_is_refused_before_it_starts(ws):
+    from coursekit.worker import live_workers
+
+    verdict = attempt(ws, ch03.burst, burst_settings('    "worker_concurrency": 100,'))
+    assert verdict.status == "uncheckable", repr(verdict)
+    assert "would start 100 pool processes or threads (worker_concurrency=100 in your settings)" in verdict.message
+    assert not live_workers() and verdict.seconds < 10

@@ -54,17 +54,22 @@ class WorkersExercise(Exercise):
 IMAGES = "images"
 
 
-def route_hint(app, task_name: str) -> str:
-    """Why a task's route did not apply, when task_routes says: a key that names no task of the module."""
+def misrouted(job: Job, app, task_name: str) -> str:
+    """Why a resize went elsewhere than `images`: a route that did not apply (a key that names no task), or
+    another queue."""
+    default = app.conf.task_default_queue
+    if job.queue != default:
+        return f"{job.call} went to queue {job.queue!r}; send it to the queue named {IMAGES!r}"
     routes = app.conf.task_routes
     listed = routes if isinstance(routes, (list, tuple)) else [routes]
     keys = [k for table in listed if isinstance(table, dict) for k in table if isinstance(k, str)]
     names = [n for n in app.tasks if not n.startswith("celery.")]
     stray = [k for k in keys if not any(n == k or fnmatch(n, k) for n in names)]
+    went = f"{job.call} went to the app's default queue {default!r}: no route applied to it"
     if stray:
-        return (f"; task_routes names {stray[0]!r}, which is no task's name: a route is keyed by the task's full "
-                f"name, here {task_name!r}")
-    return f"; route it by its full name, {task_name!r}"
+        return (f"{went}; task_routes names {stray[0]!r}, which is no task's name: a route is keyed by the task's "
+                f"full name, here {task_name!r}")
+    return f"{went}; route it by its full name, {task_name!r}"
 
 
 class Routing(WorkersExercise):
@@ -92,8 +97,7 @@ class Routing(WorkersExercise):
         images = [j for j in jobs if j.task == "resize"]
         others = [j for j in jobs if j.task != "resize"]
         for job in images:
-            assert job.queue == IMAGES, (f"{job.call} went to queue {job.queue!r}, not {IMAGES!r}"
-                                         + route_hint(seen["app"], seen["resize"]))
+            assert job.queue == IMAGES, misrouted(job, seen["app"], seen["resize"])
         for job in others:
             assert job.queue != IMAGES, (f"{job.call} went to queue {IMAGES!r} too: route only resize there (a "
                                          "pattern such as '*' catches every task)")
@@ -153,7 +157,8 @@ class Prefetch(WorkersExercise):
         sent = [(export, (seconds,), first)] + [(task, args, fleet.send(task, args)) for task, args in shorts]
         jobs = fleet.jobs(sent, wait=seconds + 6)
         observed += [job.describe() for job in jobs]
-        return {"jobs": jobs, "fleet": fleet, "seconds": seconds, "late": _acks_late(s.app, export)}
+        return {"jobs": jobs, "fleet": fleet, "seconds": seconds, "late": _acks_late(s.app, export),
+                "concurrency": s.app.conf.worker_concurrency}
 
     def judge(self, seen, observed):
         jobs, fleet, seconds = seen["jobs"], seen["fleet"], seen["seconds"]
@@ -184,6 +189,9 @@ class Prefetch(WorkersExercise):
                         "message was acknowledged as it started")
             elif count == 0:
                 why += "; a prefetch count of 0 means no limit at all"
+            if seen["concurrency"] not in (None, 1):
+                why += (f" (worker_concurrency={seen['concurrency']} changes nothing here: the workers are started "
+                        "with -c 1)")
             raise AssertionError(f"{job.call} waited {job.started - job.sent:.1f} s and started only after "
                                  f"{long.call} ended, while worker {other} sat idle for {gap:.1f} s: {why}")
         succeeded(shorts)
