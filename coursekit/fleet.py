@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+from celery.result import EagerResult
 
 from . import launch, queues
 from .checking import FILE_ENV, HOST, NAME_ENV, control_app
@@ -215,7 +216,11 @@ class Fleet:
     def send(self, task, args: tuple):
         if self.first_sent is None:
             self.first_sent = time.time()
-        return send(task, args, self.session.source)
+        result = send(task, args, self.session.source)
+        if isinstance(result, EagerResult):
+            raise Incorrect(f"{call_repr(task.name, args)} ran in the checking process itself, not on a worker: "
+                            "task_always_eager runs every task where it is called", fix="leave task_always_eager off")
+        return result
 
     def wait_started(self, result, timeout: float) -> bool:
         """Wait until a worker has started `result`'s task (its task-started event), at most `timeout` s."""

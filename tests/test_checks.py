@@ -317,6 +317,8 @@ TABLE += [
     Row(ch03.burst, "mechanism", "not-a-setting", burst_settings('    "concurrency": 10,'), "prefork pool of 2"),
     Row(ch03.burst, "mechanism", "solo-pool", burst_settings('    "worker_pool": "solo",\n' + TEN),
         "at most 1 of the 10 fetches ran at once on worker web (solo pool"),
+    Row(ch03.burst, "mechanism", "eager", burst_settings(TEN + '\n    "task_always_eager": True,'),
+        "ran in the checking process itself, not on a worker"),
     Row(ch03.burst, "mechanism", "no-wait", swap(S03_BURST, FETCH_WAIT, "    pass  # waiting on the network"),
         "keep that wait"),
     Row(ch03.burst, "crash", "pool-not-installed", burst_settings('    "worker_pool": "gevent",\n' + TEN),

@@ -174,7 +174,7 @@ class Prefetch(WorkersExercise):
                 continue  # it did not wait behind the long task
             for other in fleet.reads:
                 if other != long.worker:
-                    gap = idle_stretch(fleet, jobs, other, job.sent, job.started)
+                    gap = idle_stretch(fleet, jobs, other, job.sent or long.started, job.started)
                     if gap >= IDLE_S:
                         waited.append((job, other, gap))
                         break
