@@ -84,12 +84,13 @@ def solution_of(exercise) -> str:
         m = WRITEFILE.match(first)
         if cell.cell_type == "code" and m and Path(m.group(1)).stem == exercise.module:
             tree = ast.parse(body)
-            parts = [ast.get_source_segment(body, node) for node in tree.body
-                     if isinstance(node, ast.FunctionDef) and node.name in exercise.functions]
-            decorated = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list
-                         and n.name in exercise.functions]
-            if decorated:  # show the decorators too
-                parts = ["\n".join(f"@{ast.get_source_segment(body, d)}" for d in n.decorator_list) + "\n" +
-                         ast.get_source_segment(body, n) for n in decorated]
+            parts = []
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef) and node.name in exercise.functions:  # with its decorators
+                    parts.append("".join(f"@{ast.get_source_segment(body, d)}\n" for d in node.decorator_list)
+                                 + ast.get_source_segment(body, node))
+                elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in exercise.functions
+                                                          for t in node.targets):  # SETTINGS = {...}
+                    parts.append(ast.get_source_segment(body, node))
             return "\n\n".join(re.sub(r"\n\s*# (ANSWER: .*|END ANSWER)", "", p) for p in parts)
     raise CourseError(f"no %%writefile cell for workspace/{exercise.module}.py in {chapter.path('solutions').name}")

@@ -9,7 +9,9 @@
 4. start recording, wait for the worker, and clear the slate: the exercise's queue purged, and what the exercise's
    earlier checks left (unacked messages, results), listed in the state folder, deleted;
 5. the check calls `consume()` when its experiment wants the worker to read the queue.
-On the way out the worker is SIGKILLed, the preflight too, and the lab's tasks are restored.
+An exercise with `fleet = True` (chapter 03) boots no worker in step 1: its check starts several named workers on
+the learner's module in `run`, with `start_fleet()` (see `fleet.py`).
+On the way out every worker is SIGKILLed, the preflight too, and the lab's tasks are restored.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from celery import Celery, states
 from . import broker, learner, namespace, probe, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, ending, restore_lab_tasks
-from .exercise import Incorrect, NotAttempted, Uncheckable, budget, out_of_time, send
+from .exercise import Incorrect, NotAttempted, Uncheckable, budget, named, out_of_time, send
 from .trials import Trial
 from .worker import Worker
 
@@ -135,6 +137,7 @@ class Session:
         self.path = source.path
         self.name = learner.qualified_name(source.path)
         self.worker: CheckWorker | None = None
+        self.fleet = None  # several named workers, when the exercise starts them (`start_fleet`)
         self.preflight: learner.Preflight | None = None
         self.recorder = None
         self._recording = None
@@ -164,8 +167,9 @@ class Session:
         if known is None:
             self.preflight = learner.Preflight(self.path, self.name, bound, env={"COURSEKIT_BROKER_URL": url})
         hosting = None if ex.lab else (self.path, self.name)
-        self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id)
-        self.worker.spawn()
+        if not ex.fleet:
+            self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id)
+            self.worker.spawn()
         if known is None:
             known = self.preflight.result()
             self._judge_import(known)
@@ -177,7 +181,8 @@ class Session:
         from .observe import Recorder
 
         self.recorder = Recorder(self.app).start(timeout=budget(3))
-        self._wait_for_worker()
+        if self.worker is not None:
+            self._wait_for_worker()
         clear_slate(self.app, ex.id)
         self.sent.__enter__()
 
@@ -205,7 +210,7 @@ class Session:
         file = self.path.name
         missing = [n for n in self.exercise.functions if n not in seen.names]
         if missing:
-            raise NotAttempted(f"{file} has no {', '.join(f'{n}()' for n in missing)} yet")
+            raise NotAttempted(f"{file} has no {', '.join(map(named, missing))} yet")
 
     def _load_here(self, bound: float):
         from celery._state import _get_active_apps
@@ -328,11 +333,21 @@ class Session:
         hits = events[(events.task_id == task_id) & events.type.isin(["task-received", "task-revoked"])]
         return rec.started_at + float(hits.t.min()) if len(hits) else None
 
+    # -- several workers (chapter 03) --------------------------------------------------------------------------
+    def start_fleet(self, lines):
+        """Start one worker per `workerlines.WorkerLine` on the learner's module, side by side, and return the
+        `fleet.Fleet` once all are ready; they are SIGKILLed and their queues purged when the session closes."""
+        from .fleet import Fleet
+
+        self.fleet = Fleet(self, lines)
+        return self.fleet.start()
+
     # -- tear-down ---------------------------------------------------------------------------------------------
     def close(self) -> None:
         for step in (lambda: self.sent.__exit__(None, None, None),
                      lambda: self._recording is None and self.recorder and self.recorder.stop(),
                      lambda: self.worker and self.worker.kill(),
+                     lambda: self.fleet and self.fleet.close(),
                      lambda: self.preflight and self.preflight.close(),
                      restore_lab_tasks,
                      lambda: self.app is not None and self._purge()):

@@ -117,6 +117,11 @@ def workspace(folder: str | os.PathLike = "workspace") -> Path:
     return path
 
 
+def named(name: str) -> str:
+    """How a message names one of an exercise's names: `send_later()` a function, `WORKERS` a module constant."""
+    return name if name.isupper() else f"{name}()"
+
+
 def strict() -> bool:
     """Strict mode (course tests): a wrong or uncheckable answer raises instead of only showing a card."""
     return os.environ.get("COURSEKIT_STRICT", "").lower() in ("1", "true", "yes")
@@ -211,10 +216,13 @@ class Exercise:
     module = ""
     """The learner's module, `workspace/<module>.py`."""
     functions: tuple[str, ...] = ()
-    """This exercise's own names in the module; a `____` left in one of them means "not attempted"."""
+    """This exercise's own names in the module (functions, or UPPER_CASE constants such as the settings it asks
+    for); a `____` left in one of them means "not attempted"."""
     lab: str | None = None
     """The lab module the check's worker runs (the learner's functions send its tasks); None: the worker runs the
     learner's module itself, whose tasks are the answer."""
+    fleet = False
+    """True: the check boots no worker of its own; `run` starts several, named, with `session.start_fleet`."""
     timeout = CHECK_TIMEOUT_S
     import_timeout = IMPORT_TIMEOUT_S
 
@@ -336,10 +344,10 @@ class Exercise:
             raise Uncheckable(f"cannot read {path.name}: {exc}") from None
         blank = [name for name in self.functions if source.blank(name)]
         if blank:
-            names = ", ".join(f"{n}()" for n in blank)
+            names = ", ".join(named(n) for n in blank)
             own = {n for name in self.functions for n in source.closure(name)}
             others = [n for n in source.blanks() if n not in own]
-            also = f" Other exercises' functions still blank in the module: {', '.join(f'{n}()' for n in others)}." \
+            also = f" Other exercises' functions still blank in the module: {', '.join(map(named, others))}." \
                 if others else ""
             raise NotAttempted(f"{names} still hold{'s' if len(blank) == 1 else ''} the {PLACEHOLDER} placeholder "
                                f"in {path.name}.{also}", fix=f"replace each {PLACEHOLDER} with your answer")

@@ -14,10 +14,12 @@ import getpass
 import json
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from . import state
+
+if TYPE_CHECKING:  # pandas costs every check worker 0.35 s at start (checks.host imports this module)
+    import pandas as pd
 
 FILE = "progress.json"
 FORMAT = 1
@@ -62,6 +64,8 @@ def record_solution(exercise_id: str) -> None:
 
 def table(data: dict) -> pd.DataFrame:
     """One row per chapter: exercises done out of the course's total, hints used, solutions revealed, minutes."""
+    import pandas as pd
+
     from .course import chapters, exercises
 
     known = exercises()
@@ -109,6 +113,8 @@ def export(path: str | Path) -> tuple[Path, Path]:
 
 def merge(paths: list[str | Path]) -> pd.DataFrame:
     """A facilitator's view: one row per learner and chapter, from learners' exported JSON files."""
+    import pandas as pd
+
     frames = []
     for p in paths:
         try:

@@ -17,6 +17,7 @@ Each row is one real check: a worker boots, so a row costs seconds. Rows that ar
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import S00, S01, S02, attempt, solution_module, swap
+from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, attempt, solution_module, swap
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02
+from coursekit.checks import ch00, ch01, ch02, ch03
 from coursekit.exercise import Exercise
 
 
@@ -229,6 +230,104 @@ TABLE: list[Row] = [
         """), "not a loop"),
 ]
 
+# -- chapter 03: workers. Each row starts two workers (one for 03.burst) on the module: a few seconds a row. ------
+ROUTE = '    "workspace.ex03_routing.resize": {"queue": "images"},'
+IMAGES_Q = "worker -Q images -c 1"
+GENERAL_Q = "worker -Q ex03_routing -c 1"
+LATE_AND_ONE = '    "task_acks_late": True,\n    "worker_prefetch_multiplier": 1,'
+TEN = '    "worker_concurrency": 10,'
+EXPORT = "@app.task\ndef export(seconds):"
+FETCH_WAIT = "    time.sleep(seconds)  # waiting on the network"
+
+
+def routing(old: str, new: str) -> str:
+    return swap(S03_ROUTING, old, new)
+
+
+def prefetch_settings(text: str) -> str:
+    return swap(S03_PREFETCH, LATE_AND_ONE, text)
+
+
+def burst_settings(text: str) -> str:
+    return swap(S03_BURST, TEN, text)
+
+
+TABLE += [
+    # -- 03.routing ---------------------------------------------------------------------------------------------
+    # a queue on the task itself still works in 5.7 (deprecated for 6.0, so the hints do not suggest it)
+    Row(ch03.routing, "right", "queue-on-the-task", swap(routing(ROUTE, ""), "@app.task\ndef resize",
+                                                         '@app.task(queue="images")\ndef resize')),
+    Row(ch03.routing, "right", "pattern-and-default-queue", swap(
+        routing(ROUTE, '    "*.resize": "images",'), GENERAL_Q, "worker --concurrency=2 -l info")),
+    Row(ch03.routing, "mechanism", "queue-no-worker-reads", routing(IMAGES_Q, "worker -Q image -c 1"),
+        "waited in queue 'images', which no worker reads (images reads ['image']"),
+    Row(ch03.routing, "mechanism", "general-also-reads-images", routing(GENERAL_Q, "worker -Q ex03_routing,images"),
+        "which reads ['ex03_routing', 'images']"),
+    Row(ch03.routing, "mechanism", "one-worker-for-both", routing(
+        '    "images": "celery -A workspace.ex03_routing worker -Q images -c 1",\n', "").replace(
+        GENERAL_Q, "worker -Q images,ex03_routing -c 2"), "which reads ['ex03_routing', 'images']"),
+    Row(ch03.routing, "mechanism", "images-worker-without-queue", routing(IMAGES_Q, "worker -c 1"),
+        "waited in queue 'images', which no worker reads"),
+    Row(ch03.routing, "value", "route-key-not-the-task-name", routing(ROUTE, ROUTE.replace("workspace.", "")),
+        "went to the app's default queue 'ex03_routing': no route applied to it; task_routes names "
+        "'ex03_routing.resize', which is no task's name"),
+    Row(ch03.routing, "value", "queue-name-typo", routing('{"queue": "images"}', '{"queue": "Images"}'),
+        "went to queue 'Images'; send it to the queue named 'images'"),
+    Row(ch03.routing, "value", "routes-every-task", routing(ROUTE, '    "*": {"queue": "images"},'),
+        "notify('user-"),
+    Row(ch03.routing, "crash", "concurrency-not-a-number", routing(IMAGES_Q, "worker -Q images -c one"),
+        "Invalid value for '-c'"),
+    Row(ch03.routing, "crash", "worker-loads-another-module", routing("celery -A workspace.ex03_routing worker -Q im",
+                                                                     "celery -A ex03_routing worker -Q im"),
+        "but your tasks are in workspace.ex03_routing"),
+    Row(ch03.routing, "hang", "resize-never-ends", routing("    time.sleep(seconds)", "    time.sleep(10**6)"),
+        "was still running resize("),
+    Row(ch03.routing, "blank", "workers", routing(
+        '    "images": "celery -A workspace.ex03_routing worker -Q images -c 1",\n'
+        '    "general": "celery -A workspace.ex03_routing worker -Q ex03_routing -c 1",', "    ____"),
+        "WORKERS still holds the ____ placeholder"),
+
+    # -- 03.prefetch --------------------------------------------------------------------------------------------
+    Row(ch03.prefetch, "right", "disable-prefetch", prefetch_settings('    "worker_disable_prefetch": True,')),
+    Row(ch03.prefetch, "right", "late-on-the-long-task", swap(
+        prefetch_settings('    "worker_prefetch_multiplier": 1,'), EXPORT, EXPORT.replace("@app.task",
+                                                                                             "@app.task(acks_late=True)"))),
+    Row(ch03.prefetch, "mechanism", "defaults", prefetch_settings(""), "sat idle"),
+    Row(ch03.prefetch, "mechanism", "multiplier-1-early-ack", prefetch_settings('    "worker_prefetch_multiplier": 1,'),
+        "a prefetch count of 1 still reserves one more message"),
+    Row(ch03.prefetch, "mechanism", "acks-late-only", prefetch_settings('    "task_acks_late": True,'),
+        "(prefetch_count 4, acks_late True)"),
+    Row(ch03.prefetch, "value", "more-concurrency", prefetch_settings('    "worker_concurrency": 4,'),
+        "worker_concurrency=4 changes nothing here"),
+    Row(ch03.prefetch, "mechanism", "lookups-routed-away", prefetch_settings(
+        LATE_AND_ONE + '\n    "task_routes": {"workspace.ex03_prefetch.lookup": {"queue": "quick"}},'),
+        "waited in queue 'quick', which no worker reads"),
+    Row(ch03.prefetch, "timing", "export-skips-its-work", swap(S03_PREFETCH, "    time.sleep(seconds)  # a long",
+                                                               "    pass  # a long"), "keep its work"),
+    Row(ch03.prefetch, "crash", "multiplier-not-a-number", prefetch_settings('    "worker_prefetch_multiplier": "one",'),
+        "could not start"),
+    Row(ch03.prefetch, "hang", "export-never-ends", swap(S03_PREFETCH, "    time.sleep(seconds)  # a long",
+                                                         "    time.sleep(10**6)  # a long"), "had no result after"),
+    Row(ch03.prefetch, "blank", "settings", prefetch_settings("    ____"), "SETTINGS still holds"),
+
+    # -- 03.burst -----------------------------------------------------------------------------------------------
+    Row(ch03.burst, "right", "threads", burst_settings('    "worker_pool": "threads",\n    "worker_concurrency": 10,')),
+    Row(ch03.burst, "value", "defaults", burst_settings(""), "at most 2 of the 10 fetches ran at once"),
+    Row(ch03.burst, "value", "too-few", burst_settings('    "worker_concurrency": 6,'), "at most 6 of the 10"),
+    Row(ch03.burst, "mechanism", "not-a-setting", burst_settings('    "concurrency": 10,'), "prefork pool of 2"),
+    Row(ch03.burst, "mechanism", "solo-pool", burst_settings('    "worker_pool": "solo",\n' + TEN),
+        "at most 1 of the 10 fetches ran at once on worker web (solo pool"),
+    Row(ch03.burst, "mechanism", "eager", burst_settings(TEN + '\n    "task_always_eager": True,'),
+        "ran in the checking process itself, not on a worker"),
+    Row(ch03.burst, "mechanism", "no-wait", swap(S03_BURST, FETCH_WAIT, "    pass  # waiting on the network"),
+        "keep that wait"),
+    Row(ch03.burst, "crash", "pool-not-installed", burst_settings('    "worker_pool": "gevent",\n' + TEN),
+        "No module named 'gevent'"),
+    Row(ch03.burst, "hang", "fetch-never-returns", swap(S03_BURST, FETCH_WAIT, "    time.sleep(10**6)  # waiting"),
+        "had no result after"),
+    Row(ch03.burst, "blank", "settings", burst_settings("    ____"), "SETTINGS still holds"),
+]
+
 
 @pytest.fixture
 def ws(tmp_path, redis_url, clean_namespace):
@@ -366,3 +465,83 @@ def test_no_traceback_and_nothing_at_exit(ws):
                          capture_output=True, text=True, timeout=60, env=env)
     assert cli.returncode == 1 and "[INCORRECT] 01.countdown" in cli.stdout, cli.stdout + cli.stderr
     assert "Traceback" not in cli.stdout + cli.stderr and "Exception ignored" not in cli.stderr, cli.stderr
+
+
+# -- chapter 03: worker command lines, read before any worker starts ----------------------------------------------
+M03 = "workspace.ex03_routing"
+
+
+@pytest.mark.parametrize(("line", "status", "says"), [
+    (f"celery -A {M03} worker -Q images -c 1", "", "-Q images -c 1"),
+    (f"celery --app={M03}:app worker -Qimages,thumbs -c2 -l info -E -n a@%h -O fair -P threads "
+     "--prefetch-multiplier=1 --disable-prefetch -X slow", "",
+     "-Q images,thumbs -X slow -c 2 -P threads --prefetch-multiplier 1 -O fair --disable-prefetch"),
+    (f"celery -A {M03} worker -c one", "incorrect", "Invalid value for '-c'"),
+    (f"celery -A {M03} worker -P bogus", "incorrect", "'bogus' is not one of"),
+    (f"celery -A {M03} worker -Q ,", "incorrect", "-Q names no queue"),
+    (f"celery -A {M03} worker --autoscal 4", "incorrect", "--autoscal is not an option of `celery worker`"),
+    (f"celery -A {M03} worker images", "incorrect", "unexpected extra argument"),
+    ("celery -A ex03_routing worker", "incorrect", "your tasks are in workspace.ex03_routing"),
+    ("celery worker -Q images", "incorrect", "names no app (-A)"),
+    (f"python -m celery -A {M03} worker", "incorrect", "is not a celery command line"),
+    (f"celery -A {M03} beat", "incorrect", "runs `celery beat`, not `celery worker`"),
+    (f"celery -A {M03}", "incorrect", "starts no worker"),
+    (f"celery -A {M03} worker -Q 'images", "incorrect", "No closing quotation"),
+    (f"celery -A {M03} worker --autoscale 4,1", "uncheckable", "the check does not run --autoscale"),
+    (f"celery -b redis://elsewhere -A {M03} worker", "uncheckable", "does not run celery's option -b"),
+    (f"celery -A {M03} worker -P gevent", "uncheckable", "needs the gevent package"),
+    (f"celery -A {M03} worker -c 500", "uncheckable", "more than the 24 pool processes"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+def test_worker_lines_are_read_strictly(line, status, says):
+    from coursekit.exercise import Outcome
+    from coursekit.workerlines import parse_line
+
+    if not status:
+        assert " ".join(parse_line("w", line, M03).options) == says
+        return
+    with pytest.raises(Outcome) as caught:
+        parse_line("w", line, M03)
+    assert caught.value.status == status and says in str(caught.value), repr(caught.value)
+
+
+@pytest.mark.parametrize(("workers", "says"), [
+    ([f"celery -A {M03} worker"], "must be a dict of worker name -> command line"),
+    ({}, "must be a dict"),
+    ({f"w{i}": f"celery -A {M03} worker" for i in range(5)}, "a check starts at most 4"),
+    ({"two words": f"celery -A {M03} worker"}, "worker name 'two words'"),
+    ({"w": ["celery", "-A", M03, "worker"]}, "must be a string, got list"),
+])
+def test_a_deployment_is_a_small_dict_of_lines(workers, says):
+    from coursekit.exercise import Outcome
+    from coursekit.workerlines import parse_workers
+
+    with pytest.raises(Outcome, match=re.escape(says)):
+        parse_workers(workers, M03)
+
+
+def test_a_fleet_check_purges_the_queues_it_used_and_only_those(ws):
+    """A message an earlier run left in `images` never reaches the check's workers; what the check leaves in a queue
+    no worker read is purged at the end; a queue of the namespace that the check did not use keeps its message."""
+    from coursekit import app as course_app
+    from coursekit.worker import live_workers
+
+    app = course_app.make_app("ex03_routing")
+    leftover = app.send_task(f"{M03}.resize", ("leftover.jpg", 0), queue="images")
+    app.send_task(f"{M03}.notify", ("bystander",), queue="bystander")
+    assert attempt(ws, ch03.routing, S03_ROUTING).passed
+    assert leftover.state == "PENDING", "the message left in `images` ran: the check did not purge it first"
+    verdict = attempt(ws, ch03.routing, swap(S03_ROUTING, IMAGES_Q, "worker -Q image -c 1"))
+    assert verdict.status == "incorrect" and "which no worker reads" in verdict.message, repr(verdict)
+    assert [queues.depth(app, q) for q in ("images", "image", "ex03_routing")] == [0, 0, 0]
+    assert queues.depth(app, "bystander") == 1, "the check purged a queue it never used"
+    assert not live_workers(), "a worker of the check outlived it"
+    queues.purge(app, "bystander")
+
+
+def test_a_fleet_too_big_to_boot_is_refused_before_it_starts(ws):
+    from coursekit.worker import live_workers
+
+    verdict = attempt(ws, ch03.burst, burst_settings('    "worker_concurrency": 100,'))
+    assert verdict.status == "uncheckable", repr(verdict)
+    assert "would start 100 pool processes or threads (worker_concurrency=100 in your settings)" in verdict.message
+    assert not live_workers() and verdict.seconds < 10

@@ -170,7 +170,7 @@ class Recorder:
                     raise redis.TimeoutError("no psubscribe confirmation")
             self._connected()
             while not self._stopping.is_set():
-                message = pubsub.get_message(timeout=0.5)
+                message = pubsub.get_message(timeout=0.1)  # the wait `stop()` pays: every check stops a recorder
                 if message is not None and message["type"] == "pmessage":
                     for event in decode(message["data"]):
                         self._on_event(event)
