@@ -90,9 +90,11 @@ def as_text(frame: pd.DataFrame) -> str:
     """The table for a terminal: text columns aligned left under their headers, numbers right."""
     if frame.empty:
         return "no exercises in course.toml yet"
+    from pandas.api.types import is_numeric_dtype
+
     cells = {c: [str(v) for v in frame[c]] for c in frame.columns}
     width = {c: max(len(c), *map(len, cells[c])) for c in frame.columns}
-    left = {c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])}
+    left = {c for c in frame.columns if not is_numeric_dtype(frame[c])}
 
     def line(values: dict) -> str:
         return "  ".join(v.ljust(width[c]) if c in left else v.rjust(width[c]) for c, v in values.items()).rstrip()
