@@ -11,10 +11,13 @@ RabbitMQ has no key prefix, so every queue and exchange the course declares is n
 The API, for lessons and exercise checks alike:
     url, why = rabbit.find()                      # the broker's URL, or None and one line saying why
     rabbit.version(url)                           # 'RabbitMQ 3.10.8', as the broker says
-    app = rabbit.app("ex04_rmq", url, max_priority=10)  # make_app on RabbitMQ, default queue a course queue
-    rabbit.queue("ex04_other", max_priority=10)   # one more course queue (kombu Queue), for task_queues
-    queues.depth(app, name)                       # ready messages in a queue (0 when it does not exist)
-    rabbit.delete(app)                            # its queues and exchanges, gone; returns their names
+    app = rabbit.app("ex04_rmq", url, max_priority=10)  # make_app on RabbitMQ; its queue `<ns>ex04_rmq` expires
+    rabbit.queue("ex04_other", max_priority=10)   # one more course queue (a kombu Queue), for `task_queues=`
+    rabbit.purge(app)                             # empty the app's queues (those not declared yet are skipped)
+    queues.depth(app, name)                       # messages ready in a queue (0 when it does not exist)
+    rabbit.delete(app)                            # the app's queues and exchanges, gone; returns what it deleted
+A module that defines such an app next to its Redis one names it for a worker as `celery -A` does:
+`ck.Worker("mymodule:rmq_app")`; the worker is given the RabbitMQ URL and keeps the course's Redis for results.
 """
 from __future__ import annotations
 
@@ -91,9 +94,11 @@ def purge(app: Celery) -> int:
 
 def names(app: Celery) -> tuple[list[str], list[str]]:
     """(queues, exchanges) that the app and its workers declare and that outlive a connection: its task queues
-    and their exchanges, the event and control exchanges, and the reply queue and exchange of `app.control`."""
+    and their exchanges, and the event, control and control-reply exchanges. (The queues that workers, recorders
+    and `app.control` declare for themselves are auto-delete: RabbitMQ drops each with its consumer. Reading
+    `mailbox.reply_queue` here would also pin one reply queue name to the mailbox, and its replies would be lost.)"""
     mailbox = app.control.mailbox
-    queues = [q.name for q in app.conf.task_queues or []] + [mailbox.reply_queue.name]
+    queues = [q.name for q in app.conf.task_queues or []]
     exchanges = [q.exchange.name for q in app.conf.task_queues or [] if q.exchange is not None and q.exchange.name]
     exchanges += [app.conf.event_exchange, mailbox.exchange.name, mailbox.reply_exchange.name]
     return queues, list(dict.fromkeys(exchanges))
@@ -102,7 +107,7 @@ def names(app: Celery) -> tuple[list[str], list[str]]:
 def delete(app: Celery) -> list[str]:
     """Delete the app's queues, then its exchanges that nothing else uses any more (`if_unused`: a worker or
     recorder of the namespace still running keeps the event and control exchanges). Returns what was deleted.
-    Run it after the app's workers have stopped."""
+    Run it after the app's workers have stopped; the app can be used again afterwards (it declares anew)."""
     prefix = namespace.prefix()
     queues, exchanges = names(app)
     unsafe = [n for n in queues + exchanges if prefix not in n]
@@ -119,7 +124,19 @@ def delete(app: Celery) -> list[str]:
             if _attempt(conn, lambda ch: ch.exchange_declare(name, "direct", passive=True)) and \
                     _attempt(conn, lambda ch: ch.exchange_delete(name, if_unused=True)):
                 deleted.append(f"exchange {name}")
+    _forget_declarations(app)
     return deleted
+
+
+def _forget_declarations(app: Celery) -> None:
+    """A kombu connection remembers what it has declared and never declares it again, so after `delete` the
+    pooled connections of this process (shared by every app on this broker URL) would publish to exchanges that
+    are gone (404 NOT_FOUND). Make them forget. (kombu's pool has no public way to list its connections, and
+    `force_close_all(close_pool=False)` leaves it empty, so that the next publish waits forever.)"""
+    pool = app.pool
+    for conn in [*pool._resource.queue, *pool._dirty]:  # idle and acquired; the rest are not created yet
+        if isinstance(conn, Connection):
+            conn.declared_entities.clear()
 
 
 def _attempt(conn, operation) -> bool:
