@@ -56,11 +56,13 @@ def priority_lists(app: Celery, queue: str | None = None) -> list[dict]:
     import redis
 
     name = queue or app.conf.task_default_queue
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
     with app.connection_for_read() as conn:
         if conn.transport.driver_type != "redis":
-            raise ValueError("priority_lists() reads the Redis transport's lists; RabbitMQ keeps one queue")
+            raise CourseError(f"{app.main} is on {conn.transport.driver_type}, where a queue is one queue, not lists",
+                              fix="read a RabbitMQ queue's count with queues.depth(app, name)")
         channel = conn.default_channel
-        keys = [(step, namespace.prefix() + channel._q_for_pri(name, step)) for step in channel.priority_steps]
+        keys = [(step, prefix + channel._q_for_pri(name, step)) for step in channel.priority_steps]
     out = []
     with redis.Redis.from_url(str(app.conf.broker_url)) as client:
         for step, key in keys:
