@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # `make lab PORT=8899` serves on that port; without it, 8888 or else a free port.
 PORT   ?=
 
-.PHONY: lab test test-fast bench screenshots clean
+.PHONY: lab test test-fast bench screenshots recordings clean
 
 $(PY):
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -38,6 +38,12 @@ bench: $(VENV)/.installed
 # The README's pictures, taken in JupyterLab in chromium as the browser tests take theirs.
 screenshots: $(VENV)/.installed
 	$(PY) tests/screenshots.py docs/screenshots
+
+# The recordings a lesson replays where a learner has no RabbitMQ (coursekit/recordings/), taken again from a real
+# run of that lesson on this machine's RabbitMQ (coursekit/replays.py).
+recordings: $(VENV)/.installed
+	@$(PY) -c "from coursekit import rabbit; url, why = rabbit.find(); raise SystemExit(0 if url else 'make recordings needs RabbitMQ: ' + why)"
+	COURSEKIT_KEEP_RECORDINGS=1 $(VENV)/bin/coursekit run notebooks/04_priorities.ipynb
 
 clean:
 	-[ -x $(VENV)/bin/coursekit ] && $(VENV)/bin/coursekit down

@@ -87,8 +87,8 @@ def check_rabbitmq() -> Finding:
     except CourseError as exc:
         return Finding("rabbitmq", False, exc.problem, exc.fix)
     if found is None:
-        return Finding("rabbitmq", False, "none answers on 127.0.0.1:5672; the lessons on priorities and "
-                                          "RabbitMQ will say so and skip those experiments",
+        return Finding("rabbitmq", False, "none answers on 127.0.0.1:5672; lesson 04 (priorities) will say "
+                                          "so and replay a RabbitMQ run recorded with the course",
                        "start one (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yml up -d "
                        "rabbitmq`), or set COURSEKIT_RABBITMQ_URL")
     return Finding("rabbitmq", True, found.describe())

@@ -110,14 +110,15 @@ def _empty(ax, what: str) -> None:
 
 # -- the timeline -------------------------------------------------------------------------------------------
 MAX_TIERS = 6
-def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float) -> pd.DataFrame:
+def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float,
+                  lanes: list[tuple] | None = None) -> pd.DataFrame:
     """Where each run's bar goes: its lane (worker process), its tier in the lane, and its drawn extent.
 
     A 4 ms run is narrower than a pixel over a minute, so a bar is at least 0.7% of the axis wide; runs closer
     together than that would hide one another, so they go on separate tiers of their lane (first fit). Every run
     stays a bar of its own: a failed run beside a successful one 30 ms away is still seen. Past MAX_TIERS, a
     crowd of runs is drawn overlapping, as a block."""
-    lanes = sorted(set(zip(runs.node, runs.pid)))
+    lanes = lanes or sorted(set(zip(runs.node, runs.pid)))  # (node, pid), from the bottom lane up
     lane_of = {lane: i for i, lane in enumerate(lanes)}
     span = max(hi - lo, 1e-3)
     min_width, gap = span * 0.007, span * 0.004
@@ -145,15 +146,21 @@ def timeline_bars(runs: pd.DataFrame, end_of_data: float, lo: float, hi: float) 
 
 
 def timeline(rec: Recording, title: str = "Which process ran which task, when", fast: bool = False,
-             window: tuple[float, float] | None = None, name: str | None = None, hosts: bool = False) -> Figure:
+             window: tuple[float, float] | None = None, name: str | None = None, hosts: bool = False,
+             labels: dict[str, str] | None = None, lane_names: dict[str, str] | None = None) -> Figure:
     """One lane per worker process, one bar per run; hatched bars are retries and redeliveries.
 
     `window=(t0, t1)` (seconds since the recording started) zooms in on the runs that start in it. `hosts`
-    labels each lane with its worker's host too (workers on several machines)."""
+    labels each lane with its worker's host too (workers on several machines). `labels` (task id -> short text)
+    writes a text in the middle of each of those tasks' bars. `lane_names` (worker name, as in
+    `Worker(name=...)` -> text) names lanes by what each worker is for instead of by its pid."""
     runs = rec.runs
     if window is not None:
         runs = runs[runs.started.between(*window)]
     lanes = sorted(set(zip(runs.node, runs.pid)))
+    if lane_names:  # lanes of named workers first, from the top, in the order named
+        order = list(lane_names)
+        lanes.sort(key=lambda lane: -order.index(_worker(lane[0])) if _worker(lane[0]) in order else -len(order))
     fig, ax = figure(title, height=1.3 + 0.5 * max(1, len(lanes)), fast=fast, name=name)
     if runs.empty:
         _empty(ax, "task runs")
@@ -166,7 +173,7 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
         lo, hi = min(window[0], runs.started.min()), max(window[1], ends.max())
         pad = (hi - lo) * 0.03
         lo, hi = lo - pad, hi + pad
-    bars = timeline_bars(runs, end_of_data, lo, hi)
+    bars = timeline_bars(runs, end_of_data, lo, hi, lanes)
     hi = max(hi, bars.x1.max())  # a run that starts at the very end still gets its minimum width
     bars["again"] = bars.kind != "first"
     # one collection per tier, outcome and kind, not one artist per run: thousands of runs stay cheap to draw
@@ -174,7 +181,12 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
         ax.broken_barh(list(zip(part.x0, part.x1 - part.x0)), (y0, height),
                        facecolors=OUTCOME_COLOURS.get(outcome, "tab:blue"), edgecolor="black", linewidth=0.5,
                        hatch="//" if again else None, zorder=2 + OUTCOME_RANK.get(outcome, 0))
-    ax.set_yticks(range(len(lanes)), [lane_label(n, p, hosts) for n, p in lanes])
+    if labels:
+        for b in bars[bars.task_id.isin(list(labels))].itertuples():
+            ax.text((b.x0 + b.x1) / 2, b.y0 + b.height / 2, labels[b.task_id], ha="center", va="center",
+                    fontsize="small", color="white", fontweight="bold", zorder=10)
+    names = [(lane_names or {}).get(short_name(n)) or lane_label(n, p, hosts) for n, p in lanes]
+    ax.set_yticks(range(len(lanes)), names)
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.set_xlim(lo, hi)
     handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in set(bars.outcome)]
@@ -182,8 +194,10 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="retry/redelivery"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     _shade_gaps(ax, rec)
+    lane_text = dict(zip(lanes, names))
     fig.facts.update(bars=[{"task_id": b.task_id, "name": b.name, "outcome": b.outcome, "kind": b.kind,
-                            "lane": lane_label(b.node, b.pid, hosts), "tier": b.tier, "x0": b.x0, "x1": b.x1}
+                            "lane": lane_text[(b.node, b.pid)], "tier": b.tier, "x0": b.x0, "x1": b.x1,
+                            "label": (labels or {}).get(b.task_id)}
                            for b in bars.itertuples()],
                      overlapping_bars=_overlapping_bars(bars))
     return fig
@@ -228,14 +242,52 @@ def queue_series(rec: Recording, unacked: bool = True, running: bool = False,
     return out
 
 
+def priority_range(steps: list[int], step: int) -> str:
+    """The priorities that kombu's Redis transport puts in the list of `step`: with the default steps 0, 3, 6, 9,
+    step 3 holds 3-5, step 0 holds 0-2 and messages sent with no priority, and step 9 holds 9 and (clamped)
+    anything above it."""
+    steps = sorted(steps)
+    i = steps.index(step)
+    if i == len(steps) - 1:
+        return f"{step} and above"
+    top = steps[i + 1] - 1
+    text = f"{step}-{top}" if top > step else f"{step}"
+    return text + (", none" if i == 0 else "")
+
+
+def list_series(rec: Recording, queues: list[str] | None = None) -> dict[str, tuple]:
+    """The layers of a stacked queue plot on Redis, label -> (t, messages), from the bottom up: for each queue,
+    its priority lists in the order workers take from them (the list of priority 0 first)."""
+    lists = rec.priority_lists
+    if queues is not None:
+        lists = lists[lists.queue.isin(queues)]
+    if lists.empty:
+        return {}
+    table = lists.pivot_table(index="t", columns=["queue", "priority"], values="depth", aggfunc="last").fillna(0)
+    names = list(dict.fromkeys(lists.queue))
+    out = {}
+    for queue in names:
+        steps = sorted(lists[lists.queue == queue].priority.unique().tolist())
+        for step in steps:
+            label = f"priority {priority_range(steps, step)}"
+            out[label if len(names) == 1 else f"{queue}: {label}"] = (table.index.to_numpy(),
+                                                                       table[(queue, step)].to_numpy().astype(int))
+    return out
+
+
 SERIES_STYLE = {UNACKED: {"ls": "--", "color": "tab:purple"}, RUNNING: {"ls": ":", "color": "tab:green", "lw": 2}}
+# Stacked priority lists, from the first a worker takes (warm) to the last (cool).
+LIST_COLOURS = ["#b2182b", "#ef8a62", "#67a9cf", "#2166ac", "#5e3c99", "#999999"]
 
 
 def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", fast: bool = False,
                 unacked: bool = True, running: bool = False, name: str | None = None,
-                queues: list[str] | None = None, window: tuple[float, float] | None = None) -> Figure:
+                queues: list[str] | None = None, window: tuple[float, float] | None = None,
+                by_priority: bool = False) -> Figure:
     """Messages waiting in each queue (or only in `queues`) over time; with `unacked`, those workers hold
-    unacknowledged; with `running`, the runs in progress. `window=(t0, t1)` shows only that stretch of time."""
+    unacknowledged; with `running`, the runs in progress. `window=(t0, t1)` shows only that stretch of time.
+    With `by_priority` (Redis), each queue's priority lists are stacked instead of its one total line: the top
+    of the stack is the total."""
     fig, ax = figure(title, "messages" if not running else "messages / runs", fast=fast, name=name)
     ax.set_xlim(*(window or (0, max(rec.duration, 1e-3))))
     series = queue_series(rec, unacked=unacked, running=running, queues=queues)
@@ -244,10 +296,22 @@ def queue_depth(rec: Recording, title: str = "Messages waiting in each queue", f
     if rec.queues.empty:
         _empty(ax, "queue samples")
         return fig
+    stacked = list_series(rec) if by_priority else {}
+    if stacked:
+        for queue in set(rec.priority_lists.queue):
+            series.pop(f"{queue}: waiting", None)  # the stack's top edge is that line
+        _stack(ax, fig, stacked)
     for label, (t, y) in series.items():
         ax.step(t, y, where="post", label=label, **SERIES_STYLE.get(label, {}))
-    count_axis(ax, max(int(max(y.max() for _, y in series.values())), 1))
-    ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    tops = [y.max() for _, y in series.values()]
+    if stacked:
+        tops.append(np.sum([y for _, y in stacked.values()], axis=0).max())
+    count_axis(ax, max(int(max(tops)), 1))
+    handles, labels = ax.get_legend_handles_labels()
+    layers = len(stacked)  # listed top layer first, as the stack reads from the top
+    order = list(range(layers))[::-1] + list(range(layers, len(labels)))
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize="small", frameon=False,
+              loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _shade_gaps(ax, rec)
     return fig
 
@@ -259,6 +323,16 @@ def _clip(t: np.ndarray, y: np.ndarray, t0: float, t1: float) -> tuple[np.ndarra
     inside = (t > t0) & (t <= t1)
     start = before[-1] if len(before) else 0
     return np.concatenate([[t0], t[inside]]), np.concatenate([[start], y[inside]])
+
+
+def _stack(ax, fig: CourseFigure, stacked: dict[str, tuple]) -> None:
+    """Draw the layers as stacked steps (each sample holds until the next), bottom layer first; the figure's
+    facts keep each layer's own counts, bottom up."""
+    t = next(iter(stacked.values()))[0]
+    colours = (LIST_COLOURS * len(stacked))[:len(stacked)]
+    ax.stackplot(t, *[y for _, y in stacked.values()], labels=list(stacked), colors=colours, step="post",
+                 alpha=0.85, edgecolor="white", linewidth=0.4)
+    fig.facts["stacked"] = {label: _steps(np.column_stack([x, y]).astype(float)) for label, (x, y) in stacked.items()}
 
 
 def count_axis(ax, top: int) -> None:

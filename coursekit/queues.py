@@ -5,9 +5,13 @@ messages a worker has taken but not acknowledged sit in the `unacked` hash inste
 """
 from __future__ import annotations
 
+import json
+import time
+
 from celery import Celery
 
-from . import namespace
+from . import namespace, rabbit
+from .errors import CourseError
 
 
 def depth(app: Celery, queue: str | None = None) -> int:
@@ -19,10 +23,7 @@ def depth(app: Celery, queue: str | None = None) -> int:
             # kombu 5.7's passive queue_declare checks EXISTS without the global key prefix and so reports
             # a prefixed queue as missing; _size sums LLEN over every priority list, prefix applied.
             return int(channel._size(name))
-        try:
-            return channel.queue_declare(name, passive=True).message_count
-        except conn.channel_errors:
-            return 0  # never declared: nothing was ever sent to it
+        return rabbit.ready(conn, name)  # 0 when never declared: nothing was ever sent to it
 
 
 def unacked(app: Celery) -> int:
@@ -45,3 +46,42 @@ def purge(app: Celery, queue: str | None = None) -> int:
     name = queue or app.conf.task_default_queue
     with app.connection_for_write() as conn:
         return int(conn.default_channel.queue_purge(name) or 0)
+
+
+def priority_lists(app: Celery, queue: str | None = None) -> list[dict]:
+    """What each Redis list of `queue` holds now, read from the broker itself, one dict per priority list:
+    `key` (as `redis-cli` names it, namespace included), `step` (the lowest priority it holds), and the messages
+    it holds in the order a worker will take them (oldest first): their task arguments (`argsrepr`) and the
+    `priority` stored in each message."""
+    import redis
+
+    name = queue or app.conf.task_default_queue
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    with app.connection_for_read() as conn:
+        if conn.transport.driver_type != "redis":
+            raise CourseError(f"{app.main} is on {conn.transport.driver_type}, where a queue is one queue, not lists",
+                              fix="read a RabbitMQ queue's count with queues.depth(app, name)")
+        channel = conn.default_channel
+        keys = [(step, prefix + channel._q_for_pri(name, step)) for step in channel.priority_steps]
+    out = []
+    with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+        for step, key in keys:
+            held = [json.loads(raw) for raw in reversed(client.lrange(key, 0, -1))]  # LPUSH, BRPOP: oldest last
+            out.append({"key": key, "step": step, "messages": len(held),
+                        "args": [m.get("headers", {}).get("argsrepr") for m in held],
+                        "priority": [m.get("properties", {}).get("priority") for m in held]})
+    return out
+
+
+def wait_for(app: Celery, depths: dict[str, int], timeout: float = 10.0) -> None:
+    """Return once each queue holds exactly the messages given (queue name -> count), e.g. once a worker has
+    taken what it will take; a clear error naming the counts after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = {name: depth(app, name) for name in depths}
+        if now == depths:
+            return
+        if time.monotonic() > deadline:
+            raise CourseError(f"after {timeout:.0f} s the queues hold {now}, not {depths}",
+                              fix="check that a worker reads each queue (`coursekit status`) and nothing else does")
+        time.sleep(0.02)

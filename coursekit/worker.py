@@ -51,8 +51,11 @@ def short_name(nodename: str) -> str:
     return stem if stem and pid.isdigit() else name
 
 
-def load_app(module: str) -> Celery:
-    """Import `module` here first, so a broken module fails with a clear message before any process starts."""
+def load_app(spec: str) -> Celery:
+    """Import the app named by `spec` here first, so a broken module fails with a clear message before any
+    process starts. `spec` is a module (its `app`, `celery` or only Celery app) or, as `celery -A` takes it,
+    `module:attribute` for a module that holds several apps."""
+    module, _, attribute = spec.partition(":")
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
     try:
@@ -70,6 +73,12 @@ def load_app(module: str) -> Celery:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         raise WorkerError(f"importing {module!r} raised {type(exc).__name__}: {exc}",
                           fix=f"see {where.filename}, line {where.lineno}") from None
+    if attribute:
+        found = getattr(mod, attribute, None)
+        if isinstance(found, Celery):
+            return found
+        raise WorkerError(f"{module}.{attribute} is not a Celery app ({type(found).__name__})",
+                          fix=f"name an app that {module} defines, or leave out ':{attribute}'")
     for attr in ("app", "celery"):
         if isinstance(getattr(mod, attr, None), Celery):
             return getattr(mod, attr)
@@ -131,7 +140,14 @@ class Worker(OwnedProcess):
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["COURSEKIT_BROKER_URL"] = str(self.app.conf.broker_url)
+        url = str(self.app.conf.broker_url)
+        if probe.scheme(url) in probe.REDIS_SCHEMES:
+            env["COURSEKIT_BROKER_URL"] = url
+        else:  # an app on RabbitMQ: its broker there, and the course's Redis (results, other apps) as before
+            env["COURSEKIT_RABBITMQ_URL"] = url
+            backend = str(self.app.conf.result_backend or "")
+            if probe.scheme(backend) in probe.REDIS_SCHEMES:
+                env["COURSEKIT_BROKER_URL"] = backend
         env[WORKER_CONFIG_ENV] = json.dumps(self.config) if self.config else ""
         # The notebook's folder is on the worker's import path, as the project root is in a real deployment.
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self.cwd), env.get("PYTHONPATH", "")] if p)

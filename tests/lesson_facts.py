@@ -412,3 +412,113 @@ def another_host_changes_nothing_in_celery(shown):
     bars = shown[HOSTS_03]["bars"]
     assert len(bars) == 8 and len({b["task_id"] for b in bars}) == 8
     assert all("@" in b["lane"] for b in bars), "lanes name their host"
+
+
+# -- 04 priorities ------------------------------------------------------------------------------------------
+LISTS_04 = "Redis: the eight jobs in the queue's four lists"
+REDIS_ORDER_04 = "Redis: the order the worker ran them"
+RABBIT_04 = "RabbitMQ run order"
+BUSY_04 = "The urgent job behind a busy worker"
+SENT_04 = ["p9", "p6", "p3", "p1", "none", "p0", "p5", "p12"]
+ON_REDIS_04 = ["p1", "none", "p0", "p3", "p5", "p6", "p9", "p12"]
+ON_RABBIT_04 = ["p12", "p9", "p6", "p5", "p3", "p1", "none", "p0"]
+
+
+def _in_order(bars: list[dict], lane: str | None = None) -> list[str]:
+    """The labels of a timeline's bars (of one lane), in the order they started."""
+    return [b["label"] for b in sorted(bars, key=lambda b: b["x0"]) if lane is None or b["lane"] == lane]
+
+
+@says("04_priorities")
+def four_lists_hold_the_eight_jobs(shown):
+    """"One queue, four Redis lists ... p1, none and p0 share the first list, in the order they were sent; the job
+    with no priority was stored as priority 0; p12 kept its 12 in the message but went to the list of 9, behind
+    p9. (`LLEN` on the queue's name counts the first list only: 3 of the 8 messages.)" """
+    table = rows(shown, "Redis keys")
+    assert len(table) == 4, table
+    first = table[0]["Redis key"]
+    assert ":" in first and first.endswith("prioritised'"), f"{first}: not the queue's own name, namespaced"
+    for row, step in zip(table[1:], (3, 6, 9)):
+        assert row["Redis key"] == first[:-1] + f"\\x06\\x16{step}'", (row["Redis key"], first)
+    assert [r["jobs, oldest first"] for r in table] == ["p1, none, p0", "p3, p5", "p6", "p9, p12"]
+    assert [r["priority in each message"] for r in table] == [[1, 0, 0], [3, 5], [6], [9, 12]]
+    assert [r["messages"] for r in table] == [3, 2, 1, 2]
+
+
+@says("04_priorities")
+def the_lists_fill_wait_and_empty_from_the_bottom(shown):
+    """"the four lists filling up when the jobs were sent, waiting, then emptying from the bottom: the list of
+    priorities 0-2 first, the list of 9 and above last" (the stacked plot), and the dashed line: "the message the
+    worker holds unacknowledged while it runs it" """
+    figure = shown[LISTS_04]
+    layers = figure["stacked"]
+    assert list(layers) == ["priority 0-2, none", "priority 3-5", "priority 6-8", "priority 9 and above"]
+    assert [max(y for _, y in line) for line in layers.values()] == [3, 2, 1, 2]
+    changes = sorted({x for line in layers.values() for x, _ in line})
+    total = [(x, sum(value_at(line, x) for line in layers.values())) for x in changes]
+    full = next(x for x, y in total if y == 8)
+    dropped = next(x for x, y in total if x > full and y < 8)
+    assert dropped - full >= 0.2, f"the eight waited only from {full} to {dropped} s"
+    emptied = []
+    for line in layers.values():
+        assert line[-1][1] == 0, "a list still holds messages at the end"
+        top = next(i for i, (_, y) in enumerate(line) if y == max(v for _, v in line))
+        emptied.append(next(x for x, y in line[top:] if y == 0))
+    assert emptied == sorted(emptied) and emptied[0] < emptied[-1], f"lists emptied at {emptied}"
+    unacked = figure["lines"]["unacked (held by workers)"]
+    assert max(y for _, y in unacked) - unacked[0][1] == 1, unacked
+
+
+@says("04_priorities")
+def redis_runs_zero_first(shown):
+    """"The worker ran p1, none, p0, p3, p5, p6, p9, p12: on Redis, 0 is the highest priority" (the Redis
+    timeline and the run-order table)"""
+    assert _in_order(shown[REDIS_ORDER_04]["bars"]) == ON_REDIS_04
+    table = rows(shown, "run order")
+    assert [r["sent"] for r in table] == SENT_04
+    assert [r["Redis"] for r in table] == ON_REDIS_04
+    assert table[1]["Redis"] == "none", "none ran second"
+
+
+@says("04_priorities")
+def rabbitmq_runs_the_highest_number_first_only_with_x_max_priority(shown):
+    """"delivered p12, p9, p6, p5, p3, p1, none, p0: the highest number first ... On the queue without the
+    argument the order is the order they were sent" (table and timeline, live or replayed)"""
+    table = rows(shown, "run order")
+    assert [r["RabbitMQ, x-max-priority 10"] for r in table] == ON_RABBIT_04
+    assert [r["RabbitMQ, no x-max-priority"] for r in table] == SENT_04
+    figure = shown[RABBIT_04]
+    assert _in_order(figure["bars"], "x-max-priority 10") == ON_RABBIT_04
+    assert _in_order(figure["bars"], "no x-max-priority") == SENT_04
+    assert figure["title"].endswith(("(live)", "(replay of a recorded run)")), figure["title"]
+
+
+@says("04_priorities")
+def prefetch_defeats_priority_and_its_own_worker_waits_least(shown):
+    """"With Celery's defaults the urgent job ran last, after all four p9 jobs ... ran second, as soon as hold
+    ended. On a queue with a worker of its own it did not wait for hold at all: it ran while the busy worker was
+    still busy, and waited least of the three"; section 5: longest with the defaults, less with acks_late, least
+    on its own queue"""
+    table = {r["set-up"]: r for r in rows(shown, "urgent job")}
+    defaults, late, own = (table[k] for k in ("defaults", "acks_late + multiplier 1", "a queue and worker of its own"))
+    assert (defaults["place among its worker's runs"], defaults["p9 jobs its worker ran before it"]) == ("6 of 6", 4)
+    assert (late["place among its worker's runs"], late["p9 jobs its worker ran before it"]) == ("2 of 6", 0)
+    assert (own["place among its worker's runs"], own["p9 jobs its worker ran before it"]) == ("1 of 1", 0)
+    assert defaults["waited (s)"] > late["waited (s)"] > own["waited (s)"], table
+    bars = shown[BUSY_04]["bars"]
+    assert _in_order(bars, "defaults") == ["busy"] + ["p9"] * 4 + ["urgent"]
+    assert _in_order(bars, "acks_late, multiplier 1") == ["busy", "urgent"] + ["p9"] * 4
+    assert _in_order(bars, "bulk queue") == ["busy"] + ["p9"] * 4
+    urgent = next(b for b in bars if b["lane"] == "urgent queue")
+    busy = next(b for b in bars if b["lane"] == "bulk queue" and b["label"] == "busy")
+    assert urgent["x0"] < busy["x1"], "the urgent job waited for the busy worker"
+
+
+@says("04_priorities")
+def round_robin_alternates_and_priority_drains_the_first_queue(shown):
+    """"With round_robin the worker alternated between the queues ... (it had just taken hold from hi, so lo came
+    first). With priority it took all six from hi, the first queue it reads, before touching lo" """
+    table = rows(shown, "queue order")
+    rr = [r["round_robin (default)"] for r in table]
+    assert rr == ["lo", "hi"] * 6, rr
+    assert [r["priority"] for r in table] == ["hi"] * 6 + ["lo"] * 6

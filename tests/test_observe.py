@@ -53,7 +53,7 @@ def test_a_killed_child_shows_up_as_a_new_pid(six_naps):
 def test_replay_equals_the_original(six_naps, tmp_path):
     rec, _ = six_naps
     again = ck.load_recording(rec.save(tmp_path / "rec.json"))
-    for frame in ("tasks", "runs", "events_df", "queues", "memory"):
+    for frame in ("tasks", "runs", "events_df", "queues", "priority_lists", "memory"):
         pd.testing.assert_frame_equal(getattr(rec, frame), getattr(again, frame))
     assert again.max_overlap() == rec.max_overlap()
 
@@ -77,6 +77,22 @@ def test_all_priorities_are_counted_in_the_depth(clean_namespace):
     depth = rec.recording.queues
     assert depth[depth.queue == "first"].depth.iloc[-1] == 5
     assert set(rec.recording.tasks.priority.dropna()) == {0, 3, 6, 9}
+
+
+def test_each_priority_list_is_sampled_and_replayed(clean_namespace, tmp_path):
+    """On Redis a queue is one list per priority step; the recorder counts each (their sum is the depth), and a
+    saved recording keeps them."""
+    with ck.record(app, interval=0.1) as rec:
+        for priority in (0, 1, None, 4, 7, 12):
+            add.apply_async((1, 1), priority=priority)
+        time.sleep(0.5)
+    lists = rec.recording.priority_lists
+    last = lists[lists.t == lists.t.max()]
+    assert dict(zip(last.priority, last.depth)) == {0: 3, 3: 1, 6: 1, 9: 1}
+    depth = rec.recording.queues
+    assert depth[depth.t == lists.t.max()].depth.tolist() == [6]
+    again = ck.load_recording(rec.recording.save(tmp_path / "lists.json"))
+    pd.testing.assert_frame_equal(again.priority_lists, lists)
 
 
 def test_no_worker_gives_empty_frames_and_a_note(clean_namespace):

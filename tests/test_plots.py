@@ -108,6 +108,43 @@ def test_queue_plot_lines_and_the_live_view_draw_the_same_series():
     assert not any(live["layout"].values()), live["layout"]
 
 
+def test_priority_lists_are_stacked_bottom_up_and_labelled_by_their_range():
+    """Redis holds a queue as one list per priority step: `by_priority` stacks them (the top is the queue's
+    total, so its line is left out), the list workers take from first at the bottom, the legend top-down."""
+    lists, totals = [], []
+    for i in range(12):  # 3, 2, 1, 2 messages in the lists of 0, 3, 6 and 9; one taken every 0.25 s from t=1
+        t, left = i / 4, min(8, 12 - i)
+        held = {0: min(3, max(0, left - 5)), 3: min(2, max(0, left - 3)), 6: min(1, max(0, left - 2)),
+                9: min(2, left)}
+        lists += [(t, "prioritised", step, n) for step, n in held.items()]
+        totals.append((t, "prioritised", sum(held.values()), 1 if i >= 4 else 0))
+    rec = Recording(started_at=0, duration=3.0, queue_samples=totals, list_samples=lists)
+    fig = shown(plots.queue_depth(rec, by_priority=True))
+    assert list(fig["stacked"]) == ["priority 0-2, none", "priority 3-5", "priority 6-8", "priority 9 and above"]
+    assert [max(y for _, y in layer) for layer in fig["stacked"].values()] == [3, 2, 1, 2]
+    assert set(fig["lines"]) == {plots.UNACKED}, "the stack's top is the queue's line"
+    assert not any(fig["layout"].values()), fig["layout"]
+    figure = plots.queue_depth(rec, by_priority=True)
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["priority 9 and above", "priority 6-8", "priority 3-5", "priority 0-2, none", plots.UNACKED]
+    assert plots.priority_range([0, 5], 0) == "0-4, none" and plots.priority_range([0, 1, 2], 1) == "1"
+    # a recording without list samples (RabbitMQ, or saved before they were sampled) draws its total line
+    plain = shown(plots.queue_depth(Recording(started_at=0, duration=3.0, queue_samples=totals), by_priority=True))
+    assert "stacked" not in plain and "prioritised: waiting" in plain["lines"]
+
+
+def test_timeline_labels_bars_and_names_lanes_in_the_order_given():
+    events = run(0.1, 0.3, "a", node="busy-1@host", pid=1) + run(0.1, 0.4, "b", node="idle-1@host", pid=2)
+    rec = Recording(started_at=0, duration=1.0, events=events)
+    fig = plots.timeline(rec, labels={"a": "p9"}, lane_names={"idle": "the idle one", "busy": "the busy one"})
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["the busy one", "the idle one"], "the first named lane is on top"
+    facts_ = shown(fig)
+    assert {b["task_id"]: (b["label"], b["lane"]) for b in facts_["bars"]} == {
+        "a": ("p9", "the busy one"), "b": (None, "the idle one")}
+    assert not any(facts_["layout"].values())
+
+
 def test_the_dashboard_image_keeps_its_aspect_ratio():
     from coursekit.dashboard import Dashboard
     from coursekit.observe import Recorder

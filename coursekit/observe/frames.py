@@ -11,6 +11,7 @@ TASK_COLUMNS = ["task_id", "name", "args", "queue", "priority", "node", "pid", "
 RUN_COLUMNS = ["task_id", "name", "attempt", "kind", "node", "pid", "started", "ended", "outcome"]
 EVENT_COLUMNS = ["t", "type", "task_id", "node", "pid", "name"]
 QUEUE_COLUMNS = ["t", "queue", "depth", "unacked"]
+LIST_COLUMNS = ["t", "queue", "priority", "depth"]
 MEMORY_COLUMNS = ["t", "node", "pid", "role", "rss"]
 
 

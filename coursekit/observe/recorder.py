@@ -207,7 +207,9 @@ class Recorder:
                     if e["type"] == EventType.SENT}
         for queue in sorted(seen - {None} - set(self.watched)):
             self.watched.append(queue)
-        self._append(self.recording.queue_samples, samplers.queue_depths(conn, self.watched, self.now()))
+        totals, lists = samplers.queue_depths(conn, self.watched, self.now())
+        self._append(self.recording.queue_samples, totals)
+        self._append(self.recording.list_samples, lists, "priority-list ")
 
     def _sample_memory(self) -> None:
         from ..worker import live_workers
@@ -217,11 +219,11 @@ class Recorder:
             mains.update(self._nodes)
         self._append(self.recording.memory_samples, samplers.worker_memory(mains, self.now()))
 
-    def _append(self, target: list, rows: list) -> None:
+    def _append(self, target: list, rows: list, what: str = "") -> None:
         with self._lock:
             room = self.max_samples - len(target)
             if room < len(rows):
-                self._note(f"more than {self.max_samples} samples: sampling stopped there")
+                self._note(f"more than {self.max_samples} {what}samples: sampling stopped there")
             target.extend(rows[:max(room, 0)])
 
 

@@ -22,6 +22,9 @@ class Recording:
     started_at: float
     events: list[Event] = field(default_factory=list)
     queue_samples: list[tuple] = field(default_factory=list)
+    list_samples: list[tuple] = field(default_factory=list)
+    """On Redis, the messages in each priority list of each queue (`priority_lists`); empty on RabbitMQ, and in
+    recordings saved before the lists were sampled."""
     memory_samples: list[tuple] = field(default_factory=list)
     priorities: dict[str, int | None] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
@@ -36,6 +39,7 @@ class Recording:
         # a loaded recording holds plain dicts and lists: give them the shapes a live one has
         self.events = [e if isinstance(e, Event) else Event(e) for e in self.events]
         self.queue_samples = [tuple(row) for row in self.queue_samples]
+        self.list_samples = [tuple(row) for row in self.list_samples]
         self.memory_samples = [tuple(row) for row in self.memory_samples]
 
     # -- frames ----------------------------------------------------------------------------------------
@@ -56,6 +60,12 @@ class Recording:
     @property
     def queues(self) -> pd.DataFrame:
         return pd.DataFrame(self.queue_samples, columns=frames.QUEUE_COLUMNS)
+
+    @property
+    def priority_lists(self) -> pd.DataFrame:
+        """On Redis, one row per sample of each priority list: its queue, its priority step (the lowest priority
+        it holds: 0, 3, 6, 9 by default) and how many messages it held. `queues.depth` is their sum."""
+        return pd.DataFrame(self.list_samples, columns=frames.LIST_COLUMNS)
 
     @property
     def memory(self) -> pd.DataFrame:
@@ -84,7 +94,8 @@ class Recording:
             return sys.getsizeof(obj)
 
         total = 0
-        for container in (self.events, self.queue_samples, self.memory_samples, self.priorities, self.published):
+        for container in (self.events, self.queue_samples, self.list_samples, self.memory_samples, self.priorities,
+                          self.published):
             total += size(container)
             for item in container:
                 total += size(item)

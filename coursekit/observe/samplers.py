@@ -1,29 +1,42 @@
-"""What the recorder samples at a fixed interval, besides events: the depth of each queue on the broker, and the
-memory (RSS) of every worker process on this machine. Each sampler returns rows for a Recording's samples."""
+"""What the recorder samples at a fixed interval, besides events: the depth of each queue on the broker (on Redis,
+of each priority list too), and the memory (RSS) of every worker process on this machine. Each sampler returns
+rows for a Recording's samples."""
 from __future__ import annotations
 
 import socket
 
 import psutil
 
+from .. import rabbit
 
-def queue_depths(conn, queues: list[str], now: float) -> list[tuple]:
-    """(t, queue, depth, unacked) for each queue. On Redis the depth counts every priority list, and `unacked`
-    is the size of the hash of delivered, unacknowledged messages; on RabbitMQ it is None."""
+
+def redis_lists(channel, queue: str) -> list[tuple[int, int]]:
+    """(priority step, messages) for each list that holds `queue` on Redis: kombu keeps one list per step of
+    `priority_steps` (default 0, 3, 6, 9), named `queue` for step 0 and `queue + sep + step` for the others.
+    One transaction, so the lists are counted at the same instant."""
+    steps = list(channel.priority_steps)
+    with channel.conn_or_acquire() as client:  # the channel's client adds the namespace prefix itself
+        with client.pipeline() as pipe:
+            for step in steps:
+                pipe.llen(channel._q_for_pri(queue, step))
+            sizes = pipe.execute()
+    return [(step, int(size)) for step, size in zip(steps, sizes)]
+
+
+def queue_depths(conn, queues: list[str], now: float) -> tuple[list[tuple], list[tuple]]:
+    """Two sets of rows. (t, queue, depth, unacked) for each queue: on Redis the depth counts every priority list,
+    and `unacked` is the size of the hash of delivered, unacknowledged messages; on RabbitMQ it is None. And, on
+    Redis only, (t, queue, priority step, depth) for each priority list of each queue."""
+    if conn.transport.driver_type != "redis":
+        return [(now, queue, rabbit.ready(conn, queue), None) for queue in queues], []
     channel = conn.default_channel
-    redis = conn.transport.driver_type == "redis"
-    unacked = int(channel.client.hlen("unacked")) if redis else None
-    rows = []
+    unacked = int(channel.client.hlen("unacked"))
+    totals, lists = [], []
     for queue in queues:
-        if redis:
-            depth = int(channel._size(queue))  # every priority list, prefix applied (see queues.depth)
-        else:
-            try:
-                depth = channel.queue_declare(queue, passive=True).message_count
-            except conn.channel_errors:
-                depth = 0
-        rows.append((now, queue, depth, unacked))
-    return rows
+        per_list = redis_lists(channel, queue)
+        totals.append((now, queue, sum(depth for _, depth in per_list), unacked))
+        lists += [(now, queue, step, depth) for step, depth in per_list]
+    return totals, lists
 
 
 def worker_memory(mains: dict[str, int], now: float) -> list[tuple]:
