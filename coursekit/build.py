@@ -14,6 +14,7 @@ import nbformat
 
 from .course import chapters
 from .errors import CourseError
+from .learner import Source
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# ANSWER: (?P<what>.+)$")
 END = re.compile(r"^\s*# END ANSWER\s*$")
@@ -83,13 +84,13 @@ def solution_of(exercise) -> str:
         first, _, body = cell.source.partition("\n")
         m = WRITEFILE.match(first)
         if cell.cell_type == "code" and m and Path(m.group(1)).stem == exercise.module:
-            tree = ast.parse(body)
-            parts = [ast.get_source_segment(body, node) for node in tree.body
-                     if isinstance(node, ast.FunctionDef) and node.name in exercise.functions]
-            decorated = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list
-                         and n.name in exercise.functions]
-            if decorated:  # show the decorators too
-                parts = ["\n".join(f"@{ast.get_source_segment(body, d)}" for d in n.decorator_list) + "\n" +
-                         ast.get_source_segment(body, n) for n in decorated]
+            source = Source(Path(m.group(1)), body, ast.parse(body))
+            # the exercise's functions (decorators included), and the module-level names they use that hold an
+            # answer too (the app's settings, say)
+            used = {n for name in exercise.functions for n in source.closure(name)}
+            parts = [source.segment(node) for node in source.tree.body if (
+                isinstance(node, ast.FunctionDef) and node.name in exercise.functions) or (
+                not isinstance(node, ast.FunctionDef) and "# ANSWER: " in source.segment(node)
+                and used & {n for n, nodes in source.bindings.items() if node in nodes})]
             return "\n\n".join(re.sub(r"\n\s*# (ANSWER: .*|END ANSWER)", "", p) for p in parts)
     raise CourseError(f"no %%writefile cell for workspace/{exercise.module}.py in {chapter.path('solutions').name}")

@@ -215,6 +215,8 @@ class Exercise:
     lab: str | None = None
     """The lab module the check's worker runs (the learner's functions send its tasks); None: the worker runs the
     learner's module itself, whose tasks are the answer."""
+    broker = "redis"
+    """The broker the learner's app and the check's worker use: "redis" or "rabbitmq" (results stay on Redis)."""
     timeout = CHECK_TIMEOUT_S
     import_timeout = IMPORT_TIMEOUT_S
 
