@@ -91,6 +91,9 @@ class CheckWorker(Worker):
         if not any("ok" in reply.get(self.nodename, {}) for reply in replies):
             raise Uncheckable(f"the check's worker did not start reading queue {queue!r} (reply: {replies})",
                               fix="check again; if it persists, run `coursekit doctor`")
+        if amqp.is_amqp(self.broker_url) and not amqp.wait_for_consumer(self.broker_url, queue, budget(5)):
+            raise Uncheckable(f"the check's worker did not start reading queue {queue!r} within 5 s",
+                              fix="check again; if it persists, run `coursekit doctor`")
 
 
 def _tracked(exercise_id: str) -> Path:
@@ -374,13 +377,11 @@ class Session:
         """On RabbitMQ the worker's idle queue stays until deleted (on Redis an empty list is no key at all)."""
         if self.worker is not None and amqp.is_amqp(self.worker.broker_url):
             amqp.drop(self.worker.broker_url, [idle_queue(self.worker.broker_url)])
-            amqp.close_connections(self.worker.app)
 
     def _purge(self) -> None:
         from . import queues
 
         if amqp.is_amqp(self.app):
             amqp.drop(str(self.app.conf.broker_url), amqp.own_queues(self.app))
-            amqp.close_connections(self.app)
         else:
             queues.purge(self.app, self.app.conf.task_default_queue)

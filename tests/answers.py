@@ -37,3 +37,4 @@ def attempt(ws: Path, exercise, source: str):
 
 
 S00, S01, S02 = (solution_module(m) for m in ("ex00_first", "ex01_calling", "ex02_retries"))
+S04U, S04R, S04T = (solution_module(m) for m in ("ex04_urgent", "ex04_rabbitmq", "ex04_tiers"))

@@ -5,10 +5,17 @@ the course declares carries the namespace in its name, and it stays on the broke
 a check on RabbitMQ deletes its queues (and their same-named exchanges) before its experiment and after it:
 nothing outlives the check, and a queue declared by an earlier check with other arguments (`x-max-priority` from a
 learner's previous answer) cannot make this one fail with PRECONDITION_FAILED. Only names in the namespace are
-ever deleted."""
+ever deleted.
+
+A publisher declares a queue only once per connection (kombu remembers what it declared), and this process's
+connections outlive a check. So after a deletion nothing may be sent before the worker has declared the queue
+again: `consume()` on RabbitMQ returns only once the worker reads the queue (`wait_for_consumer`), and a check on
+RabbitMQ sends after it."""
 from __future__ import annotations
 
 from celery import Celery
+
+import time
 
 from .. import broker, namespace, probe
 from ..exercise import Uncheckable
@@ -62,9 +69,25 @@ def drop(url: str, names: list[str]) -> int:
     return held
 
 
-def close_connections(app: Celery) -> None:
-    """Close the app's pooled connections: the reply and event queues tied to them go with them."""
-    try:
-        app.pool.force_close_all()
-    except Exception:  # never opened
-        pass
+
+def wait_for_consumer(url: str, queue: str, timeout: float) -> bool:
+    """Wait until someone consumes `queue` (a worker declares and binds it first); False if no one does in time."""
+    from kombu import Connection
+
+    deadline = time.monotonic() + timeout
+    with Connection(url, connect_timeout=3) as conn:
+        while True:
+            channel = conn.channel()
+            try:
+                if channel.queue_declare(queue, passive=True).consumer_count:
+                    return True
+            except conn.channel_errors:
+                pass  # not declared yet
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # closed by the broker after a 404
+                    pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
