@@ -73,12 +73,25 @@ def urgent(settings: str, task: str = "@app.task") -> str:
     return swap(swap(S04U, U_SETTINGS, f"    {settings}"), "@app.task\ndef resize", f"{task}\ndef resize")
 
 
+def rabbit(old: str, new: str) -> str:
+    """The RabbitMQ module with `old` replaced by `new`."""
+    return swap(S04R, old, new)
+
+
 def tiers(reply: str = "@app.task", invoice: str = "@app.task", export: str = "@app.task", settings: str = "") -> str:
     """The tiers module with these settings instead of the routes, and these decorators on its three tasks."""
     out = swap(S04T, T_ROUTES, f"    {settings}")
     for name, decorator in (("reply", reply), ("invoice", invoice), ("export", export)):
         out = swap(out, f"@app.task\ndef {name}(", f"{decorator}\ndef {name}(")
     return out
+
+
+def routed(reply: int, invoice: int, export: int, settings: str = "") -> str:
+    """The tiers module with routes that give these priorities, after these other settings."""
+    routes = ", ".join(f'"*.{name}": {{"priority": {value}}}'
+                       for name, value in (("reply", reply), ("invoice", invoice), ("export", export)))
+    before = f"{settings} " if settings else ""
+    return swap(S04T, T_ROUTES, f"    {before}task_routes={{{routes}}},")
 
 
 def charge(body: str, decorator: str = "@app.task(bind=True)") -> str:
@@ -274,6 +287,8 @@ TABLE: list[Row] = [
         "went to queue 'urgent', which the worker does not read"),
     Row(ch04.urgent, "mechanism", "eager", swap(S04U, U_SEND, "    return resize.apply((photo,), priority=0)"),
         "returned an EagerResult"),
+    Row(ch04.urgent, "timing", "countdown", swap(S04U, U_SEND, U_SEND.replace("=0)", "=0, countdown=0.5)")),
+        "sent it with an eta 0.5 s ahead"),
     Row(ch04.urgent, "hidden", "fixed-photo", swap(S04U, U_SEND, U_SEND.replace("(photo,)", "('me.png',)")),
         "pass the argument on"),
     Row(ch04.urgent, "hang", "waits-for-the-result", swap(S04U, U_SEND, U_SEND + ".get(timeout=30)"),
@@ -283,42 +298,41 @@ TABLE: list[Row] = [
     Row(ch04.urgent, "blank", "settings", urgent("____"), "resize(), resize_now() still hold"),
 
     # -- 04.rabbitmq --------------------------------------------------------------------------------------------
-    Row(ch04.rabbitmq, "right", "queue-arguments", swap(S04R, R_SETTINGS + "\n)", (
+    Row(ch04.rabbitmq, "right", "queue-arguments", rabbit(R_SETTINGS + "\n)", (
         "    task_acks_late=True, worker_prefetch_multiplier=1,\n)\n"
         "app.conf.task_queues = [__import__('kombu').Queue(app.conf.task_default_queue, "
         "queue_arguments={'x-max-priority': 10})]"))),
-    Row(ch04.rabbitmq, "right", "above-the-max-counts-as-the-max", swap(S04R, R_SEND, R_SEND.replace("=9", "=200"))),
-    Row(ch04.rabbitmq, "value", "redis-direction", swap(S04R, R_SEND, R_SEND.replace("=9", "=0")),
+    Row(ch04.rabbitmq, "right", "above-the-max-counts-as-the-max", rabbit(R_SEND, R_SEND.replace("=9", "=200"))),
+    Row(ch04.rabbitmq, "value", "redis-direction", rabbit(R_SEND, R_SEND.replace("=9", "=0")),
         "on RabbitMQ a higher number is a higher priority"),
-    Row(ch04.rabbitmq, "value", "no-max-priority", swap(S04R, "task_queue_max_priority=10, ", ""),
+    Row(ch04.rabbitmq, "value", "no-max-priority", rabbit("task_queue_max_priority=10, ", ""),
         "was declared without x-max-priority, so RabbitMQ ignored the messages' priorities"),
-    Row(ch04.rabbitmq, "value", "over-the-max", swap(S04R, "task_queue_max_priority=10,",
-                                                     "task_queue_max_priority=5, task_default_priority=5,"),
+    Row(ch04.rabbitmq, "value", "over-the-max", rabbit("task_queue_max_priority=10,",
+                                                       "task_queue_max_priority=5, task_default_priority=5,"),
         "counts any priority above it as 5"),
-    Row(ch04.rabbitmq, "mechanism", "early-ack", swap(S04R, "task_acks_late=True, ", ""),
+    Row(ch04.rabbitmq, "mechanism", "early-ack", rabbit("task_acks_late=True, ", ""),
         "acknowledge late (task_acks_late=True)"),
-    Row(ch04.rabbitmq, "mechanism", "redis-only-setting", swap(S04R, "task_acks_late=True, worker_prefetch_multiplier=1",
-                                                               "worker_disable_prefetch=True"),
+    Row(ch04.rabbitmq, "mechanism", "redis-only-setting", rabbit("task_acks_late=True, worker_prefetch_multiplier=1",
+                                                                 "worker_disable_prefetch=True"),
         "worker_disable_prefetch works on Redis only"),
-    Row(ch04.rabbitmq, "mechanism", "on-redis", swap(S04R, '"ex04_rabbitmq", ck.rabbitmq().url,', '"ex04_rabbitmq",'),
+    Row(ch04.rabbitmq, "mechanism", "on-redis", rabbit('"ex04_rabbitmq", ck.rabbitmq().url,', '"ex04_rabbitmq",'),
         "this exercise runs on rabbitmq"),
-    Row(ch04.rabbitmq, "crash", "word-priority", swap(S04R, R_SEND, R_SEND.replace("=9", '="high"')),
-        "raised"),
-    Row(ch04.rabbitmq, "blank", "settings", swap(S04R, R_SETTINGS, "    ____"), "email(), email_now() still hold"),
+    Row(ch04.rabbitmq, "mechanism", "queue-outside-the-namespace", rabbit(R_SETTINGS, R_SETTINGS + (
+        ' task_default_queue="emails",')), "outside the course's namespace"),
+    Row(ch04.rabbitmq, "crash", "word-priority", rabbit(R_SEND, R_SEND.replace("=9", '="high"')),
+        "raised error: required argument is not an integer"),
+    Row(ch04.rabbitmq, "blank", "settings", rabbit(R_SETTINGS, "    ____"), "email(), email_now() still hold"),
 
     # -- 04.tiers -----------------------------------------------------------------------------------------------
     Row(ch04.tiers, "right", "on-the-tasks", tiers("@app.task", "@app.task(priority=3)", "@app.task(priority=6)")),
-    Row(ch04.tiers, "right", "ten-steps", tiers(settings='broker_transport_options={"priority_steps": list(range(10))}, '
-                                                'task_routes={"*.invoice": {"priority": 1}, "*.export": {"priority": 2}}')),
+    Row(ch04.tiers, "right", "ten-steps", routed(0, 1, 2, 'broker_transport_options={"priority_steps": '
+                                                          'list(range(10))},')),
     Row(ch04.tiers, "right", "app-default", tiers("@app.task(priority=0)", "@app.task", "@app.task(priority=9)",
                                                   settings="task_default_priority=5,")),
-    Row(ch04.tiers, "value", "one-step", swap(swap(S04T, '"priority": 5', '"priority": 1'), '"priority": 9',
-                                              '"priority": 2'), "both land in the same Redis list"),
-    Row(ch04.tiers, "value", "rabbitmq-direction", swap(swap(S04T, '"priority": 0', '"priority": 10'), '"priority": 9',
-                                                        '"priority": 0'),
-        "reply (interactive) carried priority 10, export (bulk) priority 0; on Redis 0 is the HIGHEST"),
-    Row(ch04.tiers, "value", "default-beats-routes", swap(S04T, "    task_routes=", "    task_default_priority=5, "
-                                                                                  "task_routes="),
+    Row(ch04.tiers, "value", "one-step", routed(0, 1, 2), "both land in the same Redis list"),
+    Row(ch04.tiers, "value", "rabbitmq-direction", routed(9, 5, 0),
+        "reply (interactive) carried priority 9, export (bulk) priority 0; on Redis 0 is the HIGHEST"),
+    Row(ch04.tiers, "value", "default-beats-routes", routed(0, 5, 9, "task_default_priority=5,"),
         "task_default_priority=5 won"),
     Row(ch04.tiers, "hidden", "send-order", tiers(), "no priority counts as 0"),
     Row(ch04.tiers, "crash", "task-raises", swap(S04T, "def export(report):\n    return work(report)",
@@ -327,7 +341,8 @@ TABLE: list[Row] = [
     Row(ch04.tiers, "hang", "task-never-ends", swap(S04T, "def reply(ticket):\n    return work(ticket)",
                                                     "def reply(ticket):\n    __import__('time').sleep(10**6)"),
         "had no result after"),
-    Row(ch04.tiers, "blank", "one-tier", swap(S04T, '"priority": 5', "____"), "reply(), invoice(), export() still hold"),
+    Row(ch04.tiers, "blank", "one-tier", swap(S04T, '"priority": 5', "____"),
+        "reply(), invoice(), export() still hold"),
 ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from celery.result import AsyncResult, EagerResult
 
+from .. import namespace
 from ..evidence import Ending, Sent, ending
 from ..exercise import Exercise, Incorrect, Uncheckable, budget, call, send
 from ..labs.backlog import HOLD
@@ -107,6 +108,16 @@ def on_the_task(tasks) -> list[str]:
         return []
     return [f"note: priority= on @app.task ({', '.join(names)}) works in Celery 5.7, but it is deprecated and has "
             "no effect from 6.0: task_routes (or task_default_priority) is the place that lasts"]
+
+
+def unrouted(app, task_name: str) -> str:
+    """When the app has routes and none gives `task_name` a priority, a clause that gives the likely reason: a key
+    that is not the task's full name. Otherwise ""."""
+    if not app.conf.task_routes or app.amqp.router.route({}, task_name).get("priority") is not None:
+        return ""
+    short = task_name.rsplit(".", 1)[-1]
+    return (f"no route in task_routes gave {short} one: a route's key is the task's full name, {task_name!r}, or a "
+            f"pattern such as '*.{short}'")
 
 
 def numbers(sends: Sends) -> None:
@@ -229,7 +240,11 @@ class JumpTheBacklog(Exercise):
         if not isinstance(value, AsyncResult):
             raise Incorrect(f"{label} returned {type(value).__name__} {value!r}; return the AsyncResult that "
                             "apply_async() gives")
-        sends.add(label, "urgent", value, published(s, value, label, task, item, called.begun))
+        message = published(s, value, label, task, item, called.begun)
+        if message.eta is not None:
+            raise Incorrect(f"{label} sent it with an eta {message.eta - called.begun:.1f} s ahead (a countdown): a "
+                            "worker holds such a message until then, whatever its priority; send it at once")
+        sends.add(label, "urgent", value, message)
 
     @staticmethod
     def _taken_ahead(s, sends: Sends, opened: float) -> int:
@@ -261,7 +276,7 @@ class JumpTheBacklog(Exercise):
         if first > last:
             return self.wrong_way(app, urgent, backlog)
         if first == last:
-            return self.tie(app, urgent, backlog)
+            return self.tie(app, urgent, backlog, seen["task"].name)
         return self.prefetch(seen)
 
     def prefetch(self, seen) -> str:
@@ -275,8 +290,9 @@ class JumpTheBacklog(Exercise):
             return said + ("; acknowledging early, a worker reserves one more message while a task runs, even at "
                            "worker_prefetch_multiplier=1: acknowledge late (task_acks_late=True)")
         if task.acks_late and multiplier != 1:
-            return said + (f"; worker_prefetch_multiplier={multiplier} lets it reserve {multiplier} messages per "
-                           "process: set it to 1")
+            allows = "every waiting message (0 means no limit)" if multiplier == 0 else f"{multiplier} messages"
+            return said + (f"; worker_prefetch_multiplier={multiplier} lets it reserve {allows} per process: set it "
+                           "to 1")
         if app.conf.worker_disable_prefetch and self.broker != "redis":
             said += "; worker_disable_prefetch works on Redis only (the worker logs that it ignores it)"
         return said + ("; set task_acks_late=True and worker_prefetch_multiplier=1: only then does a busy worker "
@@ -290,7 +306,7 @@ class JumpTheBacklog(Exercise):
     def wrong_way(self, app, urgent, backlog) -> str:
         raise NotImplementedError
 
-    def tie(self, app, urgent, backlog) -> str:
+    def tie(self, app, urgent, backlog, task_name: str) -> str:
         raise NotImplementedError
 
 
@@ -307,11 +323,12 @@ class Urgent(JumpTheBacklog):
                 f"{' (which Redis counts as 0)' if backlog is None else ''}: on Redis 0 is the HIGHEST priority and "
                 "9 the lowest (RabbitMQ is the other way round), so the urgent ones queued behind the backlog")
 
-    def tie(self, app, urgent, backlog):
+    def tie(self, app, urgent, backlog, task_name):
         if backlog is None:
-            return (f"the backlog carried no priority, which Redis counts as 0, the highest: the same list as the "
-                    f"urgent {shown(urgent)}, first in, first out. Give the backlog a number above 0 (priority= on "
-                    "the task, or task_default_priority) and send urgent ones with 0")
+            why = unrouted(app, task_name)
+            return (f"the backlog carried no priority{f' ({why})' if why else ''}, which Redis counts as 0, the "
+                    f"highest: the same list as the urgent {shown(urgent)}, first in, first out. Give the backlog a "
+                    "number above 0 (task_default_priority, or a route in task_routes) and send urgent ones with 0")
         if urgent == backlog:
             return f"the urgent and the backlog messages both carried priority {urgent}: nothing told them apart"
         return (f"the urgent {shown(urgent)} and the backlog {shown(backlog)} land in the same Redis list: "
@@ -323,6 +340,14 @@ class RabbitMQ(JumpTheBacklog):
     module = "ex04_rabbitmq"
     broker = "rabbitmq"
     task, sender, prefix = "email", "email_now", "newsletter"
+
+    def run(self, s, observed):
+        queue, ns = s.app.conf.task_default_queue, namespace.prefix()
+        if not queue.startswith(ns):  # checked before anything declares it
+            raise Incorrect(f"the app's queue {queue!r} is outside the course's namespace {ns!r}: on RabbitMQ every "
+                            "queue of the course carries it in its name, so that a check deletes what it declared "
+                            "and nothing else", fix="keep the queue make_app names (leave task_default_queue alone)")
+        return super().run(s, observed)
 
     @staticmethod
     def max_priority(app):
@@ -341,7 +366,7 @@ class RabbitMQ(JumpTheBacklog):
                 "HIGHER number is a higher priority (Redis is the other way round), so the urgent ones queued "
                 "behind the backlog")
 
-    def tie(self, app, urgent, backlog):
+    def tie(self, app, urgent, backlog, task_name):
         ceiling = self.max_priority(app)
         if ceiling is None:
             return (f"the queue {app.conf.task_default_queue!r} was declared without x-max-priority, so RabbitMQ "
@@ -427,7 +452,9 @@ class Tiers(Exercise):
         if l_first > l_then:
             raise AssertionError(f"{said}: {on}; on Redis 0 is the HIGHEST priority and 9 the lowest")
         if l_first == l_then:
-            none = " (no priority counts as 0)" if None in (p_first, p_then) else ""
+            why = next((unrouted(app, sends.messages[sends.of(k)[0]].task) for k in (first, then)
+                        if sends.priority(k) is None), "")
+            none = f" (no priority counts as 0{'; ' + why if why else ''})" if None in (p_first, p_then) else ""
             raise AssertionError(f"{said}: {on}{none}, and both land in the same Redis list, where messages keep the "
                                  f"order they were sent in: {redis_steps(app)}")
         raise AssertionError(f"{said}, though {on}")
