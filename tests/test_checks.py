@@ -285,6 +285,8 @@ TABLE: list[Row] = [
         "worker_prefetch_multiplier=4 lets it reserve 4 messages"),
     Row(ch04.urgent, "mechanism", "queue-of-its-own", swap(S04U, U_SEND, U_SEND.replace("=0)", '=0, queue="urgent")')),
         "went to queue 'urgent', which the worker does not read"),
+    Row(ch04.urgent, "crash", "delay-with-priority", swap(S04U, U_SEND, "    return resize.delay(photo, priority=0)"),
+        "raised TypeError: resize() got an unexpected keyword argument 'priority'"),
     Row(ch04.urgent, "mechanism", "eager", swap(S04U, U_SEND, "    return resize.apply((photo,), priority=0)"),
         "returned an EagerResult"),
     Row(ch04.urgent, "timing", "countdown", swap(S04U, U_SEND, U_SEND.replace("=0)", "=0, countdown=0.5)")),
