@@ -172,6 +172,8 @@ def check_seconds() -> dict:
                         out.write(body)
         seconds = []
         for exercise in all_exercises().values():
+            if exercise.broker == "rabbitmq" and broker.rabbitmq() is None:
+                continue  # no RabbitMQ here: its checks would only say so
             verdict = exercise.check(folder)
             if not verdict.passed:
                 raise RuntimeError(f"the solution of {exercise.id} did not pass: {verdict!r}")

@@ -14,6 +14,7 @@ import nbformat
 
 from .course import chapters
 from .errors import CourseError
+from .learner import Source
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# ANSWER: (?P<what>.+)$")
 END = re.compile(r"^\s*# END ANSWER\s*$")
@@ -83,14 +84,18 @@ def solution_of(exercise) -> str:
         first, _, body = cell.source.partition("\n")
         m = WRITEFILE.match(first)
         if cell.cell_type == "code" and m and Path(m.group(1)).stem == exercise.module:
-            tree = ast.parse(body)
-            parts = []
-            for node in tree.body:
-                if isinstance(node, ast.FunctionDef) and node.name in exercise.functions:  # with its decorators
-                    parts.append("".join(f"@{ast.get_source_segment(body, d)}\n" for d in node.decorator_list)
-                                 + ast.get_source_segment(body, node))
-                elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in exercise.functions
-                                                          for t in node.targets):  # SETTINGS = {...}
-                    parts.append(ast.get_source_segment(body, node))
+            source = Source(Path(m.group(1)), body, ast.parse(body))
+            # the exercise's functions (decorators included), the module-level names it names itself
+            # (`SETTINGS = {...}`), and the module-level names its functions use that hold an answer too
+            used = {n for name in exercise.functions for n in source.closure(name)}
+
+            def shown(node) -> bool:
+                if isinstance(node, ast.FunctionDef):
+                    return node.name in exercise.functions
+                bound = {n for n, nodes in source.bindings.items() if node in nodes}
+                return bool(bound & set(exercise.functions)) or ("# ANSWER: " in source.segment(node)
+                                                                 and bool(used & bound))
+
+            parts = [source.segment(node) for node in source.tree.body if shown(node)]
             return "\n\n".join(re.sub(r"\n\s*# (ANSWER: .*|END ANSWER)", "", p) for p in parts)
     raise CourseError(f"no %%writefile cell for workspace/{exercise.module}.py in {chapter.path('solutions').name}")

@@ -24,6 +24,7 @@ from celery import Celery, states
 from . import broker, learner, namespace, probe, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, ending, restore_lab_tasks
+from .checks import amqp
 from .exercise import Incorrect, NotAttempted, Uncheckable, budget, named, out_of_time, send
 from .trials import Trial
 from .worker import Worker
@@ -48,32 +49,42 @@ def app_in(mod) -> Celery | None:
 _control_apps: dict[tuple[str, str], Celery] = {}
 
 
-def control_app() -> Celery:
-    """A course app for pinging and steering check workers before the learner's app is known."""
+def control_app(url: str | None = None) -> Celery:
+    """A course app for pinging and steering check workers before the learner's app is known, on the broker at
+    `url` (default: the course's Redis)."""
     from .app import make_app
 
-    key = (broker.current().url, namespace.prefix())
+    key = (url or broker.current().url, namespace.prefix())
     if key not in _control_apps:
-        _control_apps[key] = make_app("coursekit-check", results=False)
+        _control_apps[key] = make_app("coursekit-check", broker_url=url, results=False)
     return _control_apps[key]
+
+
+def idle_queue(url: str) -> str:
+    """IDLE_QUEUE as named on the broker at `url`: RabbitMQ has no key prefix, so the name carries the namespace."""
+    return namespace.prefix() + IDLE_QUEUE if amqp.is_amqp(url) else IDLE_QUEUE
 
 
 class CheckWorker(Worker):
     """The worker of one check: the lab module, or (`hosting`) the learner's module loaded by
     `coursekit.checks.host` the way the check loads it. It reads only IDLE_QUEUE until `consume()`."""
 
-    def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path, exercise_id: str):
-        super().__init__(lab or HOST, name="check", queues=[IDLE_QUEUE], cwd=cwd,
+    def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path, exercise_id: str,
+                 broker_url: str | None = None):
+        self.broker_url = broker_url or broker.current().url
+        super().__init__(lab or HOST, name="check", queues=[idle_queue(self.broker_url)], cwd=cwd,
                          started_by=f"the check of exercise {exercise_id}",
                          config={"broker_transport_options": {"polling_interval": POLL_S}})
         self.hosting = hosting
         if hosting:
-            self.app = control_app()  # the learner's module is imported in the worker only
+            self.app = control_app(self.broker_url)  # the learner's module is imported in the worker only
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
         if self.hosting:
             env[FILE_ENV], env[NAME_ENV] = str(self.hosting[0]), self.hosting[1]
+        if amqp.is_amqp(self.broker_url):  # results stay on Redis, and the module finds the same RabbitMQ
+            env["COURSEKIT_BROKER_URL"], env["COURSEKIT_RABBITMQ_URL"] = broker.current().url, self.broker_url
         return env
 
     def consume(self, queue: str) -> None:
@@ -81,6 +92,9 @@ class CheckWorker(Worker):
                                                 timeout=budget(3)) or []
         if not any("ok" in reply.get(self.nodename, {}) for reply in replies):
             raise Uncheckable(f"the check's worker did not start reading queue {queue!r} (reply: {replies})",
+                              fix="check again; if it persists, run `coursekit doctor`")
+        if amqp.is_amqp(self.broker_url) and not amqp.wait_for_consumer(self.broker_url, queue, budget(5)):
+            raise Uncheckable(f"the check's worker did not start reading queue {queue!r} within 5 s",
                               fix="check again; if it persists, run `coursekit doctor`")
 
 
@@ -96,7 +110,10 @@ def clear_slate(app: Celery, exercise_id: str) -> int:
     from . import queues
 
     queue = app.conf.task_default_queue
-    purged = queues.purge(app, queue)
+    if amqp.is_amqp(app):  # deleted, not purged: see checks/amqp.py
+        purged = amqp.drop(str(app.conf.broker_url), amqp.own_queues(app))
+    else:
+        purged = queues.purge(app, queue)
     listing = _tracked(exercise_id)
     ids = set(listing.read_text().split()) if listing.exists() else set()
     if ids and probe.scheme(str(app.conf.broker_url)) in probe.REDIS_SCHEMES:
@@ -159,6 +176,7 @@ class Session:
     def _start(self) -> None:
         ex = self.exercise
         url = broker.current().url
+        tasks_url = amqp.url() if ex.broker == "rabbitmq" else url  # RabbitMQ missing: said before anything runs
         if ex.lab:
             self.app = ex.app_of(None)  # known before the learner's module: purged on the way out, whatever happens
         restore_lab_tasks()  # whatever an earlier import did to them, this check starts from the lab's own tasks
@@ -168,7 +186,10 @@ class Session:
             self.preflight = learner.Preflight(self.path, self.name, bound, env={"COURSEKIT_BROKER_URL": url})
         hosting = None if ex.lab else (self.path, self.name)
         if not ex.fleet:
-            self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id)
+            self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id,
+                                      broker_url=tasks_url)
+            if amqp.is_amqp(tasks_url):  # declared by an earlier check, maybe with other arguments
+                amqp.drop(tasks_url, [idle_queue(tasks_url)])
             self.worker.spawn()
         if known is None:
             known = self.preflight.result()
@@ -178,6 +199,7 @@ class Session:
         self.mod = self._load_here(bound)
         self._build_tasks()
         self.app = ex.app_of(self.mod)
+        self._judge_broker()
         from .observe import Recorder
 
         self.recorder = Recorder(self.app).start(timeout=budget(3))
@@ -205,6 +227,15 @@ class Session:
                 raise Uncheckable(text.replace("coursekit: ", ""))
             raise Incorrect(text + (f", at {self.source.where(seen.line)}" if seen.line else ""),
                             fix="correct that line; the module must import cleanly before anything can run")
+
+    def _judge_broker(self) -> None:
+        """The learner's app must use the exercise's broker: the check's worker and recorder are there."""
+        uses = "rabbitmq" if amqp.is_amqp(self.app) else "redis"
+        if uses != self.exercise.broker:
+            raise Incorrect(f"the app in {self.path.name} sends its tasks to {uses} ({self.app.conf.broker_url}); "
+                            f"this exercise runs on {self.exercise.broker}",
+                            fix="make_app(name, broker_url=ck.rabbitmq().url)" if self.exercise.broker == "rabbitmq"
+                            else "make_app(name), with no broker_url: the course's Redis")
 
     def _judge_names(self, seen: learner.Imported) -> None:
         file = self.path.name
@@ -350,13 +381,22 @@ class Session:
                      lambda: self.fleet and self.fleet.close(),
                      lambda: self.preflight and self.preflight.close(),
                      restore_lab_tasks,
-                     lambda: self.app is not None and self._purge()):
+                     lambda: self.app is not None and self._purge(),
+                     self._drop_idle_queue):
             try:
                 step()
             except Exception:  # tear-down never hides the verdict; the next check clears the slate anyway
                 pass
 
+    def _drop_idle_queue(self) -> None:
+        """On RabbitMQ the worker's idle queue stays until deleted (on Redis an empty list is no key at all)."""
+        if self.worker is not None and amqp.is_amqp(self.worker.broker_url):
+            amqp.drop(self.worker.broker_url, [idle_queue(self.worker.broker_url)])
+
     def _purge(self) -> None:
         from . import queues
 
-        queues.purge(self.app, self.app.conf.task_default_queue)
+        if amqp.is_amqp(self.app):
+            amqp.drop(str(self.app.conf.broker_url), amqp.own_queues(self.app))
+        else:
+            queues.purge(self.app, self.app.conf.task_default_queue)

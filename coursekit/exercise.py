@@ -223,6 +223,8 @@ class Exercise:
     learner's module itself, whose tasks are the answer."""
     fleet = False
     """True: the check boots no worker of its own; `run` starts several, named, with `session.start_fleet`."""
+    broker = "redis"
+    """The broker the learner's app and the check's worker use: "redis" or "rabbitmq" (results stay on Redis)."""
     timeout = CHECK_TIMEOUT_S
     import_timeout = IMPORT_TIMEOUT_S
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, attempt, solution_module, swap
+from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, attempt, solution_module, swap
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04
 from coursekit.exercise import Exercise
 
 
@@ -60,6 +60,39 @@ SEND_LATER = "    return add.apply_async((x, y), countdown=2)"
 SEND_IF_FRESH = "    return add.apply_async((x, y), expires=1)"
 HERE = "    return whereabouts.apply().get()"
 THERE = "    return whereabouts.delay().get(timeout=10)"
+
+
+U_SETTINGS = "    task_default_priority=5, task_acks_late=True, worker_prefetch_multiplier=1,"
+U_SEND = "    return resize.apply_async((photo,), priority=0)"
+R_SETTINGS = "    task_queue_max_priority=10, task_acks_late=True, worker_prefetch_multiplier=1,"
+R_SEND = "    return email.apply_async((address,), priority=9)"
+T_ROUTES = '    task_routes={"*.reply": {"priority": 0}, "*.invoice": {"priority": 5}, "*.export": {"priority": 9}},'
+
+
+def urgent(settings: str, task: str = "@app.task") -> str:
+    """The urgent module with these settings, and this decorator on resize."""
+    return swap(swap(S04U, U_SETTINGS, f"    {settings}"), "@app.task\ndef resize", f"{task}\ndef resize")
+
+
+def rabbit(old: str, new: str) -> str:
+    """The RabbitMQ module with `old` replaced by `new`."""
+    return swap(S04R, old, new)
+
+
+def tiers(reply: str = "@app.task", invoice: str = "@app.task", export: str = "@app.task", settings: str = "") -> str:
+    """The tiers module with these settings instead of the routes, and these decorators on its three tasks."""
+    out = swap(S04T, T_ROUTES, f"    {settings}")
+    for name, decorator in (("reply", reply), ("invoice", invoice), ("export", export)):
+        out = swap(out, f"@app.task\ndef {name}(", f"{decorator}\ndef {name}(")
+    return out
+
+
+def routed(reply: int, invoice: int, export: int, settings: str = "") -> str:
+    """The tiers module with routes that give these priorities, after these other settings."""
+    routes = ", ".join(f'"*.{name}": {{"priority": {value}}}'
+                       for name, value in (("reply", reply), ("invoice", invoice), ("export", export)))
+    before = f"{settings} " if settings else ""
+    return swap(S04T, T_ROUTES, f"    {before}task_routes={{{routes}}},")
 
 
 def charge(body: str, decorator: str = "@app.task(bind=True)") -> str:
@@ -228,6 +261,91 @@ TABLE: list[Row] = [
                     raise
                 __import__("time").sleep(0.2)
         """), "not a loop"),
+
+    # -- 04.urgent ----------------------------------------------------------------------------------------------
+    Row(ch04.urgent, "right", "on-the-task", urgent("task_acks_late=True, worker_prefetch_multiplier=1,",
+                                                    "@app.task(priority=5)")),
+    Row(ch04.urgent, "right", "routed-and-acks-late-on-the-task", urgent(
+        'worker_prefetch_multiplier=1, task_routes={"*.resize": {"priority": 3}},', "@app.task(acks_late=True)")),
+    Row(ch04.urgent, "right", "disable-prefetch", urgent("task_default_priority=9, worker_disable_prefetch=True,")),
+    Row(ch04.urgent, "right", "ten-steps", urgent('task_default_priority=1, task_acks_late=True, '
+                                                  'worker_prefetch_multiplier=1, '
+                                                  'broker_transport_options={"priority_steps": list(range(10))},')),
+    Row(ch04.urgent, "value", "rabbitmq-direction", swap(urgent("task_acks_late=True, worker_prefetch_multiplier=1,"),
+                                                         U_SEND, U_SEND.replace("=0", "=9")),
+        "on Redis 0 is the HIGHEST priority"),
+    Row(ch04.urgent, "value", "backlog-unranked", urgent("task_acks_late=True, worker_prefetch_multiplier=1,"),
+        "the backlog carried no priority, which Redis counts as 0"),
+    Row(ch04.urgent, "value", "same-step", swap(S04U, "task_default_priority=5", "task_default_priority=2"),
+        "the urgent priority 0 and the backlog priority 2 land in the same Redis list"),
+    Row(ch04.urgent, "value", "word-priority", swap(S04U, U_SEND, U_SEND.replace("=0", '="high"')),
+        "a priority is a whole number"),
+    Row(ch04.urgent, "mechanism", "early-ack", urgent("task_default_priority=5, worker_prefetch_multiplier=1,"),
+        "acknowledge late (task_acks_late=True)"),
+    Row(ch04.urgent, "mechanism", "default-prefetch", urgent("task_default_priority=5, task_acks_late=True,"),
+        "worker_prefetch_multiplier=4 lets it reserve 4 messages"),
+    Row(ch04.urgent, "mechanism", "queue-of-its-own", swap(S04U, U_SEND, U_SEND.replace("=0)", '=0, queue="urgent")')),
+        "went to queue 'urgent', which the worker does not read"),
+    Row(ch04.urgent, "crash", "delay-with-priority", swap(S04U, U_SEND, "    return resize.delay(photo, priority=0)"),
+        "raised TypeError: resize() got an unexpected keyword argument 'priority'"),
+    Row(ch04.urgent, "mechanism", "eager", swap(S04U, U_SEND, "    return resize.apply((photo,), priority=0)"),
+        "returned an EagerResult"),
+    Row(ch04.urgent, "timing", "countdown", swap(S04U, U_SEND, U_SEND.replace("=0)", "=0, countdown=0.5)")),
+        "sent it with an eta 0.5 s ahead"),
+    Row(ch04.urgent, "hidden", "fixed-photo", swap(S04U, U_SEND, U_SEND.replace("(photo,)", "('me.png',)")),
+        "pass the argument on"),
+    Row(ch04.urgent, "hang", "waits-for-the-result", swap(S04U, U_SEND, U_SEND + ".get(timeout=30)"),
+        "did not return within 5 s"),
+    Row(ch04.urgent, "crash", "args-not-a-tuple", swap(S04U, U_SEND, U_SEND.replace("(photo,)", "photo")),
+        "raised TypeError"),
+    Row(ch04.urgent, "blank", "settings", urgent("____"), "resize(), resize_now() still hold"),
+
+    # -- 04.rabbitmq --------------------------------------------------------------------------------------------
+    Row(ch04.rabbitmq, "right", "queue-arguments", rabbit(R_SETTINGS + "\n)", (
+        "    task_acks_late=True, worker_prefetch_multiplier=1,\n)\n"
+        "app.conf.task_queues = [__import__('kombu').Queue(app.conf.task_default_queue, "
+        "queue_arguments={'x-max-priority': 10})]"))),
+    Row(ch04.rabbitmq, "right", "above-the-max-counts-as-the-max", rabbit(R_SEND, R_SEND.replace("=9", "=200"))),
+    Row(ch04.rabbitmq, "value", "redis-direction", rabbit(R_SEND, R_SEND.replace("=9", "=0")),
+        "on RabbitMQ a higher number is a higher priority"),
+    Row(ch04.rabbitmq, "value", "no-max-priority", rabbit("task_queue_max_priority=10, ", ""),
+        "was declared without x-max-priority, so RabbitMQ ignored the messages' priorities"),
+    Row(ch04.rabbitmq, "value", "over-the-max", rabbit("task_queue_max_priority=10,",
+                                                       "task_queue_max_priority=5, task_default_priority=5,"),
+        "counts any priority above it as 5"),
+    Row(ch04.rabbitmq, "mechanism", "early-ack", rabbit("task_acks_late=True, ", ""),
+        "acknowledge late (task_acks_late=True)"),
+    Row(ch04.rabbitmq, "mechanism", "redis-only-setting", rabbit("task_acks_late=True, worker_prefetch_multiplier=1",
+                                                                 "worker_disable_prefetch=True"),
+        "worker_disable_prefetch works on Redis only"),
+    Row(ch04.rabbitmq, "mechanism", "on-redis", rabbit('"ex04_rabbitmq", ck.rabbitmq().url,', '"ex04_rabbitmq",'),
+        "this exercise runs on rabbitmq"),
+    Row(ch04.rabbitmq, "mechanism", "queue-outside-the-namespace", rabbit(R_SETTINGS, R_SETTINGS + (
+        ' task_default_queue="emails",')), "outside the course's namespace"),
+    Row(ch04.rabbitmq, "crash", "word-priority", rabbit(R_SEND, R_SEND.replace("=9", '="high"')),
+        "raised error: required argument is not an integer"),
+    Row(ch04.rabbitmq, "blank", "settings", rabbit(R_SETTINGS, "    ____"), "email(), email_now() still hold"),
+
+    # -- 04.tiers -----------------------------------------------------------------------------------------------
+    Row(ch04.tiers, "right", "on-the-tasks", tiers("@app.task", "@app.task(priority=3)", "@app.task(priority=6)")),
+    Row(ch04.tiers, "right", "ten-steps", routed(0, 1, 2, 'broker_transport_options={"priority_steps": '
+                                                          'list(range(10))},')),
+    Row(ch04.tiers, "right", "app-default", tiers("@app.task(priority=0)", "@app.task", "@app.task(priority=9)",
+                                                  settings="task_default_priority=5,")),
+    Row(ch04.tiers, "value", "one-step", routed(0, 1, 2), "both land in the same Redis list"),
+    Row(ch04.tiers, "value", "rabbitmq-direction", routed(9, 5, 0),
+        "reply (interactive) carried priority 9, export (bulk) priority 0; on Redis 0 is the HIGHEST"),
+    Row(ch04.tiers, "value", "default-beats-routes", routed(0, 5, 9, "task_default_priority=5,"),
+        "task_default_priority=5 won"),
+    Row(ch04.tiers, "hidden", "send-order", tiers(), "no priority counts as 0"),
+    Row(ch04.tiers, "crash", "task-raises", swap(S04T, "def export(report):\n    return work(report)",
+                                                 "def export(report):\n    return work(report)['missing']"),
+        "failed with KeyError"),
+    Row(ch04.tiers, "hang", "task-never-ends", swap(S04T, "def reply(ticket):\n    return work(ticket)",
+                                                    "def reply(ticket):\n    __import__('time').sleep(10**6)"),
+        "had no result after"),
+    Row(ch04.tiers, "blank", "one-tier", swap(S04T, '"priority": 5', "____"),
+        "reply(), invoice(), export() still hold"),
 ]
 
 # -- chapter 03: workers. Each row starts two workers (one for 03.burst) on the module: a few seconds a row. ------
@@ -337,7 +455,9 @@ def ws(tmp_path, redis_url, clean_namespace):
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
-def test_check(ws, row):
+def test_check(ws, row, request):
+    if row.exercise.broker == "rabbitmq":
+        request.getfixturevalue("rabbitmq_url")  # skipped without RabbitMQ, failed in CI
     verdict = attempt(ws, row.exercise, row.source)
     assert verdict.status == row.expect, repr(verdict)
     assert row.says in verdict.message, repr(verdict)
@@ -545,3 +665,79 @@ def test_a_fleet_too_big_to_boot_is_refused_before_it_starts(ws):
     assert verdict.status == "uncheckable", repr(verdict)
     assert "would start 100 pool processes or threads (worker_concurrency=100 in your settings)" in verdict.message
     assert not live_workers() and verdict.seconds < 10
+
+
+# -- chapter 04 on RabbitMQ: no queue outlives a check, none from before can break one ----------------------------
+def queues_left(url: str, names: list[str]) -> list[str]:
+    """Which of these queues exist on the RabbitMQ at `url` (a passive declare fails for a missing one)."""
+    from kombu import Connection
+
+    found = []
+    with Connection(url) as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                channel.queue_declare(name, passive=True)
+                found.append(name)
+            except conn.channel_errors:
+                continue
+            finally:
+                try:
+                    channel.close()
+                except Exception:
+                    pass
+    return found
+
+
+def test_a_rabbitmq_check_survives_old_queues_and_leaves_none(ws, rabbitmq_url):
+    """A killed check, or a learner's earlier answer, may leave the exercise's queues declared with other arguments
+    (RabbitMQ refuses to declare them again differently: PRECONDITION_FAILED). The check deletes its own queues
+    before and after, and nothing else."""
+    from kombu import Connection
+
+    from coursekit import namespace
+    from coursekit.checking import IDLE_QUEUE
+
+    ns = namespace.prefix()
+    mine = [f"{ns}ex04_rabbitmq", f"{ns}{IDLE_QUEUE}"]
+    foreign = "coursekit-test-not-the-course"  # outside the namespace: a learner's own queue
+    with Connection(rabbitmq_url) as conn:
+        channel = conn.channel()
+        for name in mine:
+            channel.queue_declare(name, durable=True, auto_delete=False, arguments={"x-max-priority": 3})
+        channel.queue_declare(foreign, durable=False, auto_delete=False, arguments={"x-expires": 60_000})
+        channel.close()
+    try:
+        verdict = attempt(ws, ch04.rabbitmq, S04R)
+        assert verdict.passed, repr(verdict)
+        assert queues_left(rabbitmq_url, mine) == [], "the check left its queues on RabbitMQ"
+        assert queues_left(rabbitmq_url, [foreign]) == [foreign], "the check deleted a queue not in the namespace"
+        verdict = attempt(ws, ch04.rabbitmq, swap(S04R, "task_queue_max_priority=10, ", ""))  # a changed answer
+        assert verdict.status == "incorrect" and "without x-max-priority" in verdict.message, repr(verdict)
+        assert queues_left(rabbitmq_url, mine) == []
+    finally:
+        with Connection(rabbitmq_url) as conn:
+            conn.channel().queue_delete(foreign)
+
+
+def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):
+    """Nothing answers where RabbitMQ should be (a port nobody listens on): an uncheckable card that says how to
+    start one, before any worker starts; a COURSEKIT_RABBITMQ_URL that answers nothing says so too."""
+    import socket
+
+    from coursekit import broker, probe
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"amqp://guest:guest@127.0.0.1:{sock.getsockname()[1]}//"
+    monkeypatch.setattr(broker, "rabbitmq_sources",
+                        lambda: [broker.Local(closed, probe.amqp_answers, "local-rabbitmq")])
+    verdict = attempt(ws, ch04.rabbitmq, S04R)
+    assert verdict.status == "uncheckable", repr(verdict)
+    assert "no RabbitMQ answers" in verdict.message and "rabbitmq-server" in verdict.fix
+    assert verdict.seconds < 5
+    monkeypatch.undo()  # the machine's own sources again, with an explicit choice that answers nothing
+    monkeypatch.setenv("COURSEKIT_RABBITMQ_URL", closed)
+    verdict = ch04.rabbitmq.check(ws)
+    assert verdict.status == "uncheckable", repr(verdict)
+    assert f"nothing usable answers at COURSEKIT_RABBITMQ_URL={closed}" in verdict.message, repr(verdict)
