@@ -160,7 +160,11 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
     lanes = sorted(set(zip(runs.node, runs.pid)))
     if lane_names:  # lanes of named workers first, from the top, in the order named
         order = list(lane_names)
-        lanes.sort(key=lambda lane: -order.index(_worker(lane[0])) if _worker(lane[0]) in order else -len(order))
+        def rank(lane) -> int:
+            worker = short_name(lane[0])
+            return -order.index(worker) if worker in order else -len(order)
+
+        lanes.sort(key=rank)
     fig, ax = figure(title, height=1.3 + 0.5 * max(1, len(lanes)), fast=fast, name=name)
     if runs.empty:
         _empty(ax, "task runs")

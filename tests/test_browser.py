@@ -9,45 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
-from required import missing
-
-from labui import (FRAME_OF_WIDGET_IMAGES, VIEWPORT, LabDidNotStart, LabServer, Notebook, answer_first_exercise,
-                   file_browser_names, launch_chromium, missing_browser)
+from browser_fixtures import chromium, context, lab  # noqa: F401 (fixtures)
+from labui import FRAME_OF_WIDGET_IMAGES, Notebook, answer_first_exercise, file_browser_names
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parent / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    reason = missing_browser()
-    if reason:
-        missing(f"the browser tests cannot run: {reason}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def lab(chromium, redis_url, tmp_path_factory):
-    server = LabServer(tmp_path_factory.mktemp("lab"))
-    try:
-        server.start()
-    except LabDidNotStart as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def context(chromium, lab):
-    context = chromium.new_context(viewport=VIEWPORT)
-    yield context
-    context.close()
 
 
 def test_lesson_00_runs_and_the_file_browser_reaches_exercises(lab, context):

@@ -1,0 +1,48 @@
+"""Chapters 03 and 04 as a learner meets them in JupyterLab: each lesson with Run All (its figures drawn, nothing on
+stderr), and each solutions notebook, whose checks must show Passed cards. A lab of its own (see
+browser_fixtures.py), so these run beside tests/test_browser.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from browser_fixtures import chromium, context, lab  # noqa: F401 (fixtures)
+from labui import Notebook
+
+from coursekit import course
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parent / "screenshots"
+CHAPTERS = [ch for ch in course.chapters() if ch.id in ("03", "04")]
+DRAWN = "img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 100"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
+def test_lesson_runs_and_draws_every_figure(lab, context, chapter):
+    nb = Notebook.open(context, lab, f"notebooks/{chapter.stem}.ipynb")
+    nb.run_all(timeout=240)
+    nb.page.screenshot(path=str(SHOTS / f"lesson{chapter.id}.png"))
+    assert nb.problems() == []
+    images = nb.panel.locator(".jp-OutputArea-output img")
+    assert images.count() >= 3, f"{chapter.stem} showed {images.count()} figures"
+    for n in range(images.count()):
+        image = images.nth(n)
+        image.scroll_into_view_if_needed()  # JupyterLab lays out cells only when they come into view
+        assert image.evaluate(DRAWN), f"figure {n + 1} of {chapter.stem} is not drawn"
+    nb.close()
+    assert lab.new_log_lines() == [], "JupyterLab logged lines a learner would have to decode"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
+def test_solutions_show_a_passed_card_per_exercise(lab, context, chapter):
+    nb = Notebook.open(context, lab, f"solutions/{chapter.stem}.ipynb")
+    nb.run_all(timeout=240)
+    assert nb.problems() == []
+    cards = nb.panel.locator(".jp-OutputArea-output.jp-RenderedHTML", has_text=f"· {chapter.id}.")
+    verdicts = [c.strip() for c in cards.all_text_contents()]
+    expected = [e for e in course.exercises() if e.startswith(f"{chapter.id}.")]
+    assert len(verdicts) == len(expected) >= 3, verdicts
+    assert all(v.startswith("Passed") for v in verdicts), verdicts
+    nb.screenshot(f"{expected[0].split('.')[1]}.check()", SHOTS / f"exercise{chapter.id}-verdict.png")
+    nb.close()
