@@ -21,10 +21,9 @@ from pathlib import Path
 
 from celery import Celery, states
 
-from . import broker, learner, namespace, probe, state
+from . import broker, learner, namespace, probe, rabbit, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, ending, restore_lab_tasks
-from .checks import amqp
 from .exercise import Incorrect, NotAttempted, Uncheckable, budget, named, out_of_time, send
 from .trials import Trial
 from .worker import Worker
@@ -60,9 +59,19 @@ def control_app(url: str | None = None) -> Celery:
     return _control_apps[key]
 
 
+def rabbitmq_url() -> str:
+    """The RabbitMQ an exercise on it uses; Uncheckable, with how to start one, when none answers."""
+    url, why = rabbit.find()
+    if url is None:
+        raise Uncheckable(f"this exercise runs on RabbitMQ: {why}; nothing was judged",
+                          fix="start one (`rabbitmq-server -detached`, or `docker compose -f docker/compose.yml up "
+                              "-d rabbitmq`), or set COURSEKIT_RABBITMQ_URL; then check again")
+    return url
+
+
 def idle_queue(url: str) -> str:
     """IDLE_QUEUE as named on the broker at `url`: RabbitMQ has no key prefix, so the name carries the namespace."""
-    return namespace.prefix() + IDLE_QUEUE if amqp.is_amqp(url) else IDLE_QUEUE
+    return namespace.prefix() + IDLE_QUEUE if rabbit.is_amqp(url) else IDLE_QUEUE
 
 
 class CheckWorker(Worker):
@@ -83,8 +92,8 @@ class CheckWorker(Worker):
         env = super().environment()
         if self.hosting:
             env[FILE_ENV], env[NAME_ENV] = str(self.hosting[0]), self.hosting[1]
-        if amqp.is_amqp(self.broker_url):  # results stay on Redis, and the module finds the same RabbitMQ
-            env["COURSEKIT_BROKER_URL"], env["COURSEKIT_RABBITMQ_URL"] = broker.current().url, self.broker_url
+        if rabbit.is_amqp(self.broker_url):  # results stay on Redis (the control app it serves keeps none)
+            env["COURSEKIT_BROKER_URL"] = broker.current().url
         return env
 
     def consume(self, queue: str) -> None:
@@ -93,7 +102,7 @@ class CheckWorker(Worker):
         if not any("ok" in reply.get(self.nodename, {}) for reply in replies):
             raise Uncheckable(f"the check's worker did not start reading queue {queue!r} (reply: {replies})",
                               fix="check again; if it persists, run `coursekit doctor`")
-        if amqp.is_amqp(self.broker_url) and not amqp.wait_for_consumer(self.broker_url, queue, budget(5)):
+        if rabbit.is_amqp(self.broker_url) and not rabbit.wait_for_consumer(self.broker_url, queue, budget(5)):
             raise Uncheckable(f"the check's worker did not start reading queue {queue!r} within 5 s",
                               fix="check again; if it persists, run `coursekit doctor`")
 
@@ -110,8 +119,8 @@ def clear_slate(app: Celery, exercise_id: str) -> int:
     from . import queues
 
     queue = app.conf.task_default_queue
-    if amqp.is_amqp(app):  # deleted, not purged: see checks/amqp.py
-        purged = amqp.drop(str(app.conf.broker_url), amqp.own_queues(app))
+    if rabbit.is_amqp(app):  # deleted, not purged: see rabbit.drop
+        purged = rabbit.drop(str(app.conf.broker_url), rabbit.course_queues(app))
     else:
         purged = queues.purge(app, queue)
     listing = _tracked(exercise_id)
@@ -176,7 +185,7 @@ class Session:
     def _start(self) -> None:
         ex = self.exercise
         url = broker.current().url
-        tasks_url = amqp.url() if ex.broker == "rabbitmq" else url  # RabbitMQ missing: said before anything runs
+        tasks_url = rabbitmq_url() if ex.broker == "rabbitmq" else url  # RabbitMQ missing: said before anything runs
         if ex.lab:
             self.app = ex.app_of(None)  # known before the learner's module: purged on the way out, whatever happens
         restore_lab_tasks()  # whatever an earlier import did to them, this check starts from the lab's own tasks
@@ -188,8 +197,8 @@ class Session:
         if not ex.fleet:
             self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id,
                                       broker_url=tasks_url)
-            if amqp.is_amqp(tasks_url):  # declared by an earlier check, maybe with other arguments
-                amqp.drop(tasks_url, [idle_queue(tasks_url)])
+            if rabbit.is_amqp(tasks_url):  # declared by an earlier check, maybe with other arguments
+                rabbit.drop(tasks_url, [idle_queue(tasks_url)])
             self.worker.spawn()
         if known is None:
             known = self.preflight.result()
@@ -230,7 +239,7 @@ class Session:
 
     def _judge_broker(self) -> None:
         """The learner's app must use the exercise's broker: the check's worker and recorder are there."""
-        uses = "rabbitmq" if amqp.is_amqp(self.app) else "redis"
+        uses = "rabbitmq" if rabbit.is_amqp(self.app) else "redis"
         if uses != self.exercise.broker:
             raise Incorrect(f"the app in {self.path.name} sends its tasks to {uses} ({self.app.conf.broker_url}); "
                             f"this exercise runs on {self.exercise.broker}",
@@ -390,13 +399,13 @@ class Session:
 
     def _drop_idle_queue(self) -> None:
         """On RabbitMQ the worker's idle queue stays until deleted (on Redis an empty list is no key at all)."""
-        if self.worker is not None and amqp.is_amqp(self.worker.broker_url):
-            amqp.drop(self.worker.broker_url, [idle_queue(self.worker.broker_url)])
+        if self.worker is not None and rabbit.is_amqp(self.worker.broker_url):
+            rabbit.drop(self.worker.broker_url, [idle_queue(self.worker.broker_url)])
 
     def _purge(self) -> None:
         from . import queues
 
-        if amqp.is_amqp(self.app):
-            amqp.drop(str(self.app.conf.broker_url), amqp.own_queues(self.app))
+        if rabbit.is_amqp(self.app):
+            rabbit.drop(str(self.app.conf.broker_url), rabbit.course_queues(self.app))
         else:
             queues.purge(self.app, self.app.conf.task_default_queue)

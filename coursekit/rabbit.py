@@ -16,15 +16,20 @@ The API, for lessons and exercise checks alike:
     rabbit.purge(app)                             # empty the app's queues (those not declared yet are skipped)
     queues.depth(app, name)                       # messages ready in a queue (0 when it does not exist)
     rabbit.delete(app)                            # the app's queues and exchanges, gone; returns what it deleted
+    rabbit.is_amqp(app_or_url)                    # whether an app (or a URL) is on RabbitMQ rather than Redis
+    rabbit.drop(url, names)                       # these course queues and their same-named exchanges, gone
+    rabbit.wait_for_consumer(url, queue, timeout) # until a worker reads `queue` (it declares the queue first)
 A module that defines such an app next to its Redis one names it for a worker as `celery -A` does:
 `ck.Worker("mymodule:rmq_app")`; the worker is given the RabbitMQ URL and keeps the course's Redis for results.
 """
 from __future__ import annotations
 
+import time
+
 from celery import Celery
 from kombu import Connection, Exchange, Queue
 
-from . import broker, namespace
+from . import broker, namespace, probe
 from .errors import BrokerError
 
 EXPIRES_S = 300
@@ -40,6 +45,11 @@ def find() -> tuple[str | None, str]:
     if found is None:
         return None, "no RabbitMQ answers on 127.0.0.1:5672, and COURSEKIT_RABBITMQ_URL is not set"
     return found.url, ""
+
+
+def is_amqp(app_or_url) -> bool:
+    url = app_or_url if isinstance(app_or_url, str) else str(app_or_url.conf.broker_url)
+    return probe.scheme(url) in probe.AMQP_SCHEMES
 
 
 def version(url: str) -> str:
@@ -126,6 +136,44 @@ def delete(app: Celery) -> list[str]:
                 deleted.append(f"exchange {name}")
     _forget_declarations(app)
     return deleted
+
+
+def course_queues(app: Celery) -> list[str]:
+    """The app's default queue and every other queue it declares whose name is in the namespace."""
+    ns = namespace.prefix()
+    names = [app.conf.task_default_queue] + [name for name in app.amqp.queues if name.startswith(ns)]
+    return list(dict.fromkeys(names))
+
+
+def drop(url: str, names: list[str]) -> int:
+    """Delete these queues, and the exchanges of the same names, on the RabbitMQ at `url`; return how many
+    messages the queues held. Names outside the namespace are left alone; a missing one is no error. (A check
+    drops its queues before its experiment, so that one an earlier answer declared with other arguments cannot
+    fail this one with PRECONDITION_FAILED, and after it, so that nothing outlives it.)"""
+    ns = namespace.prefix()
+    held: list[int] = []
+    with Connection(url, connect_timeout=3) as conn:
+        conn.ensure_connection(max_retries=1)
+        for name in (n for n in names if n.startswith(ns)):
+            _attempt(conn, lambda ch: held.append(int(ch.queue_delete(name) or 0)))
+            _attempt(conn, lambda ch: ch.exchange_delete(name))
+    return sum(held)
+
+
+def wait_for_consumer(url: str, queue: str, timeout: float) -> bool:
+    """Wait until someone consumes `queue`; False if no one does in time. After `drop`, this process's pooled
+    connections do not declare a queue again (kombu remembers what each declared), so nothing may be sent to a
+    dropped queue before the worker that reads it has declared it anew."""
+    deadline = time.monotonic() + timeout
+    with Connection(url, connect_timeout=3) as conn:
+        while True:
+            consumers: list[int] = []
+            _attempt(conn, lambda ch: consumers.append(ch.queue_declare(queue, passive=True).consumer_count))
+            if consumers and consumers[0]:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
 
 def _forget_declarations(app: Celery) -> None:
