@@ -15,6 +15,7 @@ On the way out every worker is SIGKILLed, the preflight too, and the lab's tasks
 """
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from pathlib import Path
@@ -299,6 +300,24 @@ class Session:
             where = self.source.where(lines[-1][0]) if lines else ""
             raise Incorrect(f"the worker could not load {self.path.name}: {last or exc.problem}"
                             + (f", at {where}" if where else "")) from None
+
+    def misspelt_settings(self) -> str:
+        """A sentence naming the settings the learner's app was given that Celery does not know (it ignores them
+        without a word), each with the setting it most likely meant; "" when there are none."""
+        from celery.app.defaults import SETTING_KEYS
+
+        if self.app is None:
+            return ""
+        try:
+            given = [k for k in self.app.conf.changes if k not in SETTING_KEYS and k != "deprecated_settings"]
+        except Exception:  # settings Celery cannot even read: the verdict says so already
+            return ""
+        named = []
+        for key in given:
+            close = difflib.get_close_matches(key, SETTING_KEYS, n=1)
+            named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return (f"Your app sets {', '.join(named)}: Celery knows no such setting and ignores it without a word."
+                if named else "")
 
     # -- during the experiment ---------------------------------------------------------------------------------
     def consume(self) -> None:

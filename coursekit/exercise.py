@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from celery.exceptions import ImproperlyConfigured
+
 from . import progress
 from .errors import CourseError
 from .learner import PLACEHOLDER
@@ -246,7 +248,7 @@ class Exercise:
         begun = time.monotonic()
         _deadline, _limit = begun + self.timeout, self.timeout
         observed: list[str] = []
-        source, fix = None, ""
+        source, fix, session = None, "", None
         try:
             source = self.source(Path(workspace_dir) if workspace_dir else Path("workspace"))
             with Session(self, source) as session:
@@ -264,11 +266,17 @@ class Exercise:
             status, message, fix = exc.status, str(exc), exc.fix
         except CourseError as exc:
             status, message, fix = Uncheckable.status, exc.problem, exc.fix
+        except ImproperlyConfigured as exc:  # raised by the settings the learner's module gave its app
+            status, message = Incorrect.status, f"Celery refused your app's settings: {exc}"
+            fix = "use only the lower-case setting names (worker_concurrency, not CELERYD_CONCURRENCY)"
         except Exception as exc:  # nothing raises past the card
             status = Uncheckable.status
             message, fix = unexpected(exc, source)
         finally:
             _deadline = None
+        note = session.misspelt_settings() if status == Incorrect.status and session is not None else ""
+        if note:  # likely the very reason the behaviour was wrong: said with what was seen
+            message = f"{message.rstrip('.')}. {note}"
         verdict = Verdict(self.id, status, message, observed, time.monotonic() - begun, fix)
         try:
             progress.record_check(self.id, status)

@@ -432,6 +432,13 @@ TABLE += [
     Row(ch03.burst, "right", "threads", burst_settings('    "worker_pool": "threads",\n    "worker_concurrency": 10,')),
     Row(ch03.burst, "value", "defaults", burst_settings(""), "at most 2 of the 10 fetches ran at once"),
     Row(ch03.burst, "value", "too-few", burst_settings('    "worker_concurrency": 6,'), "at most 6 of the 10"),
+    # Celery ignores a misspelt setting without a word: the card names it, and the setting meant
+    Row(ch03.prefetch, "value", "misspelt-setting",
+        prefetch_settings('    "task_acks_late": True,\n    "worker_prefetch_multipler": 1,'),
+        "did you mean 'worker_prefetch_multiplier'?"),
+    # an old upper-case name beside the new ones: Celery refuses the settings, and that is the answer's doing
+    Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
+        "Celery refused your app's settings"),
     Row(ch03.burst, "mechanism", "not-a-setting", burst_settings('    "concurrency": 10,'), "prefork pool of 2"),
     Row(ch03.burst, "mechanism", "solo-pool", burst_settings('    "worker_pool": "solo",\n' + TEN),
         "at most 1 of the 10 fetches ran at once on worker web (solo pool"),
