@@ -25,7 +25,10 @@ from celery import Celery, states
 from . import broker, learner, namespace, probe, rabbit, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, ending, restore_lab_tasks
-from .exercise import Incorrect, NotAttempted, Uncheckable, budget, named, out_of_time, send
+from .bounded import send
+from .budget import budget, out_of_time
+from .exercise import named
+from .outcomes import Incorrect, NotAttempted, Uncheckable
 from .trials import Trial
 from .worker import Worker
 

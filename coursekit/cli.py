@@ -176,7 +176,8 @@ def _default_workspace():
 
 def _checked(exercise, workspace):
     """The verdict card, whatever happens: never a traceback (strict mode is for notebooks under test)."""
-    from .exercise import Uncheckable, Verdict, unexpected
+    from .exercise import unexpected
+    from .outcomes import Uncheckable, Verdict
 
     try:
         return exercise.verdict(workspace)

@@ -2,114 +2,28 @@
 
 An exercise is a small declarative object: its id, the workspace module the learner writes (with %%writefile),
 the functions it looks for, and a `judge` made of plain asserts over what the workers did; its words (title, the
-praise a pass gives, hints) are in course.toml. Every outcome is an exception (NotAttempted, Incorrect,
-Uncheckable), turned into a Verdict and a progress entry in one place, `Exercise.check`. A `____` placeholder
+praise a pass gives, hints) are in course.toml. Every outcome is an exception (outcomes.py), turned into a
+Verdict and a progress entry in one place, `Exercise.verdict`, within the check's time bound (budget.py). A `____` placeholder
 left in a function means "not attempted", never "wrong".
 """
 from __future__ import annotations
 
-import html
 import importlib
 import os
 import random
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from celery.exceptions import ImproperlyConfigured
 
 from . import progress
+from .budget import CHECK_TIMEOUT_S, bounded
 from .errors import CourseError
 from .learner import PLACEHOLDER
+from .outcomes import Incorrect, NotAttempted, Outcome, Text, Uncheckable, Verdict
 
-CHECK_TIMEOUT_S = 30.0
 IMPORT_TIMEOUT_S = 10.0
 """How long the learner's module may take to import (about 1 s here, most of it pandas and matplotlib)."""
-COLOURS = {"passed": "#1a7f37", "incorrect": "#cf222e", "not attempted": "#6e7781", "uncheckable": "#9a6700"}
-
-
-class Outcome(Exception):
-    """A verdict other than "passed": the message says what happened, `fix` what to do about it."""
-
-    status = ""
-
-    def __init__(self, message: str, fix: str = ""):
-        super().__init__(message)
-        self.fix = fix
-
-
-class NotAttempted(Outcome):
-    status = "not attempted"
-
-
-class Incorrect(Outcome):
-    status = "incorrect"
-
-
-class Uncheckable(Outcome):
-    status = "uncheckable"
-
-
-@dataclass
-class Verdict:
-    exercise: str
-    status: str
-    message: str
-    observed: list[str]
-    seconds: float
-    fix: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-    def __repr__(self) -> str:
-        lines = [f"[{self.status.upper()}] {self.exercise}: {self.message}"]
-        lines += [f"  fix: {self.fix}"] if self.fix else []
-        lines += [f"  observed: {o}" for o in self.observed]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        colour = COLOURS.get(self.status, "#6e7781")
-        items = "".join(f"<li><code>{html.escape(o)}</code></li>" for o in self.observed)
-        return (f'<div style="border-left:6px solid {colour};padding:6px 12px;margin:4px 0">'
-                f'<b style="color:{colour}">{html.escape(self.status.capitalize())}</b> · '
-                f'{html.escape(self.exercise)} ({self.seconds:.1f} s)<br>{html.escape(self.message)}'
-                f'{"<br><i>Fix:</i> " + html.escape(self.fix) if self.fix else ""}'
-                f'{"<ul style=margin:4px>" + items + "</ul>" if items else ""}</div>')
-
-
-@dataclass
-class Text:
-    """A hint or a solution: Markdown in a notebook, plain text in a terminal."""
-    text: str
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_markdown_(self) -> str:
-        return self.text
-
-
-_deadline: float | None = None  # set while a check runs: every wait inside it draws on the same 30 s
-_limit = CHECK_TIMEOUT_S  # that check's whole time, for messages
-
-
-def budget(seconds: float) -> float:
-    """`seconds`, or what is left of the running check's time if that is less; Uncheckable when none is left."""
-    if _deadline is None:
-        return seconds
-    left = _deadline - time.monotonic()
-    if left <= 0:
-        raise Uncheckable(f"the check ran out of its {_limit:.0f} s; nothing was judged")
-    return min(seconds, left)
-
-
-def out_of_time(margin: float = 0.5) -> bool:
-    """True when the running check has (almost) used up its time: a wait that gave up then was cut by the
-    check's bound, and the learner should hear that, not why the wait itself ended."""
-    return _deadline is not None and _deadline - time.monotonic() < margin
 
 
 def workspace(folder: str | os.PathLike = "workspace") -> Path:
@@ -129,47 +43,6 @@ def strict() -> bool:
     return os.environ.get("COURSEKIT_STRICT", "").lower() in ("1", "true", "yes")
 
 
-@dataclass
-class Called:
-    """What a call of the learner's function gave, and when (Unix times, to match the messages it published)."""
-
-    value: object
-    seconds: float
-    begun: float
-    ended: float
-
-
-def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called:
-    """Run the learner's function with a time bound. A raise is Incorrect, naming the learner's line (`source`)."""
-    from .learner import raised_at
-
-    label = name or f"{getattr(fn, '__name__', 'the function')}{args}".replace(",)", ")")
-    limit = budget(timeout)
-    box: dict = {}
-
-    def target():
-        box["begun"] = time.time()
-        try:
-            box["value"] = fn(*args)
-        except BaseException as exc:  # the learner's code raised: that is the answer being judged
-            box["error"] = exc
-        box["ended"] = time.time()
-
-    thread = threading.Thread(target=target, daemon=True, name="coursekit-learner-call")
-    thread.start()
-    thread.join(limit)
-    if thread.is_alive():
-        if limit < timeout:
-            raise Uncheckable(f"{label} was still running when the check's {_limit:.0f} s ran out")
-        raise Incorrect(f"{label} did not return within {timeout:g} s: it must not block or wait for the task")
-    if "error" in box:
-        exc = box["error"]
-        line = raised_at(exc, source.path) if source is not None else None
-        where = f" at {source.where(line)}" if line else ""
-        raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}{where}")
-    return Called(box["value"], box["ended"] - box["begun"], box["begun"], box["ended"])
-
-
 def hidden_pairs(n: int, shown: tuple = ()) -> list[tuple[int, int]]:
     """`n` (x, y) pairs drawn afresh for each check: x != y, no 0 or +-1, none that the notebook shows."""
     rng = random.SystemRandom()
@@ -179,20 +52,6 @@ def hidden_pairs(n: int, shown: tuple = ()) -> list[tuple[int, int]]:
         if pair[0] != pair[1] and min(map(abs, pair)) > 1 and pair not in shown and pair not in out:
             out.append(pair)
     return out
-
-
-def send(task, args: tuple, source=None):
-    """`task.apply_async(args)` for the check; a raise (wrong arguments for the task's signature, a task that
-    cannot be built) is Incorrect, naming the learner's line."""
-    from .learner import raised_at
-
-    label = f"{task.name.rsplit('.', 1)[-1]}.delay{args}".replace(",)", ")")
-    try:
-        return task.apply_async(args)
-    except Exception as exc:
-        line = raised_at(exc, source.path) if source is not None else None
-        where = f" at {source.where(line)}" if line else ""
-        raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}{where}") from None
 
 
 def unexpected(exc: BaseException, source) -> tuple[str, str]:
@@ -244,14 +103,12 @@ class Exercise:
         from .checking import Session
         from .evidence import changed_lab_tasks
 
-        global _deadline, _limit
         begun = time.monotonic()
-        _deadline, _limit = begun + self.timeout, self.timeout
         observed: list[str] = []
         source, fix, session = None, "", None
         try:
             source = self.source(Path(workspace_dir) if workspace_dir else Path("workspace"))
-            with Session(self, source) as session:
+            with bounded(self.timeout), Session(self, source) as session:
                 seen = self.run(session, observed)
                 changed = changed_lab_tasks()
                 if changed:
@@ -272,8 +129,6 @@ class Exercise:
         except Exception as exc:  # nothing raises past the card
             status = Uncheckable.status
             message, fix = unexpected(exc, source)
-        finally:
-            _deadline = None
         note = session.misspelt_settings() if status == Incorrect.status and session is not None else ""
         if note:  # likely the very reason the behaviour was wrong: said with what was seen
             message = f"{message.rstrip('.')}. {note}"

@@ -22,7 +22,9 @@ from . import launch, queues
 from .checking import FILE_ENV, HOST, NAME_ENV, control_app
 from .errors import WorkerError
 from .evidence import Ending, call_repr, ending
-from .exercise import Incorrect, Uncheckable, budget, out_of_time, send
+from .bounded import send
+from .budget import budget, out_of_time
+from .outcomes import Incorrect, Uncheckable
 from .learner import frames_in
 from .observe.frames import max_overlap
 from .worker import Worker

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from celery import Task
 
 from .evidence import Ending
-from .exercise import Incorrect
+from .outcomes import Incorrect
 
 
 def task_named(mod, name: str, bound: bool = False) -> Task:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import click
 
-from .exercise import Incorrect, Uncheckable
+from .outcomes import Incorrect, Uncheckable
 
 MAX_WORKERS = 4
 """Workers one check starts: each costs a second of boot on 2 cores."""

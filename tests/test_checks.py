@@ -620,7 +620,7 @@ M03 = "workspace.ex03_routing"
     (f"celery -A {M03} worker -c 500", "uncheckable", "more than the 24 pool processes"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_worker_lines_are_read_strictly(line, status, says):
-    from coursekit.exercise import Outcome
+    from coursekit.outcomes import Outcome
     from coursekit.workerlines import parse_line
 
     if not status:
@@ -639,7 +639,7 @@ def test_worker_lines_are_read_strictly(line, status, says):
     ({"w": ["celery", "-A", M03, "worker"]}, "must be a string, got list"),
 ])
 def test_a_deployment_is_a_small_dict_of_lines(workers, says):
-    from coursekit.exercise import Outcome
+    from coursekit.outcomes import Outcome
     from coursekit.workerlines import parse_workers
 
     with pytest.raises(Outcome, match=re.escape(says)):

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..app import CourseCelery
-from ..exercise import Exercise, Incorrect, hidden_pairs
+from ..exercise import Exercise, hidden_pairs
+from ..outcomes import Incorrect
 from ..trials import task_named
 
 

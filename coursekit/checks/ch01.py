@@ -9,7 +9,10 @@ import time
 from celery.result import AsyncResult, EagerResult
 
 from ..evidence import EagerRuns, ending
-from ..exercise import Exercise, Incorrect, Uncheckable, budget, call, hidden_pairs
+from ..bounded import call
+from ..budget import budget
+from ..exercise import Exercise, hidden_pairs
+from ..outcomes import Incorrect, Uncheckable
 
 LAB = "coursekit.labs.calling"
 ADD = f"{LAB}.add"

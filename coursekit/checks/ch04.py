@@ -20,7 +20,10 @@ from celery.result import AsyncResult, EagerResult
 
 from .. import namespace
 from ..evidence import Ending, Sent, ending
-from ..exercise import Exercise, Incorrect, Uncheckable, budget, call, send
+from ..bounded import call, send
+from ..budget import budget
+from ..exercise import Exercise
+from ..outcomes import Incorrect, Uncheckable
 from ..labs.backlog import HOLD
 from ..trials import task_named
 
