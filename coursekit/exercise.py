@@ -303,10 +303,18 @@ class Exercise:
 
         if self.lab:
             return app_in(importlib.import_module(self.lab))
+        from celery.exceptions import ImproperlyConfigured
+
         app = app_in(mod)
         if app is None:
             raise Incorrect(f"{self.module}.py has no Celery app for a worker to serve",
                             fix=f"create one: `app = ck.make_app('{self.module}')`")
+        try:
+            app.conf.task_default_queue  # Celery reads the settings on first use, and refuses some only then
+        except ImproperlyConfigured as exc:
+            raise Incorrect(f"Celery refuses your app's settings: {' '.join(str(exc).split())}",
+                            fix="write every setting by its lowercase name (e.g. worker_concurrency, "
+                                "task_acks_late), as in Celery's documentation") from None
         return app
 
     # -- shared machinery ------------------------------------------------------------------------------

@@ -240,6 +240,16 @@ EXPORT = "@app.task\ndef export(seconds):"
 FETCH_WAIT = "    time.sleep(seconds)  # waiting on the network"
 
 
+BY_JPG = """def by_file(name, args, kwargs, options, task=None, **kw):
+    if args and str(args[0]).endswith(".jpg"):
+        return {"queue": "images"}
+
+
+ROUTES = (by_file,)
+app = ck.make_app"""
+BY_NAME = BY_JPG.replace('args and str(args[0]).endswith(".jpg")', 'name == "workspace.ex03_routing.resize"')
+
+
 def routing(old: str, new: str) -> str:
     return swap(S03_ROUTING, old, new)
 
@@ -286,6 +296,25 @@ TABLE += [
         '    "images": "celery -A workspace.ex03_routing worker -Q images -c 1",\n'
         '    "general": "celery -A workspace.ex03_routing worker -Q ex03_routing -c 1",', "    ____"),
         "WORKERS still holds the ____ placeholder"),
+    # a task the module adds later must go where the general worker reads, never to images
+    Row(ch03.routing, "hidden", "default-queue-is-images", swap(swap(routing(
+        ROUTE, '    "workspace.ex03_routing.notify": {"queue": "general"},'), GENERAL_Q, "worker -Q general -c 1"),
+        'ck.make_app("ex03_routing", task_routes=ROUTES)',
+        'ck.make_app("ex03_routing", task_routes=ROUTES, task_default_queue="images")'),
+        "would go to queue 'images' too ('images' is the app's default queue)"),
+    Row(ch03.routing, "hidden", "glob-over-the-module", routing(
+        ROUTE, '    "workspace.ex03_routing.*": {"queue": "images"},\n'
+               '    "workspace.ex03_routing.notify": {"queue": "ex03_routing"},'),
+        "task_routes key 'workspace.ex03_routing.*' matches it"),
+    Row(ch03.routing, "hidden", "glob-by-letters", routing(ROUTE, '    "*re*": {"queue": "images"},'),
+        "such as 'workspace.ex03_routing.send_report', would go to queue 'images' too"),
+    Row(ch03.routing, "hidden", "default-queue-unread", swap(routing(
+        ROUTE, ROUTE + '\n    "workspace.ex03_routing.notify": {"queue": "general"},'), GENERAL_Q,
+        "worker -Q general -c 1"), "would go to queue 'ex03_routing', which no worker reads"),
+    Row(ch03.routing, "hidden", "router-by-file-name", routing(ROUTE, "").replace("app = ck.make_app", BY_JPG),
+        "went to the app's default queue 'ex03_routing': no route applied to it"),
+    Row(ch03.routing, "right", "router-function", routing(ROUTE, "").replace("app = ck.make_app", BY_NAME)),
+    Row(ch03.routing, "right", "general-excludes-images", routing(GENERAL_Q, "worker -X images -c 1")),
 
     # -- 03.prefetch --------------------------------------------------------------------------------------------
     Row(ch03.prefetch, "right", "disable-prefetch", prefetch_settings('    "worker_disable_prefetch": True,')),
@@ -326,6 +355,8 @@ TABLE += [
     Row(ch03.burst, "hang", "fetch-never-returns", swap(S03_BURST, FETCH_WAIT, "    time.sleep(10**6)  # waiting"),
         "had no result after"),
     Row(ch03.burst, "blank", "settings", burst_settings("    ____"), "SETTINGS still holds"),
+    Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
+        "Celery refuses your app's settings: Cannot mix new and old setting keys"),
 ]
 
 

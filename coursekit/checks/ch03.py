@@ -54,22 +54,63 @@ class WorkersExercise(Exercise):
 IMAGES = "images"
 
 
+def route_keys(app) -> list:
+    """The keys of the app's task_routes tables, strings and patterns (a router function has none)."""
+    routes = app.conf.task_routes
+    listed = routes if isinstance(routes, (list, tuple)) else [routes]
+    return [k for table in listed if isinstance(table, dict) for k in table]
+
+
+def key_matches(key, name: str) -> bool:
+    """Whether a task_routes key routes the task `name`, as Celery matches it: the exact name, a glob, a regex."""
+    if isinstance(key, str):
+        return key == name or ("*" in key and fnmatch(name, key))
+    return hasattr(key, "match") and bool(key.match(name))
+
+
 def misrouted(job: Job, app, task_name: str) -> str:
     """Why a resize went elsewhere than `images`: a route that did not apply (a key that names no task), or
     another queue."""
     default = app.conf.task_default_queue
     if job.queue != default:
         return f"{job.call} went to queue {job.queue!r}; send it to the queue named {IMAGES!r}"
-    routes = app.conf.task_routes
-    listed = routes if isinstance(routes, (list, tuple)) else [routes]
-    keys = [k for table in listed if isinstance(table, dict) for k in table if isinstance(k, str)]
     names = [n for n in app.tasks if not n.startswith("celery.")]
-    stray = [k for k in keys if not any(n == k or fnmatch(n, k) for n in names)]
+    stray = [k for k in route_keys(app) if isinstance(k, str) and not any(key_matches(k, n) for n in names)]
     went = f"{job.call} went to the app's default queue {default!r}: no route applied to it"
     if stray:
         return (f"{went}; task_routes names {stray[0]!r}, which is no task's name: a route is keyed by the task's "
                 f"full name, here {task_name!r}")
     return f"{went}; route it by its full name, {task_name!r}"
+
+
+OTHER_TASKS = ("invoice", "cleanup", "send_report")
+"""Tasks the module might add later, by their short names: each must go where the worker for other tasks reads."""
+
+
+def queue_for(app, name: str) -> str | None:
+    """The queue the app's router picks for a task called `name` with no options; None when the router raises
+    (a router function written for the module's own tasks only)."""
+    try:
+        queue = app.amqp.router.route({}, name, (), {})["queue"]
+    except Exception:
+        return None
+    return getattr(queue, "name", queue)
+
+
+def other_task_goes(name: str, queue: str, app, fleet: Fleet) -> str | None:
+    """What is wrong with where a task of another name goes, or None: it must not go to `images`, and a worker
+    must read its queue."""
+    if queue == IMAGES:
+        keys = [k for k in route_keys(app) if key_matches(k, name)]
+        why = (f"task_routes key {getattr(keys[0], 'pattern', keys[0])!r} matches it" if keys else
+               f"{IMAGES!r} is the app's default queue" if app.conf.task_default_queue == IMAGES else
+               "your router sends it there")
+        return (f"a task of any other name, such as {name!r}, would go to queue {IMAGES!r} too ({why}): only "
+                "resize may go there")
+    if not fleet.readers(queue):
+        return (f"a task of any other name, such as {name!r}, would go to queue {queue!r}, which no worker reads "
+                f"({reads(fleet)}): the worker for every other task must read where such tasks go")
+    return None
 
 
 class Routing(WorkersExercise):
@@ -84,13 +125,18 @@ class Routing(WorkersExercise):
         observed += fleet.describe()
         rng = random.SystemRandom()
         # a flood of image jobs, each long enough that a general worker also reading `images` takes some
-        calls = [(resize, (f"photo-{rng.randint(100, 999)}.jpg", round(rng.uniform(0.15, 0.3), 2)))
-                 for _ in range(rng.randint(4, 6))]
+        kinds = rng.sample(["jpg", "png", "webp"], 3)  # all three kinds each time: a route by file name, not by task, shows
+        calls = [(resize, (f"photo-{rng.randint(100, 999)}.{kinds[n % 3]}", round(rng.uniform(0.15, 0.3), 2)))
+                 for n in range(rng.randint(4, 6))]
         calls += [(notify, (f"user-{rng.randint(100, 999)}",)) for _ in range(rng.randint(4, 6))]
         rng.shuffle(calls)
         jobs = fleet.jobs([(task, args, fleet.send(task, args)) for task, args in calls], wait=8)
         observed += [job.describe() for job in jobs]
-        return {"jobs": jobs, "fleet": fleet, "app": s.app, "resize": resize.name}
+        others = {name: queue_for(s.app, name) for name in (f"{s.name}.{short}" for short in OTHER_TASKS)}
+        for queue in dict.fromkeys(q for q in others.values() if q is not None):
+            named = [name.rsplit(".", 1)[-1] for name, q in others.items() if q == queue]
+            observed.append(f"tasks named {', '.join(named)} (none in your module) would go to queue {queue!r}")
+        return {"jobs": jobs, "fleet": fleet, "app": s.app, "resize": resize.name, "others": others}
 
     def judge(self, seen, observed):
         jobs, fleet = seen["jobs"], seen["fleet"]
@@ -115,6 +161,10 @@ class Routing(WorkersExercise):
                 f"worker {name} reads {read}: this time it ran no job of the other kind, but in a flood it "
                 "would take both; give each worker its own queues (-Q)")
         succeeded(jobs)
+        for name, queue in seen["others"].items():  # what the module's next task would do
+            if queue is not None:
+                wrong = other_task_goes(name, queue, seen["app"], fleet)
+                assert wrong is None, wrong
 
 
 # -- 2. prefetch ------------------------------------------------------------------------------------------------------
