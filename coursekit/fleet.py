@@ -26,10 +26,15 @@ from .exercise import Incorrect, Uncheckable, budget, out_of_time, send
 from .learner import frames_in
 from .observe.frames import max_overlap
 from .worker import Worker
-from .workerlines import MAX_POOL, WorkerLine
+from .workerlines import WorkerLine
 
+MAX_POOL = 24
+"""Pool processes in one worker: a prefork child costs about 45 MB and a fork."""
+MAX_THREADS = 100
+"""Threads in one worker's pool: cheap to start (a threads pool starts them as tasks arrive), so not counted in
+MAX_FLEET_POOL."""
 MAX_FLEET_POOL = 32
-"""Pool processes or threads of all of one check's workers together: on 2 cores, a few seconds of boot at most."""
+"""Pool processes of all of one check's workers together: on 2 cores, a few seconds of boot at most."""
 
 UNREAD_WAIT_S = 0.3
 """How long a check waits, once, for the messages sent to a queue no worker of the fleet reads: none will run."""
@@ -101,11 +106,17 @@ class Job:
         return f"{self.call}: {where}, worker {self.worker}, {self.started:+.2f}{end} s, {self.end.describe()}"
 
 
-def pool_kind(stats: dict) -> str:
-    """'prefork', 'threads', 'solo' from a worker's stats()."""
-    implementation = str(stats.get("pool", {}).get("implementation", "?"))
-    kind = implementation.split(":")[0].rsplit(".", 1)[-1]
-    return {"thread": "threads"}.get(kind, kind)
+def pool_kind(implementation: object) -> str:
+    """'prefork', 'threads', 'solo' from a pool as a worker's stats() name it
+    (`celery.concurrency.thread:TaskPool`), or as -P and worker_pool do (`threads`, `processes`)."""
+    kind = str(implementation).split(":")[0].rsplit(".", 1)[-1]
+    return {"thread": "threads", "processes": "prefork"}.get(kind, kind)
+
+
+def pool_of(stats: dict) -> str:
+    """`prefork pool of 4`, from a worker's stats()."""
+    pool = stats.get("pool", {})
+    return f"{pool_kind(pool.get('implementation', '?'))} pool of {pool.get('max-concurrency', '?')}"
 
 
 class Fleet:
@@ -134,23 +145,29 @@ class Fleet:
 
     def _check_pool_sizes(self) -> None:
         """Refuse, before anything starts, a fleet that would fork more than the machine can boot in the check's
-        time: the lines were checked one by one, but only the app's settings say what a line without -c starts."""
-        setting, total = self.app.conf.worker_concurrency, 0
+        time: only the line and the app's settings together say what a worker starts (-c, else worker_concurrency;
+        -P, else worker_pool)."""
+        conf, total = self.app.conf, 0
         for worker in self.workers:
-            size = worker.line.concurrency or setting or os.cpu_count() or 1  # -c 0, no -c: the app's setting
+            kind = pool_kind(worker.line.pool or conf.worker_pool)
+            size = worker.line.concurrency or conf.worker_concurrency or os.cpu_count() or 1  # -c 0: the setting
             try:
                 size = int(size)
             except (TypeError, ValueError):
                 continue  # 'auto', or a value the worker itself will refuse at start, naming it
-            total += size
-            if size > MAX_POOL:
+            if kind == "solo":
+                size = 1
+            threads = kind == "threads"
+            limit, unit = (MAX_THREADS, "threads") if threads else (MAX_POOL, "processes")
+            if size > limit:
                 source = f"-c {size}" if worker.line.concurrency else f"worker_concurrency={size} in your settings"
-                raise Uncheckable(f"worker {worker.name!r} would start {size} pool processes or threads "
-                                  f"({source}); a check starts at most {MAX_POOL} in one worker",
-                                  fix=f"ask for {MAX_POOL} or fewer")
+                raise Uncheckable(f"worker {worker.name!r} would start {size} pool {unit} ({source}); a check starts "
+                                  f"at most {limit} in one worker",
+                                  fix=f"ask for {limit} or fewer")
+            total += 0 if threads else size
         if total > MAX_FLEET_POOL:
-            raise Uncheckable(f"these workers would start {total} pool processes or threads in all; a check starts "
-                              f"at most {MAX_FLEET_POOL}", fix="deploy fewer or smaller workers")
+            raise Uncheckable(f"these workers would start {total} pool processes in all; a check starts at most "
+                              f"{MAX_FLEET_POOL}", fix="deploy fewer or smaller workers (or a threads pool)")
 
     def _queues_before(self) -> set[str]:
         """The app's default queue and declared queues, every queue a line names, and where each of the module's
@@ -207,8 +224,7 @@ class Fleet:
         out = []
         for worker in self.workers:
             stats = self.stats.get(worker.name, {})
-            size = stats.get("pool", {}).get("max-concurrency", "?")
-            out.append(f"{worker.line} -> reads {self.reads.get(worker.name)}, {pool_kind(stats)} pool of {size}, "
+            out.append(f"{worker.line} -> reads {self.reads.get(worker.name)}, {pool_of(stats)}, "
                        f"prefetch_count {stats.get('prefetch_count', '?')}")
         return out
 

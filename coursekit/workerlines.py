@@ -5,7 +5,8 @@ written, and says why it refuses any other.
 `parse_workers(value, module)` reads a dict {worker name: command line} into `WorkerLine`s. A line `celery` itself
 would refuse (a bad value, no such option, another module) is Incorrect; a valid line with an option the check
 does not run (it would change what the check measures, or needs a pool the course does not install) is
-Uncheckable, naming the option.
+Uncheckable, naming the option. How big a pool the machine can boot is the fleet's to judge (`fleet.py`): only
+with the app's settings is it known what a line without -c or -P starts.
 """
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ from .exercise import Incorrect, Uncheckable
 
 MAX_WORKERS = 4
 """Workers one check starts: each costs a second of boot on 2 cores."""
-MAX_POOL = 24
-"""Pool processes or threads in one worker: a prefork child costs about 45 MB and a fork."""
 RUN = ("-Q", "-X", "-c", "-P", "--prefetch-multiplier", "-O", "--disable-prefetch")
 """The options a check passes on to its worker (long spellings accepted too)."""
 IGNORED = ("-l/--loglevel", "-E/--events", "-n/--hostname")
@@ -32,13 +31,14 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,30}")
 @dataclass(frozen=True)
 class WorkerLine:
     """One worker as deployed: its name, the line as written, the queues it names with -Q (None: the app's),
-    and the options the check's worker runs with, normalised (`-Q images -c 1`)."""
+    the options the check's worker runs with, normalised (`-Q images -c 1`), and its -c and -P (None: not given)."""
 
     name: str
     text: str
     queues: tuple[str, ...] | None
     options: tuple[str, ...]
     concurrency: int | str | None
+    pool: str | None = None
 
     def __str__(self) -> str:
         return f"{self.name}: {self.text}"
@@ -139,10 +139,6 @@ def parse_line(name: object, text: object, module: str) -> WorkerLine:
     if pool in ("gevent", "eventlet") and importlib.util.find_spec(pool) is None:
         raise Uncheckable(f"worker {name!r}: -P {pool} needs the {pool} package, which the course does not install",
                           fix="for tasks that wait on IO use -P threads")
-    concurrency = params["concurrency"]
-    if isinstance(concurrency, int) and concurrency > MAX_POOL:
-        raise Uncheckable(f"worker {name!r}: -c {concurrency} asks for more than the {MAX_POOL} pool processes or "
-                          "threads a check starts in one worker", fix=f"use -c {MAX_POOL} or less")
     listed = {}
     for key, flag in (("queues", "-Q"), ("exclude_queues", "-X")):
         if params[key] is not None:
@@ -156,7 +152,7 @@ def parse_line(name: object, text: object, module: str) -> WorkerLine:
             options += [flag, ",".join(listed[key]) if key in listed else str(params[key])]
     if params["disable_prefetch"]:
         options.append("--disable-prefetch")
-    return WorkerLine(name, text, listed.get("queues"), tuple(options), concurrency)
+    return WorkerLine(name, text, listed.get("queues"), tuple(options), params["concurrency"], pool)
 
 
 def parse_workers(value: object, module: str, label: str = "WORKERS") -> list[WorkerLine]:

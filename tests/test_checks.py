@@ -355,6 +355,10 @@ TABLE += [
     Row(ch03.burst, "hang", "fetch-never-returns", swap(S03_BURST, FETCH_WAIT, "    time.sleep(10**6)  # waiting"),
         "had no result after"),
     Row(ch03.burst, "blank", "settings", burst_settings("    ____"), "SETTINGS still holds"),
+    Row(ch03.burst, "right", "many-threads", burst_settings('    "worker_pool": "threads",\n'
+                                                            '    "worker_concurrency": 50,')),
+    Row(ch03.burst, "mechanism", "rate-limited", burst_settings(TEN + '\n    "task_default_rate_limit": "5/s",'),
+        "though its prefork pool of 10 had room for all: fetch has a rate limit of '5/s'"),
     Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
         "Celery refuses your app's settings: Cannot mix new and old setting keys"),
 ]
@@ -521,7 +525,7 @@ M03 = "workspace.ex03_routing"
     (f"celery -A {M03} worker --autoscale 4,1", "uncheckable", "the check does not run --autoscale"),
     (f"celery -b redis://elsewhere -A {M03} worker", "uncheckable", "does not run celery's option -b"),
     (f"celery -A {M03} worker -P gevent", "uncheckable", "needs the gevent package"),
-    (f"celery -A {M03} worker -c 500", "uncheckable", "more than the 24 pool processes"),
+    (f"celery -A {M03} worker -c 500", "", "-c 500"),  # the fleet refuses it, knowing the pool (-P, worker_pool)
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_worker_lines_are_read_strictly(line, status, says):
     from coursekit.exercise import Outcome
@@ -574,5 +578,7 @@ def test_a_fleet_too_big_to_boot_is_refused_before_it_starts(ws):
 
     verdict = attempt(ws, ch03.burst, burst_settings('    "worker_concurrency": 100,'))
     assert verdict.status == "uncheckable", repr(verdict)
-    assert "would start 100 pool processes or threads (worker_concurrency=100 in your settings)" in verdict.message
+    assert "would start 100 pool processes (worker_concurrency=100 in your settings)" in verdict.message
     assert not live_workers() and verdict.seconds < 10
+    verdict = attempt(ws, ch03.burst, burst_settings('    "worker_pool": "threads",\n    "worker_concurrency": 150,'))
+    assert verdict.status == "uncheckable" and "would start 150 pool threads" in verdict.message, repr(verdict)

@@ -9,7 +9,7 @@ import random
 from fnmatch import fnmatch
 
 from ..exercise import Exercise
-from ..fleet import Fleet, Job, most_at_once, pool_kind
+from ..fleet import Fleet, Job, most_at_once, pool_of
 from ..trials import task_named
 from ..workerlines import parse_workers
 
@@ -125,7 +125,7 @@ class Routing(WorkersExercise):
         observed += fleet.describe()
         rng = random.SystemRandom()
         # a flood of image jobs, each long enough that a general worker also reading `images` takes some
-        kinds = rng.sample(["jpg", "png", "webp"], 3)  # all three kinds each time: a route by file name, not by task, shows
+        kinds = rng.sample(["jpg", "png", "webp"], 3)  # all three each time: a route by file name, not task, shows
         calls = [(resize, (f"photo-{rng.randint(100, 999)}.{kinds[n % 3]}", round(rng.uniform(0.15, 0.3), 2)))
                  for n in range(rng.randint(4, 6))]
         calls += [(notify, (f"user-{rng.randint(100, 999)}",)) for _ in range(rng.randint(4, 6))]
@@ -276,13 +276,13 @@ class Burst(WorkersExercise):
             first = min(j.started for j in ran)
             observed.append(f"{len(ran)} fetches started, " + (f"the first start to the last end: {last - first:.2f} s"
                                                                if last is not None else "none ended"))
-        return {"jobs": jobs, "fleet": fleet, "seconds": seconds, "wait": wait}
+        return {"jobs": jobs, "fleet": fleet, "seconds": seconds, "wait": wait, "rate_limit": fetch.rate_limit}
 
     def judge(self, seen, observed):
         jobs, fleet, seconds = seen["jobs"], seen["fleet"], seen["seconds"]
         worker = fleet.workers[0].name
         stats = fleet.stats[worker]
-        pool = f"{pool_kind(stats)} pool of {stats.get('pool', {}).get('max-concurrency', '?')}"
+        pool = pool_of(stats)
         started_all([j for j in jobs if not fleet.readers(j.queue)], fleet, seen["wait"], among=jobs)
         failed = [j for j in jobs if j.end.state == "FAILURE"]
         assert not failed, f"{failed[0].call} {failed[0].end.describe()}"
@@ -294,6 +294,14 @@ class Burst(WorkersExercise):
         ends = [j.ended for j in jobs if j.ended is not None]
         until = max(ends + [j.started for j in jobs if j.runs], default=0.0) + seconds
         at_once = most_at_once(jobs, until)
+        size = stats.get("pool", {}).get("max-concurrency")
+        if at_once < self.SIZE and isinstance(size, int) and size >= self.SIZE:
+            limit = seen["rate_limit"]
+            raise AssertionError(
+                f"at most {at_once} of the {self.SIZE} fetches ran at once on worker {worker}, though its {pool} "
+                "had room for all: " + (f"fetch has a rate limit of {limit!r} (task_default_rate_limit, or its "
+                                        "own), which spaces out the starts: leave it out" if limit else
+                                        "the others started later (a busy machine? check again)"))
         assert at_once >= self.SIZE, (
             f"at most {at_once} of the {self.SIZE} fetches ran at once on worker {worker} ({pool}); the others "
             f"waited for a free slot. A worker runs as many tasks at once as its pool has processes or threads: "
