@@ -129,6 +129,9 @@ class Fleet:
         """Worker name -> the queues it consumes, as the worker itself answered."""
         self.stats: dict[str, dict] = {}
         self.first_sent: float | None = None
+        self.running_others: dict[str, str] = {}
+        """Worker name -> a task the check did not send that the worker was still running at the end (one the
+        module sends when imported, say: every worker imports it), as a call: `resize('warm-up.jpg', 100)`."""
         self._names = {w.nodename: w.name for w in self.workers}
 
     # -- start ---------------------------------------------------------------------------------------------------
@@ -268,6 +271,7 @@ class Fleet:
         tasks = rec.tasks.set_index("task_id")
         runs = rec.runs[rec.runs.task_id.isin(ids)]
         foreign = sorted({n for n in runs.node if n and n not in self._names})
+        self._note_running_others(rec, ids)
         if foreign:
             raise Uncheckable(f"another worker ({', '.join(foreign)}) took the check's tasks, so the check cannot "
                               "tell what its own workers did", fix="stop other workers of this course (a lesson's, "
@@ -286,6 +290,14 @@ class Fleet:
             out.append(Job(call_repr(task.name, args), task.name.rsplit(".", 1)[-1], result.id, at, queue, end, own))
         self.used |= {job.queue for job in out if job.queue}
         return out
+
+    def _note_running_others(self, rec, ids: list[str]) -> None:
+        others = rec.runs[~rec.runs.task_id.isin(ids) & rec.runs.node.isin(list(self._names)) & rec.runs.ended.isna()]
+        args = rec.tasks.set_index("task_id")["args"]
+        for row in others.to_dict("records"):
+            shown = args.get(row["task_id"])
+            self.running_others.setdefault(self._names[row["node"]], f"{str(row['name']).rsplit('.', 1)[-1]}"
+                                                                     f"{shown if isinstance(shown, str) else '(...)'}")
 
     # -- tear-down -------------------------------------------------------------------------------------------------
     def purge(self) -> None:

@@ -313,6 +313,9 @@ TABLE += [
         "worker -Q general -c 1"), "would go to queue 'ex03_routing', which no worker reads"),
     Row(ch03.routing, "hidden", "router-by-file-name", routing(ROUTE, "").replace("app = ck.make_app", BY_JPG),
         "went to the app's default queue 'ex03_routing': no route applied to it"),
+    # every worker imports the module, so each sends this at boot: the images worker is busy with one for good
+    Row(ch03.routing, "hang", "import-sends-a-long-resize", S03_ROUTING + '\n\nresize.delay("warm-up.jpg", 100)\n',
+        "was still running resize('warm-up.jpg', 100), which the check did not send"),
     Row(ch03.routing, "right", "router-function", routing(ROUTE, "").replace("app = ck.make_app", BY_NAME)),
     Row(ch03.routing, "right", "general-excludes-images", routing(GENERAL_Q, "worker -X images -c 1")),
 
@@ -337,6 +340,8 @@ TABLE += [
         "could not start"),
     Row(ch03.prefetch, "hang", "export-never-ends", swap(S03_PREFETCH, "    time.sleep(seconds)  # a long",
                                                          "    time.sleep(10**6)  # a long"), "had no result after"),
+    Row(ch03.prefetch, "value", "negative-multiplier", prefetch_settings(
+        '    "task_acks_late": True,\n    "worker_prefetch_multiplier": -1,'), "reports prefetch_count -1"),
     Row(ch03.prefetch, "blank", "settings", prefetch_settings("    ____"), "SETTINGS still holds"),
 
     # -- 03.burst -----------------------------------------------------------------------------------------------

@@ -27,18 +27,34 @@ def reads(fleet: Fleet) -> str:
 
 def started_all(jobs: list[Job], fleet: Fleet, waited: float, among: list[Job] | None = None) -> None:
     """Every job started: one that did not waited in a queue no worker reads, or behind a task that never ended
-    (looked for `among` all the check's jobs)."""
+    (looked for `among` all the check's jobs, then among tasks the check did not send)."""
     for job in jobs:
         if job.runs:
             continue
         readers = fleet.readers(job.queue)
         assert readers, (f"{job.call} waited in queue {job.queue!r}, which no worker reads ({reads(fleet)}): a "
                          "message waits there until one does")
-        stuck = [j for j in among or jobs if j.worker in readers and j.runs and j.ended is None]
         raise AssertionError(f"{job.call} never started within {waited:g} s, though {', '.join(readers)} "
                              f"read{'s' if len(readers) == 1 else ''} queue {job.queue!r}"
-                             + (f": worker {stuck[0].worker} was still running {stuck[0].call}, which "
-                                f"{stuck[0].end.describe()}" if stuck else ""))
+                             + held_up(readers, fleet, among or jobs))
+
+
+def held_up(readers: list[str], fleet: Fleet, jobs: list[Job]) -> str:
+    """What kept the workers reading a queue from starting its message, as a clause (or ""): a task that never
+    ended, one of the check's or not, or a prefetch count that lets a worker take nothing."""
+    stuck = [j for j in jobs if j.worker in readers and j.runs and j.ended is None]
+    if stuck:
+        return f": worker {stuck[0].worker} was still running {stuck[0].call}, which {stuck[0].end.describe()}"
+    for name in readers:
+        if name in fleet.running_others:
+            return (f": worker {name} was still running {fleet.running_others[name]}, which the check did not send "
+                    "(does your module send it when imported? every worker imports the module)")
+    for name in readers:
+        count = fleet.stats.get(name, {}).get("prefetch_count")
+        if isinstance(count, int) and count < 0:
+            return (f": worker {name} reports prefetch_count {count}, and a worker with a negative prefetch count "
+                    "takes no message at all (worker_prefetch_multiplier must be 0 or more)")
+    return ""
 
 
 def succeeded(jobs: list[Job]) -> None:
@@ -202,18 +218,21 @@ class Prefetch(WorkersExercise):
         rng = random.SystemRandom()
         seconds = round(rng.uniform(1.5, 1.9), 1)
         first = fleet.send(export, (seconds,))
-        fleet.wait_started(first, 6)  # the hard case: short tasks arrive while one worker is busy with the long one
+        # the hard case: short tasks arrive while one worker is busy with the long one
+        began = fleet.wait_started(first, 6)
         shorts = [(lookup, (n,)) for n in rng.sample(range(100, 1000), rng.randint(5, 7))]
         sent = [(export, (seconds,), first)] + [(task, args, fleet.send(task, args)) for task, args in shorts]
-        jobs = fleet.jobs(sent, wait=seconds + 6)
+        wait = seconds + 6 if began else 1.0  # a long task no worker started in 6 s will not start now
+        jobs = fleet.jobs(sent, wait=wait)
         observed += [job.describe() for job in jobs]
-        return {"jobs": jobs, "fleet": fleet, "seconds": seconds, "late": _acks_late(s.app, export),
+        return {"jobs": jobs, "fleet": fleet, "seconds": seconds, "waited": wait + (0 if began else 6),
+                "late": _acks_late(s.app, export),
                 "concurrency": s.app.conf.worker_concurrency}
 
     def judge(self, seen, observed):
         jobs, fleet, seconds = seen["jobs"], seen["fleet"], seen["seconds"]
         long, shorts = jobs[0], jobs[1:]
-        started_all(jobs, fleet, seconds + 6)
+        started_all(jobs, fleet, seen["waited"])
         succeeded([long])
         assert long.ended - long.started >= 0.9 * seconds, (
             f"{long.call} took {long.ended - long.started:.2f} s; it must take its {seconds} s: keep its work, the "
