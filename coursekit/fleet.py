@@ -23,7 +23,7 @@ from .checking import FILE_ENV, HOST, NAME_ENV, control_app
 from .errors import WorkerError
 from .evidence import Ending, call_repr, ending
 from .exercise import Incorrect, Uncheckable, budget, out_of_time, send
-from .learner import frames_in
+from .learner import stopped_by
 from .observe.frames import max_overlap
 from .worker import Worker
 from .workerlines import WorkerLine
@@ -195,13 +195,8 @@ class Fleet:
             if out_of_time():
                 raise Uncheckable(f"the check ran out of its time while worker {worker.name!r} started "
                                   f"({exc.problem})", fix="the machine may be busy: run the check again") from None
-            source = self.session.source
-            log = worker.logs()
-            frames = frames_in(log, source.path)
-            last = next((line for line in reversed(log.splitlines()) if line and not line.startswith(" ")), "")
-            where = source.where(frames[-1][0]) if frames else ""
-            raise Incorrect(f"worker {worker.name!r} ({worker.line.text}) could not start: {last or exc.problem}"
-                            + (f", at {where}" if where else ""),
+            why = stopped_by(worker.logs(), self.session.source) or exc.problem
+            raise Incorrect(f"worker {worker.name!r} ({worker.line.text}) could not start: {why}",
                             fix="correct what the log names: a setting of your app, or the worker's line") from None
 
     def _look(self) -> None:

@@ -316,6 +316,14 @@ TABLE += [
     # every worker imports the module, so each sends this at boot: the images worker is busy with one for good
     Row(ch03.routing, "hang", "import-sends-a-long-resize", S03_ROUTING + '\n\nresize.delay("warm-up.jpg", 100)\n',
         "was still running resize('warm-up.jpg', 100), which the check did not send"),
+    Row(ch03.routing, "crash", "app-that-is-not-there", routing("celery -A workspace.ex03_routing worker -Q im",
+                                                               "celery -A workspace.ex03_routing.tasks worker -Q im"),
+        "has no Celery app named 'tasks'"),
+    Row(ch03.routing, "crash", "queue-not-declared", routing(
+        'ck.make_app("ex03_routing", task_routes=ROUTES)',
+        'ck.make_app("ex03_routing", task_routes=ROUTES, task_create_missing_queues=False)'),
+        "could not start: celery.exceptions.ImproperlyConfigured: Trying to select queue subset of ['images'], but "
+        "queue 'images' isn't defined in the `task_queues` setting. If you want"),
     Row(ch03.routing, "right", "router-function", routing(ROUTE, "").replace("app = ck.make_app", BY_NAME)),
     Row(ch03.routing, "right", "general-excludes-images", routing(GENERAL_Q, "worker -X images -c 1")),
 
@@ -525,6 +533,7 @@ M03 = "workspace.ex03_routing"
     ("celery worker -Q images", "incorrect", "names no app (-A)"),
     (f"python -m celery -A {M03} worker", "incorrect", "is not a celery command line"),
     (f"celery -A {M03} beat", "incorrect", "runs `celery beat`, not `celery worker`"),
+    (f"celery worker -A {M03} -Q images", "incorrect", "-A comes after `worker`"),  # celery 4's order
     (f"celery -A {M03}", "incorrect", "starts no worker"),
     (f"celery -A {M03} worker -Q 'images", "incorrect", "No closing quotation"),
     (f"celery -A {M03} worker --autoscale 4,1", "uncheckable", "the check does not run --autoscale"),

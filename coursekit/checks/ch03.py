@@ -135,7 +135,7 @@ class Routing(WorkersExercise):
     functions = ("ROUTES", "WORKERS")
 
     def run(self, s, observed):
-        lines = parse_workers(getattr(s.mod, "WORKERS", None), s.name)
+        lines = parse_workers(getattr(s.mod, "WORKERS", None), s.name, mod=s.mod)
         resize, notify = task_named(s.mod, "resize"), task_named(s.mod, "notify")
         fleet = s.start_fleet(lines)
         observed += fleet.describe()
