@@ -140,9 +140,9 @@ class Routing(WorkersExercise):
         fleet = s.start_fleet(lines)
         observed += fleet.describe()
         rng = random.SystemRandom()
-        # a flood of image jobs, each long enough that a general worker also reading `images` takes some
+        # a flood of image jobs: a general worker that also reads `images` takes some (judged from reads too)
         kinds = rng.sample(["jpg", "png", "webp"], 3)  # all three each time: a route by file name, not task, shows
-        calls = [(resize, (f"photo-{rng.randint(100, 999)}.{kinds[n % 3]}", round(rng.uniform(0.15, 0.3), 2)))
+        calls = [(resize, (f"photo-{rng.randint(100, 999)}.{kinds[n % 3]}", round(rng.uniform(0.1, 0.2), 2)))
                  for n in range(rng.randint(4, 6))]
         calls += [(notify, (f"user-{rng.randint(100, 999)}",)) for _ in range(rng.randint(4, 6))]
         rng.shuffle(calls)
