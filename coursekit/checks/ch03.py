@@ -14,8 +14,8 @@ from ..trials import task_named
 from ..workerlines import parse_workers
 
 
-def check_lines(lines: dict[str, str], module: str):
-    """The check's own deployment, `{module}` standing for the learner's module."""
+def own_lines(lines: dict[str, str], module: str):
+    """The workers the check itself deploys, as WorkerLines (`{module}` standing for the learner's module)."""
     return parse_workers({name: text.format(module=module) for name, text in lines.items()}, module,
                          label="the check's workers")
 
@@ -213,7 +213,7 @@ class Prefetch(WorkersExercise):
 
     def run(self, s, observed):
         export, lookup = task_named(s.mod, "export"), task_named(s.mod, "lookup")
-        fleet = s.start_fleet(check_lines(self.LINES, s.name))
+        fleet = s.start_fleet(own_lines(self.LINES, s.name))
         observed += fleet.describe()
         rng = random.SystemRandom()
         seconds = round(rng.uniform(1.5, 1.9), 1)
@@ -281,7 +281,7 @@ class Burst(WorkersExercise):
 
     def run(self, s, observed):
         fetch = task_named(s.mod, "fetch")
-        fleet = s.start_fleet(check_lines(self.LINES, s.name))
+        fleet = s.start_fleet(own_lines(self.LINES, s.name))
         observed += fleet.describe()
         rng = random.SystemRandom()
         seconds = round(rng.uniform(0.6, 0.9), 2)
