@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+from celery.concurrency import ALIASES
 from celery.result import EagerResult
 
 from . import launch, queues
@@ -136,7 +137,7 @@ class Fleet:
 
     # -- start ---------------------------------------------------------------------------------------------------
     def start(self) -> "Fleet":
-        self._check_pool_sizes()
+        self._check_pools()
         self.used |= self._queues_before()
         self.purge()
         for worker in self.workers:
@@ -146,13 +147,17 @@ class Fleet:
         self._look()
         return self
 
-    def _check_pool_sizes(self) -> None:
-        """Refuse, before anything starts, a fleet that would fork more than the machine can boot in the check's
-        time: only the line and the app's settings together say what a worker starts (-c, else worker_concurrency;
-        -P, else worker_pool)."""
+    def _check_pools(self) -> None:
+        """Refuse, before anything starts, a pool setting no worker could start with, and a fleet that would fork
+        more than the machine can boot in the check's time: only the line and the app's settings together say what
+        a worker starts (-c, else worker_concurrency; -P, else worker_pool)."""
         conf, total = self.app.conf, 0
+        pool = conf.worker_pool
+        if isinstance(pool, str) and pool not in ALIASES and not any(c in pool for c in ".:"):
+            raise Incorrect(f"worker_pool={pool!r} in your settings is no pool Celery knows, so every worker would "
+                            "stop at start", fix=f"use one of {', '.join(a for a in ALIASES if a != 'custom')}")
         for worker in self.workers:
-            kind = pool_kind(worker.line.pool or conf.worker_pool)
+            kind = pool_kind(worker.line.pool or pool)
             size = worker.line.concurrency or conf.worker_concurrency or os.cpu_count() or 1  # -c 0: the setting
             try:
                 size = int(size)

@@ -372,6 +372,8 @@ TABLE += [
                                                             '    "worker_concurrency": 50,')),
     Row(ch03.burst, "mechanism", "rate-limited", burst_settings(TEN + '\n    "task_default_rate_limit": "5/s",'),
         "though its prefork pool of 10 had room for all: fetch has a rate limit of '5/s'"),
+    Row(ch03.burst, "crash", "pool-name-typo", burst_settings('    "worker_pool": "thread",\n' + TEN),
+        "worker_pool='thread' in your settings is no pool Celery knows"),
     Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
         "Celery refuses your app's settings: Cannot mix new and old setting keys"),
 ]
