@@ -348,6 +348,10 @@ TABLE += [
         "could not start"),
     Row(ch03.prefetch, "hang", "export-never-ends", swap(S03_PREFETCH, "    time.sleep(seconds)  # a long",
                                                          "    time.sleep(10**6)  # a long"), "had no result after"),
+    # a solo worker runs the task inside its consumer loop, so while busy it fetches nothing: no lookup waits
+    Row(ch03.prefetch, "right", "solo-pool", prefetch_settings('    "worker_pool": "solo",')),
+    Row(ch03.prefetch, "value", "multiplier-0", prefetch_settings(
+        '    "task_acks_late": True,\n    "worker_prefetch_multiplier": 0,'), "a prefetch count of 0 means no limit"),
     Row(ch03.prefetch, "value", "negative-multiplier", prefetch_settings(
         '    "task_acks_late": True,\n    "worker_prefetch_multiplier": -1,'), "reports prefetch_count -1"),
     Row(ch03.prefetch, "blank", "settings", prefetch_settings("    ____"), "SETTINGS still holds"),
