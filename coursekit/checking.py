@@ -297,12 +297,8 @@ class Session:
                                   fix="the machine may be busy: run the check again") from None
             if not worker.hosting:
                 raise
-            log = worker.logs()
-            lines = learner.frames_in(log, self.path)
-            last = next((line for line in reversed(log.splitlines()) if line and not line.startswith(" ")), "")
-            where = self.source.where(lines[-1][0]) if lines else ""
-            raise Incorrect(f"the worker could not load {self.path.name}: {last or exc.problem}"
-                            + (f", at {where}" if where else "")) from None
+            raise Incorrect(f"the worker could not load {self.path.name}: "
+                            f"{learner.stopped_by(worker.logs(), self.source) or exc.problem}") from None
 
     def misspelt_settings(self) -> str:
         """A sentence naming the settings the learner's app was given that Celery does not know (it ignores them

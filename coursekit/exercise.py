@@ -14,8 +14,6 @@ import random
 import time
 from pathlib import Path
 
-from celery.exceptions import ImproperlyConfigured
-
 from . import progress
 from .budget import CHECK_TIMEOUT_S, bounded
 from .errors import CourseError
@@ -123,9 +121,6 @@ class Exercise:
             status, message, fix = exc.status, str(exc), exc.fix
         except CourseError as exc:
             status, message, fix = Uncheckable.status, exc.problem, exc.fix
-        except ImproperlyConfigured as exc:  # raised by the settings the learner's module gave its app
-            status, message = Incorrect.status, f"Celery refused your app's settings: {exc}"
-            fix = "use only the lower-case setting names (worker_concurrency, not CELERYD_CONCURRENCY)"
         except Exception as exc:  # nothing raises past the card
             status = Uncheckable.status
             message, fix = unexpected(exc, source)
@@ -168,10 +163,18 @@ class Exercise:
 
         if self.lab:
             return app_in(importlib.import_module(self.lab))
+        from celery.exceptions import ImproperlyConfigured
+
         app = app_in(mod)
         if app is None:
             raise Incorrect(f"{self.module}.py has no Celery app for a worker to serve",
                             fix=f"create one: `app = ck.make_app('{self.module}')`")
+        try:
+            app.conf.task_default_queue  # Celery reads the settings on first use, and refuses some only then
+        except ImproperlyConfigured as exc:
+            raise Incorrect(f"Celery refuses your app's settings: {' '.join(str(exc).split())}",
+                            fix="write every setting by its lowercase name (e.g. worker_concurrency, "
+                                "task_acks_late), as in Celery's documentation") from None
         return app
 
     # -- shared machinery ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+from celery.concurrency import ALIASES
 from celery.result import EagerResult
 
 from . import launch, queues
@@ -24,14 +25,19 @@ from .errors import WorkerError
 from .evidence import Ending, call_repr, ending
 from .bounded import send
 from .budget import budget, out_of_time
+from .learner import stopped_by
 from .outcomes import Incorrect, Uncheckable
-from .learner import frames_in
 from .observe.frames import max_overlap
 from .worker import Worker
-from .workerlines import MAX_POOL, WorkerLine
+from .workerlines import WorkerLine
 
+MAX_POOL = 24
+"""Pool processes in one worker: a prefork child costs about 45 MB and a fork."""
+MAX_THREADS = 100
+"""Threads in one worker's pool: cheap to start (a threads pool starts them as tasks arrive), so not counted in
+MAX_FLEET_POOL."""
 MAX_FLEET_POOL = 32
-"""Pool processes or threads of all of one check's workers together: on 2 cores, a few seconds of boot at most."""
+"""Pool processes of all of one check's workers together: on 2 cores, a few seconds of boot at most."""
 
 UNREAD_WAIT_S = 0.3
 """How long a check waits, once, for the messages sent to a queue no worker of the fleet reads: none will run."""
@@ -103,11 +109,17 @@ class Job:
         return f"{self.call}: {where}, worker {self.worker}, {self.started:+.2f}{end} s, {self.end.describe()}"
 
 
-def pool_kind(stats: dict) -> str:
-    """'prefork', 'threads', 'solo' from a worker's stats()."""
-    implementation = str(stats.get("pool", {}).get("implementation", "?"))
-    kind = implementation.split(":")[0].rsplit(".", 1)[-1]
-    return {"thread": "threads"}.get(kind, kind)
+def pool_kind(implementation: object) -> str:
+    """'prefork', 'threads', 'solo' from a pool as a worker's stats() name it
+    (`celery.concurrency.thread:TaskPool`), or as -P and worker_pool do (`threads`, `processes`)."""
+    kind = str(implementation).split(":")[0].rsplit(".", 1)[-1]
+    return {"thread": "threads", "processes": "prefork"}.get(kind, kind)
+
+
+def pool_of(stats: dict) -> str:
+    """`prefork pool of 4`, from a worker's stats()."""
+    pool = stats.get("pool", {})
+    return f"{pool_kind(pool.get('implementation', '?'))} pool of {pool.get('max-concurrency', '?')}"
 
 
 class Fleet:
@@ -120,11 +132,14 @@ class Fleet:
         """Worker name -> the queues it consumes, as the worker itself answered."""
         self.stats: dict[str, dict] = {}
         self.first_sent: float | None = None
+        self.running_others: dict[str, str] = {}
+        """Worker name -> a task the check did not send that the worker was still running at the end (one the
+        module sends when imported, say: every worker imports it), as a call: `resize('warm-up.jpg', 100)`."""
         self._names = {w.nodename: w.name for w in self.workers}
 
     # -- start ---------------------------------------------------------------------------------------------------
     def start(self) -> "Fleet":
-        self._check_pool_sizes()
+        self._check_pools()
         self.used |= self._queues_before()
         self.purge()
         for worker in self.workers:
@@ -134,25 +149,35 @@ class Fleet:
         self._look()
         return self
 
-    def _check_pool_sizes(self) -> None:
-        """Refuse, before anything starts, a fleet that would fork more than the machine can boot in the check's
-        time: the lines were checked one by one, but only the app's settings say what a line without -c starts."""
-        setting, total = self.app.conf.worker_concurrency, 0
+    def _check_pools(self) -> None:
+        """Refuse, before anything starts, a pool setting no worker could start with, and a fleet that would fork
+        more than the machine can boot in the check's time: only the line and the app's settings together say what
+        a worker starts (-c, else worker_concurrency; -P, else worker_pool)."""
+        conf, total = self.app.conf, 0
+        pool = conf.worker_pool
+        if isinstance(pool, str) and pool not in ALIASES and not any(c in pool for c in ".:"):
+            raise Incorrect(f"worker_pool={pool!r} in your settings is no pool Celery knows, so every worker would "
+                            "stop at start", fix=f"use one of {', '.join(a for a in ALIASES if a != 'custom')}")
         for worker in self.workers:
-            size = worker.line.concurrency or setting or os.cpu_count() or 1  # -c 0, no -c: the app's setting
+            kind = pool_kind(worker.line.pool or pool)
+            size = worker.line.concurrency or conf.worker_concurrency or os.cpu_count() or 1  # -c 0: the setting
             try:
                 size = int(size)
             except (TypeError, ValueError):
                 continue  # 'auto', or a value the worker itself will refuse at start, naming it
-            total += size
-            if size > MAX_POOL:
+            if kind == "solo":
+                size = 1
+            threads = kind == "threads"
+            limit, unit = (MAX_THREADS, "threads") if threads else (MAX_POOL, "processes")
+            if size > limit:
                 source = f"-c {size}" if worker.line.concurrency else f"worker_concurrency={size} in your settings"
-                raise Uncheckable(f"worker {worker.name!r} would start {size} pool processes or threads "
-                                  f"({source}); a check starts at most {MAX_POOL} in one worker",
-                                  fix=f"ask for {MAX_POOL} or fewer")
+                raise Uncheckable(f"worker {worker.name!r} would start {size} pool {unit} ({source}); a check starts "
+                                  f"at most {limit} in one worker",
+                                  fix=f"ask for {limit} or fewer")
+            total += 0 if threads else size
         if total > MAX_FLEET_POOL:
-            raise Uncheckable(f"these workers would start {total} pool processes or threads in all; a check starts "
-                              f"at most {MAX_FLEET_POOL}", fix="deploy fewer or smaller workers")
+            raise Uncheckable(f"these workers would start {total} pool processes in all; a check starts at most "
+                              f"{MAX_FLEET_POOL}", fix="deploy fewer or smaller workers (or a threads pool)")
 
     def _queues_before(self) -> set[str]:
         """The app's default queue and declared queues, every queue a line names, and where each of the module's
@@ -177,13 +202,8 @@ class Fleet:
             if out_of_time():
                 raise Uncheckable(f"the check ran out of its time while worker {worker.name!r} started "
                                   f"({exc.problem})", fix="the machine may be busy: run the check again") from None
-            source = self.session.source
-            log = worker.logs()
-            frames = frames_in(log, source.path)
-            last = next((line for line in reversed(log.splitlines()) if line and not line.startswith(" ")), "")
-            where = source.where(frames[-1][0]) if frames else ""
-            raise Incorrect(f"worker {worker.name!r} ({worker.line.text}) could not start: {last or exc.problem}"
-                            + (f", at {where}" if where else ""),
+            why = stopped_by(worker.logs(), self.session.source) or exc.problem
+            raise Incorrect(f"worker {worker.name!r} ({worker.line.text}) could not start: {why}",
                             fix="correct what the log names: a setting of your app, or the worker's line") from None
 
     def _look(self) -> None:
@@ -209,8 +229,7 @@ class Fleet:
         out = []
         for worker in self.workers:
             stats = self.stats.get(worker.name, {})
-            size = stats.get("pool", {}).get("max-concurrency", "?")
-            out.append(f"{worker.line} -> reads {self.reads.get(worker.name)}, {pool_kind(stats)} pool of {size}, "
+            out.append(f"{worker.line} -> reads {self.reads.get(worker.name)}, {pool_of(stats)}, "
                        f"prefetch_count {stats.get('prefetch_count', '?')}")
         return out
 
@@ -254,6 +273,7 @@ class Fleet:
         tasks = rec.tasks.set_index("task_id")
         runs = rec.runs[rec.runs.task_id.isin(ids)]
         foreign = sorted({n for n in runs.node if n and n not in self._names})
+        self._note_running_others(rec, ids)
         if foreign:
             raise Uncheckable(f"another worker ({', '.join(foreign)}) took the check's tasks, so the check cannot "
                               "tell what its own workers did", fix="stop other workers of this course (a lesson's, "
@@ -272,6 +292,14 @@ class Fleet:
             out.append(Job(call_repr(task.name, args), task.name.rsplit(".", 1)[-1], result.id, at, queue, end, own))
         self.used |= {job.queue for job in out if job.queue}
         return out
+
+    def _note_running_others(self, rec, ids: list[str]) -> None:
+        others = rec.runs[~rec.runs.task_id.isin(ids) & rec.runs.node.isin(list(self._names)) & rec.runs.ended.isna()]
+        args = rec.tasks.set_index("task_id")["args"]
+        for row in others.to_dict("records"):
+            shown = args.get(row["task_id"])
+            self.running_others.setdefault(self._names[row["node"]], f"{str(row['name']).rsplit('.', 1)[-1]}"
+                                                                     f"{shown if isinstance(shown, str) else '(...)'}")
 
     # -- tear-down -------------------------------------------------------------------------------------------------
     def purge(self) -> None:

@@ -73,6 +73,8 @@ def execute(path: Path, name: str):
 
 
 # -- where in the learner's file ------------------------------------------------------------------------------
+_LOG_RECORD = re.compile(r"\[\d{4}-\d\d-\d\d ")
+"""The start of a worker's log record: `[2025-01-31 12:00:00,000: ERROR/MainProcess] ...`."""
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)(?:,)? in (?P<func>\S+)')
 
 
@@ -81,6 +83,26 @@ def frames_in(text: str, path: Path) -> list[tuple[int, str]]:
     target = str(Path(path).resolve())
     return [(int(m["line"]), m["func"]) for m in _FRAME.finditer(text or "")
             if str(Path(m["file"]).resolve()) == target]
+
+
+def stopped_by(log: str, source: "Source") -> str:
+    """Why a worker that loads the learner's module stopped, from its log: the exception that ended the last
+    traceback, all its lines (Celery's explain over several), else the last unindented line; then where in the
+    learner's file, when the traceback passed through it: `ImproperlyConfigured: ..., at line 8 (`...`)`."""
+    lines = (log or "").splitlines()
+    begun = max((i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")),
+                default=None)
+    what = ""
+    if begun is not None:
+        raised = next((i for i in range(begun + 1, len(lines)) if lines[i] and not lines[i].startswith(" ")), None)
+        if raised is not None:
+            ends = next((i for i in range(raised + 1, len(lines)) if _LOG_RECORD.match(lines[i])), len(lines))
+            what = " ".join(" ".join(lines[raised:ends]).split())
+    if not what:
+        what = next((line for line in reversed(lines) if line and not line.startswith(" ")), "")
+    frames = frames_in(log, source.path)
+    where = source.where(frames[-1][0]) if frames else ""
+    return what + (f", at {where}" if what and where else "")
 
 
 def raised_at(exc: BaseException, path: Path) -> int | None:

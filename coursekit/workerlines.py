@@ -5,7 +5,8 @@ written, and says why it refuses any other.
 `parse_workers(value, module)` reads a dict {worker name: command line} into `WorkerLine`s. A line `celery` itself
 would refuse (a bad value, no such option, another module) is Incorrect; a valid line with an option the check
 does not run (it would change what the check measures, or needs a pool the course does not install) is
-Uncheckable, naming the option.
+Uncheckable, naming the option. How big a pool the machine can boot is the fleet's to judge (`fleet.py`): only
+with the app's settings is it known what a line without -c or -P starts.
 """
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ from .outcomes import Incorrect, Uncheckable
 
 MAX_WORKERS = 4
 """Workers one check starts: each costs a second of boot on 2 cores."""
-MAX_POOL = 24
-"""Pool processes or threads in one worker: a prefork child costs about 45 MB and a fork."""
 RUN = ("-Q", "-X", "-c", "-P", "--prefetch-multiplier", "-O", "--disable-prefetch")
 """The options a check passes on to its worker (long spellings accepted too)."""
 IGNORED = ("-l/--loglevel", "-E/--events", "-n/--hostname")
@@ -32,13 +31,17 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,30}")
 @dataclass(frozen=True)
 class WorkerLine:
     """One worker as deployed: its name, the line as written, the queues it names with -Q (None: the app's),
-    and the options the check's worker runs with, normalised (`-Q images -c 1`)."""
+    the options the check's worker runs with, normalised (`-Q images -c 1`), and its -c and -P (None: not given)."""
 
     name: str
     text: str
     queues: tuple[str, ...] | None
     options: tuple[str, ...]
     concurrency: int | str | None
+    pool: str | None = None
+    app_attribute: str | None = None
+    """`app` in `-A module:app` or `-A module.app`: the name the worker looks up in the module (None: Celery looks
+    for `app`, `celery` or the only Celery app there)."""
 
     def __str__(self) -> str:
         return f"{self.name}: {self.text}"
@@ -77,8 +80,8 @@ def _celery_options() -> set[str]:
     return {opt for p in worker.params for opt in p.opts + p.secondary_opts}
 
 
-def _app_option(tokens: list[str], name: str, module: str) -> list[str]:
-    """Check `celery -A <module> worker` and return what follows `worker`."""
+def _app_option(tokens: list[str], name: str, module: str) -> tuple[str, list[str]]:
+    """Check `celery -A <module> worker` and return the -A value and what follows `worker`."""
     usage = f"write it as `celery -A {module} worker <options>`"
     if not tokens or tokens[0] != "celery":
         raise Incorrect(f"worker {name!r}: {' '.join(tokens)!r} is not a celery command line", fix=usage)
@@ -98,13 +101,16 @@ def _app_option(tokens: list[str], name: str, module: str) -> list[str]:
             raise Incorrect(f"worker {name!r}: the line runs `celery {token}`, not `celery worker`", fix=usage)
     if not rest:
         raise Incorrect(f"worker {name!r}: the line starts no worker (no `worker` in it)", fix=usage)
+    if app is None and any(t in ("-A", "--app") or t.startswith(("-A", "--app=")) for t in rest):
+        raise Incorrect(f"worker {name!r}: -A comes after `worker`; celery 5 takes it only before the command "
+                        "(and stops, saying so)", fix=usage)
     if app is None:
         raise Incorrect(f"worker {name!r}: the line names no app (-A): the worker would not know your tasks",
                         fix=usage)
     if not re.fullmatch(re.escape(module) + r"([.:][A-Za-z_]\w*)?", app):
         raise Incorrect(f"worker {name!r} loads -A {app}, but your tasks are in {module}: a worker that imports "
                         "another module does not know them (unregistered task)", fix=usage)
-    return rest[1:]
+    return app, rest[1:]
 
 
 def _options(args: list[str], name: str) -> dict:
@@ -134,15 +140,12 @@ def parse_line(name: object, text: object, module: str) -> WorkerLine:
         tokens = shlex.split(text)
     except ValueError as exc:
         raise Incorrect(f"worker {name!r}: cannot read {text!r} as a command line ({exc})") from None
-    params = _options(_app_option(tokens, name, module), name)
+    app, args = _app_option(tokens, name, module)
+    params = _options(args, name)
     pool = params["pool"]
     if pool in ("gevent", "eventlet") and importlib.util.find_spec(pool) is None:
         raise Uncheckable(f"worker {name!r}: -P {pool} needs the {pool} package, which the course does not install",
                           fix="for tasks that wait on IO use -P threads")
-    concurrency = params["concurrency"]
-    if isinstance(concurrency, int) and concurrency > MAX_POOL:
-        raise Uncheckable(f"worker {name!r}: -c {concurrency} asks for more than the {MAX_POOL} pool processes or "
-                          "threads a check starts in one worker", fix=f"use -c {MAX_POOL} or less")
     listed = {}
     for key, flag in (("queues", "-Q"), ("exclude_queues", "-X")):
         if params[key] is not None:
@@ -156,15 +159,31 @@ def parse_line(name: object, text: object, module: str) -> WorkerLine:
             options += [flag, ",".join(listed[key]) if key in listed else str(params[key])]
     if params["disable_prefetch"]:
         options.append("--disable-prefetch")
-    return WorkerLine(name, text, listed.get("queues"), tuple(options), concurrency)
+    attribute = app[len(module) + 1:] or None
+    return WorkerLine(name, text, listed.get("queues"), tuple(options), params["concurrency"], pool, attribute)
 
 
-def parse_workers(value: object, module: str, label: str = "WORKERS") -> list[WorkerLine]:
-    """{worker name: command line} -> WorkerLines, every line checked before any worker starts."""
+def parse_workers(value: object, module: str, label: str = "WORKERS", mod=None) -> list[WorkerLine]:
+    """{worker name: command line} -> WorkerLines, every line checked before any worker starts (with `mod`, the
+    module itself, also that each -A names an app it has)."""
     if not isinstance(value, dict) or not value:
         raise Incorrect(f"{label} must be a dict of worker name -> command line, got {value!r:.80}",
                         fix=f'e.g. {{"general": "celery -A {module} worker -c 1"}}')
     if len(value) > MAX_WORKERS:
         raise Uncheckable(f"{label} names {len(value)} workers; a check starts at most {MAX_WORKERS}",
                           fix="deploy fewer workers")
-    return [parse_line(name, text, module) for name, text in value.items()]
+    lines = [parse_line(name, text, module) for name, text in value.items()]
+    if mod is not None:
+        _check_apps(lines, mod, module)
+    return lines
+
+
+def _check_apps(lines: list[WorkerLine], mod, module: str) -> None:
+    """Each line's -A must name a Celery app of the module (`module.app`, `module:app`), as celery requires."""
+    from celery import Celery
+
+    for line in lines:
+        if line.app_attribute and not isinstance(getattr(mod, line.app_attribute, None), Celery):
+            raise Incorrect(f"worker {line.name!r} loads -A {module}.{line.app_attribute}, but {module} has no Celery "
+                            f"app named {line.app_attribute!r}: celery would stop with 'Unable to load celery "
+                            "application'", fix=f"write -A {module}: celery finds the app in it")

@@ -358,6 +358,16 @@ EXPORT = "@app.task\ndef export(seconds):"
 FETCH_WAIT = "    time.sleep(seconds)  # waiting on the network"
 
 
+BY_JPG = """def by_file(name, args, kwargs, options, task=None, **kw):
+    if args and str(args[0]).endswith(".jpg"):
+        return {"queue": "images"}
+
+
+ROUTES = (by_file,)
+app = ck.make_app"""
+BY_NAME = BY_JPG.replace('args and str(args[0]).endswith(".jpg")', 'name == "workspace.ex03_routing.resize"')
+
+
 def routing(old: str, new: str) -> str:
     return swap(S03_ROUTING, old, new)
 
@@ -404,6 +414,36 @@ TABLE += [
         '    "images": "celery -A workspace.ex03_routing worker -Q images -c 1",\n'
         '    "general": "celery -A workspace.ex03_routing worker -Q ex03_routing -c 1",', "    ____"),
         "WORKERS still holds the ____ placeholder"),
+    # a task the module adds later must go where the general worker reads, never to images
+    Row(ch03.routing, "hidden", "default-queue-is-images", swap(swap(routing(
+        ROUTE, '    "workspace.ex03_routing.notify": {"queue": "general"},'), GENERAL_Q, "worker -Q general -c 1"),
+        'ck.make_app("ex03_routing", task_routes=ROUTES)',
+        'ck.make_app("ex03_routing", task_routes=ROUTES, task_default_queue="images")'),
+        "would go to queue 'images' too ('images' is the app's default queue)"),
+    Row(ch03.routing, "hidden", "glob-over-the-module", routing(
+        ROUTE, '    "workspace.ex03_routing.*": {"queue": "images"},\n'
+               '    "workspace.ex03_routing.notify": {"queue": "ex03_routing"},'),
+        "task_routes key 'workspace.ex03_routing.*' matches it"),
+    Row(ch03.routing, "hidden", "glob-by-letters", routing(ROUTE, '    "*re*": {"queue": "images"},'),
+        "such as 'workspace.ex03_routing.send_report', would go to queue 'images' too"),
+    Row(ch03.routing, "hidden", "default-queue-unread", swap(routing(
+        ROUTE, ROUTE + '\n    "workspace.ex03_routing.notify": {"queue": "general"},'), GENERAL_Q,
+        "worker -Q general -c 1"), "would go to queue 'ex03_routing', which no worker reads"),
+    Row(ch03.routing, "hidden", "router-by-file-name", routing(ROUTE, "").replace("app = ck.make_app", BY_JPG),
+        "went to the app's default queue 'ex03_routing': no route applied to it"),
+    # every worker imports the module, so each sends this at boot: the images worker is busy with one for good
+    Row(ch03.routing, "hang", "import-sends-a-long-resize", S03_ROUTING + '\n\nresize.delay("warm-up.jpg", 100)\n',
+        "was still running resize('warm-up.jpg', 100), which the check did not send"),
+    Row(ch03.routing, "crash", "app-that-is-not-there", routing("celery -A workspace.ex03_routing worker -Q im",
+                                                               "celery -A workspace.ex03_routing.tasks worker -Q im"),
+        "has no Celery app named 'tasks'"),
+    Row(ch03.routing, "crash", "queue-not-declared", routing(
+        'ck.make_app("ex03_routing", task_routes=ROUTES)',
+        'ck.make_app("ex03_routing", task_routes=ROUTES, task_create_missing_queues=False)'),
+        "could not start: celery.exceptions.ImproperlyConfigured: Trying to select queue subset of ['images'], but "
+        "queue 'images' isn't defined in the `task_queues` setting. If you want"),
+    Row(ch03.routing, "right", "router-function", routing(ROUTE, "").replace("app = ck.make_app", BY_NAME)),
+    Row(ch03.routing, "right", "general-excludes-images", routing(GENERAL_Q, "worker -X images -c 1")),
 
     # -- 03.prefetch --------------------------------------------------------------------------------------------
     Row(ch03.prefetch, "right", "disable-prefetch", prefetch_settings('    "worker_disable_prefetch": True,')),
@@ -426,6 +466,12 @@ TABLE += [
         "could not start"),
     Row(ch03.prefetch, "hang", "export-never-ends", swap(S03_PREFETCH, "    time.sleep(seconds)  # a long",
                                                          "    time.sleep(10**6)  # a long"), "had no result after"),
+    # a solo worker runs the task inside its consumer loop, so while busy it fetches nothing: no lookup waits
+    Row(ch03.prefetch, "right", "solo-pool", prefetch_settings('    "worker_pool": "solo",')),
+    Row(ch03.prefetch, "value", "multiplier-0", prefetch_settings(
+        '    "task_acks_late": True,\n    "worker_prefetch_multiplier": 0,'), "a prefetch count of 0 means no limit"),
+    Row(ch03.prefetch, "value", "negative-multiplier", prefetch_settings(
+        '    "task_acks_late": True,\n    "worker_prefetch_multiplier": -1,'), "reports prefetch_count -1"),
     Row(ch03.prefetch, "blank", "settings", prefetch_settings("    ____"), "SETTINGS still holds"),
 
     # -- 03.burst -----------------------------------------------------------------------------------------------
@@ -436,9 +482,6 @@ TABLE += [
     Row(ch03.prefetch, "value", "misspelt-setting",
         prefetch_settings('    "task_acks_late": True,\n    "worker_prefetch_multipler": 1,'),
         "did you mean 'worker_prefetch_multiplier'?"),
-    # an old upper-case name beside the new ones: Celery refuses the settings, and that is the answer's doing
-    Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
-        "Celery refused your app's settings"),
     Row(ch03.burst, "mechanism", "not-a-setting", burst_settings('    "concurrency": 10,'), "prefork pool of 2"),
     Row(ch03.burst, "mechanism", "solo-pool", burst_settings('    "worker_pool": "solo",\n' + TEN),
         "at most 1 of the 10 fetches ran at once on worker web (solo pool"),
@@ -451,6 +494,14 @@ TABLE += [
     Row(ch03.burst, "hang", "fetch-never-returns", swap(S03_BURST, FETCH_WAIT, "    time.sleep(10**6)  # waiting"),
         "had no result after"),
     Row(ch03.burst, "blank", "settings", burst_settings("    ____"), "SETTINGS still holds"),
+    Row(ch03.burst, "right", "many-threads", burst_settings('    "worker_pool": "threads",\n'
+                                                            '    "worker_concurrency": 50,')),
+    Row(ch03.burst, "mechanism", "rate-limited", burst_settings(TEN + '\n    "task_default_rate_limit": "5/s",'),
+        "though its prefork pool of 10 had room for all: fetch has a rate limit of '5/s'"),
+    Row(ch03.burst, "crash", "pool-name-typo", burst_settings('    "worker_pool": "thread",\n' + TEN),
+        "worker_pool='thread' in your settings is no pool Celery knows"),
+    Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
+        "Celery refuses your app's settings: Cannot mix new and old setting keys"),
 ]
 
 
@@ -612,12 +663,13 @@ M03 = "workspace.ex03_routing"
     ("celery worker -Q images", "incorrect", "names no app (-A)"),
     (f"python -m celery -A {M03} worker", "incorrect", "is not a celery command line"),
     (f"celery -A {M03} beat", "incorrect", "runs `celery beat`, not `celery worker`"),
+    (f"celery worker -A {M03} -Q images", "incorrect", "-A comes after `worker`"),  # celery 4's order
     (f"celery -A {M03}", "incorrect", "starts no worker"),
     (f"celery -A {M03} worker -Q 'images", "incorrect", "No closing quotation"),
     (f"celery -A {M03} worker --autoscale 4,1", "uncheckable", "the check does not run --autoscale"),
     (f"celery -b redis://elsewhere -A {M03} worker", "uncheckable", "does not run celery's option -b"),
     (f"celery -A {M03} worker -P gevent", "uncheckable", "needs the gevent package"),
-    (f"celery -A {M03} worker -c 500", "uncheckable", "more than the 24 pool processes"),
+    (f"celery -A {M03} worker -c 500", "", "-c 500"),  # the fleet refuses it, knowing the pool (-P, worker_pool)
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_worker_lines_are_read_strictly(line, status, says):
     from coursekit.outcomes import Outcome
@@ -670,8 +722,10 @@ def test_a_fleet_too_big_to_boot_is_refused_before_it_starts(ws):
 
     verdict = attempt(ws, ch03.burst, burst_settings('    "worker_concurrency": 100,'))
     assert verdict.status == "uncheckable", repr(verdict)
-    assert "would start 100 pool processes or threads (worker_concurrency=100 in your settings)" in verdict.message
+    assert "would start 100 pool processes (worker_concurrency=100 in your settings)" in verdict.message
     assert not live_workers() and verdict.seconds < 10
+    verdict = attempt(ws, ch03.burst, burst_settings('    "worker_pool": "threads",\n    "worker_concurrency": 150,'))
+    assert verdict.status == "uncheckable" and "would start 150 pool threads" in verdict.message, repr(verdict)
 
 
 # -- chapter 04 on RabbitMQ: no queue outlives a check, none from before can break one ----------------------------
