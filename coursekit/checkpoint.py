@@ -7,7 +7,7 @@ so. A module already in the workspace is kept: identical, it is left alone; diff
 """
 from __future__ import annotations
 
-import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +53,11 @@ def _writable(workspace: Path) -> None:
     except OSError as exc:
         raise CourseError(f"cannot create the workspace {workspace}: {exc.strerror}",
                           fix="pass a folder you can write to with --workspace") from None
-    if not os.access(workspace, os.W_OK | os.X_OK):
-        raise CourseError(f"the workspace {workspace} is not writable",
-                          fix=f"make it yours (`chmod u+w {workspace}`) or pass another folder with --workspace")
+    try:  # a real write, not os.access: root passes every permission bit yet not a read-only file system
+        tempfile.TemporaryFile(dir=workspace).close()
+    except OSError as exc:
+        raise CourseError(f"the workspace {workspace} is not writable ({exc.strerror})",
+                          fix=f"make it yours (`chmod u+w {workspace}`) or pass another folder with --workspace") from None
 
 
 def jump(chapter: str, workspace: Path) -> Jump:
@@ -86,5 +88,5 @@ def jump(chapter: str, workspace: Path) -> Jump:
             done.written.append(path)
         done.given += ids
     if done.given:
-        progress.record_given(done.given)
+        progress.record_given(done.given, target)
     return done

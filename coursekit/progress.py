@@ -1,7 +1,7 @@
 """Learner progress: one small JSON file in the state folder, rewritten whole on every change.
 
 Format 1:
-    {"format": 1, "learner": "<login>",
+    {"format": 1, "learner": "<login>", "checkpoint": {"chapter": "04", "at": <unix time>} (after a jump),
      "exercises": {"01.countdown": {"status": "passed" | "given" | "incorrect" | "not attempted" | "uncheckable",
                                      "attempts": 3, "hints": 2, "solution": false,
                                      "first_seen": <unix time>, "last_seen": <unix time>, "passed_at": <unix time> | null}}}
@@ -35,8 +35,9 @@ def load() -> dict:
     return data
 
 
-def _update(exercise_ids, change) -> None:
+def _update(exercise_ids, change, **extra) -> None:
     data = load()
+    data.update(extra)
     now = time.time()
     for exercise_id in [exercise_ids] if isinstance(exercise_ids, str) else exercise_ids:
         entry = data["exercises"].setdefault(exercise_id, {"status": "not attempted", "attempts": 0, "hints": 0,
@@ -70,12 +71,13 @@ def record_solution(exercise_id: str) -> None:
     _update(exercise_id, lambda entry: entry.update(solution=True))
 
 
-def record_given(exercise_ids: list[str]) -> None:
-    """Mark exercises whose answers a checkpoint wrote for the learner; a pass already earned is kept."""
+def record_given(exercise_ids: list[str], chapter: str) -> None:
+    """Mark exercises whose answers a checkpoint to `chapter` wrote for the learner; a pass already earned is
+    kept. The checkpoint itself is recorded too: until the learner touches an exercise, they are on `chapter`."""
     def change(entry):
         if entry["status"] != "passed":
             entry["status"] = GIVEN
-    _update(exercise_ids, change)
+    _update(exercise_ids, change, checkpoint={"chapter": chapter, "at": time.time()})
 
 
 def table(data: dict) -> pd.DataFrame:

@@ -33,12 +33,27 @@ def key(prefix: str | None = None) -> str:
     return f"{prefix or namespace.prefix()}{KEY}"
 
 
+def _worked_on(entry: dict) -> bool:
+    """A check with an answer written, a hint or a solution: running an untouched exercise notebook checks every
+    exercise in it ("not attempted"), which says nothing about where the learner is."""
+    return bool(entry["attempts"] or entry["hints"] or entry["solution"]) and entry["status"] != "given"
+
+
 def card(data: dict) -> dict:
-    """What is published: the whole progress record, plus the facts a facilitator reads at a glance."""
+    """What is published: the whole progress record, plus the facts a facilitator reads at a glance. The current
+    exercise is the last one worked on; its chapter, or after a checkpoint with no work since, the chapter
+    jumped to."""
     exercises = data.get("exercises", {})
-    current = max(exercises, key=lambda i: exercises[i]["last_seen"]) if exercises else None
-    return {**data, "current": current, "chapter": current.split(".")[0] if current else None,
-            "last_activity": exercises[current]["last_seen"] if current else None,
+    worked = {i: e for i, e in exercises.items() if _worked_on(e)}
+    current = max(worked, key=lambda i: worked[i]["last_seen"]) if worked else None
+    latest = max(exercises, key=lambda i: exercises[i]["last_seen"]) if exercises else None
+    jumped = data.get("checkpoint")
+    if jumped and (current is None or jumped["at"] > worked[current]["last_seen"]):
+        current, chapter = None, jumped["chapter"]
+    else:
+        chapter = (current or latest or "").split(".")[0] or None  # no work yet: the notebook last run
+    return {**data, "current": current, "chapter": chapter,
+            "last_activity": exercises[latest]["last_seen"] if latest else None,
             "passed": [i for i, e in exercises.items() if e["status"] == "passed"],
             "hints": sum(e["hints"] for e in exercises.values()),
             "solutions": [i for i, e in exercises.items() if e["solution"]]}
