@@ -344,5 +344,10 @@ def team_table(url: str | None, stuck_minutes: float, base: str | None, watch: b
         return
 
 
+# `coursekit team table` as well, once the `team` group (team up/down) is there: one command, two names
+if isinstance(cli.commands.get("team"), click.Group):
+    cli.commands["team"].add_command(team_table, "table")
+
+
 def main() -> None:
     cli(prog_name="coursekit")
