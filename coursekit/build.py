@@ -76,15 +76,36 @@ def build(root: Path | None = None) -> list[Path]:
     return written
 
 
+MARKERS = re.compile(r"\n\s*# (ANSWER: .*|END ANSWER)")
+
+
+def written_modules(solution: Path):
+    """(path the %%writefile cell names, the text it writes) for each such cell of a solutions notebook."""
+    for cell in nbformat.read(solution, as_version=4).cells:
+        first, _, body = cell.source.partition("\n")
+        m = WRITEFILE.match(first)
+        if cell.cell_type == "code" and m:
+            yield Path(m.group(1)), body
+
+
+def module_text(module: str, chapter=None) -> str:
+    """workspace/<module>.py as the solutions notebook (of `chapter`, else of any chapter) writes it, answer
+    markers removed: what a learner who solved every exercise in it has on disk."""
+    for ch in [chapter] if chapter else chapters():
+        if ch.path("solutions").exists():
+            for path, body in written_modules(ch.path("solutions")):
+                if path.stem == module:
+                    return MARKERS.sub("", body) + "\n"
+    raise CourseError(f"no %%writefile cell for workspace/{module}.py in solutions/",
+                      fix="restore the solutions notebooks from git")
+
+
 def solution_of(exercise) -> str:
     """The solution's code for `exercise`'s functions, read from its chapter's solutions notebook."""
     chapter = next(ch for ch in chapters() if ch.id == exercise.id.split(".")[0])
-    nb = nbformat.read(chapter.path("solutions"), as_version=4)
-    for cell in nb.cells:
-        first, _, body = cell.source.partition("\n")
-        m = WRITEFILE.match(first)
-        if cell.cell_type == "code" and m and Path(m.group(1)).stem == exercise.module:
-            source = Source(Path(m.group(1)), body, ast.parse(body))
+    for path, body in written_modules(chapter.path("solutions")):
+        if path.stem == exercise.module:
+            source = Source(path, body, ast.parse(body))
             # the exercise's functions (decorators included), the module-level names it names itself
             # (`SETTINGS = {...}`), and the module-level names its functions use that hold an answer too
             used = {n for name in exercise.functions for n in source.closure(name)}
@@ -97,5 +118,5 @@ def solution_of(exercise) -> str:
                                                                  and bool(used & bound))
 
             parts = [source.segment(node) for node in source.tree.body if shown(node)]
-            return "\n\n".join(re.sub(r"\n\s*# (ANSWER: .*|END ANSWER)", "", p) for p in parts)
+            return "\n\n".join(MARKERS.sub("", p) for p in parts)
     raise CourseError(f"no %%writefile cell for workspace/{exercise.module}.py in {chapter.path('solutions').name}")

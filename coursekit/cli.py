@@ -1,4 +1,4 @@
-"""The `coursekit` command: up, down, status, reset, doctor, run, bench."""
+"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team-table."""
 from __future__ import annotations
 
 import functools
@@ -285,8 +285,68 @@ def progress(export_to: str | None, merge_from: tuple[str, ...], more: tuple[str
         json_path, csv_path = learner.export(export_to)
         click.echo(f"wrote {json_path} and {csv_path}")
         return
-    click.echo(learner.as_text(learner.table(learner.load())))
+    frame = learner.table(learner.load())
+    click.echo(learner.as_text(frame))
     click.echo(learner.MINUTES_NOTE)
+    if not frame.empty and frame["given"].sum():
+        click.echo("given: answers `coursekit jump` wrote for you; a check you pass turns them into done")
+
+
+@cli.command(help="Catch up to chapter NN: write the answers of every exercise before it into your workspace "
+                   "and mark them given. A module you wrote is kept as <name>.py.bak-<time>.")
+@click.argument("chapter")
+@click.option("--workspace", "folder", type=click.Path(), help="Folder holding your modules.")
+@friendly
+def jump(chapter: str, folder: str | None) -> None:
+    from pathlib import Path
+
+    from .checkpoint import jump as fill
+
+    done = fill(chapter, Path(folder) if folder else _default_workspace())
+    for line in done.lines():
+        click.echo(line)
+    if done.given:
+        click.echo(f"ready for chapter {done.chapter}: `coursekit check --list` shows them as given")
+
+
+@cli.command("team-table", help="The facilitator's view: one row per learner publishing progress on the shared "
+                                "broker (chapter, passed, hints, solutions looked at, idle minutes, stuck).")
+@click.option("--url", help="The facilitator URL from `coursekit team up` (default: the course's broker).")
+@click.option("--stuck-minutes", type=click.FloatRange(min=0), default=10, show_default=True,
+              help="Flag a learner whose last exercise was first tried longer ago than this and is not passed.")
+@click.option("--base", help="Namespace the learners' prefixes start with (default: COURSEKIT_NAMESPACE or "
+                             "celerylab:).")
+@click.option("--watch", is_flag=True, help="Read the table again every --every seconds (Ctrl-C to stop).")
+@click.option("--every", type=click.FloatRange(min=1), default=5, show_default=True, help="Seconds between reads.")
+@click.option("--max-runs", type=int, default=0, hidden=True, help="With --watch: stop after N reads (tests).")
+@friendly
+def team_table(url: str | None, stuck_minutes: float, base: str | None, watch: bool, every: float,
+               max_runs: int) -> None:
+    import time
+
+    from .progress import as_text
+    from .teamtable import team_table as read
+
+    runs = 0
+    try:
+        while True:
+            frame = read(url, stuck_minutes, base)
+            shown = frame.assign(stuck=frame["stuck"].map({True: "STUCK", False: ""}), idle_min=frame["idle_min"]
+                                 .map(lambda m: "-" if m != m or m is None else f"{m:g}"))
+            text = as_text(shown) if not frame.empty else "no learner has published progress yet"
+            click.echo(f"{time.strftime('%H:%M:%S')}  stuck = last exercise tried > {stuck_minutes:g} min, "
+                       f"not passed\n{text}")
+            runs += 1
+            if not watch or (max_runs and runs >= max_runs):
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        return
+
+
+# `coursekit team table` as well, once the `team` group (team up/down) is there: one command, two names
+if isinstance(cli.commands.get("team"), click.Group):
+    cli.commands["team"].add_command(team_table, "table")
 
 
 def main() -> None:

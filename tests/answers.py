@@ -1,27 +1,9 @@
 """Learners' modules for the check tests, built from the solutions notebooks (the single source)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import nbformat
-
-from coursekit import course
-from coursekit.build import WRITEFILE
-
-
-def solution_module(module: str) -> str:
-    """The text of workspace/<module>.py as the solutions notebook writes it, answer markers removed."""
-    for chapter in course.chapters():
-        path = chapter.path("solutions")
-        if not path.exists():
-            continue
-        for cell in nbformat.read(path, as_version=4).cells:
-            first, _, body = cell.source.partition("\n")
-            m = WRITEFILE.match(first)
-            if cell.cell_type == "code" and m and Path(m.group(1)).stem == module:
-                return re.sub(r"\n\s*# (ANSWER: .*|END ANSWER)", "", body) + "\n"
-    raise LookupError(f"no %%writefile cell for workspace/{module}.py in solutions/")
+from coursekit.build import module_text as solution_module  # workspace/<module>.py as the solutions write it
 
 
 def swap(source: str, old: str, new: str) -> str:

@@ -522,3 +522,21 @@ def round_robin_alternates_and_priority_drains_the_first_queue(shown):
     rr = [r["round_robin (default)"] for r in table]
     assert rr == ["lo", "hi"] * 6, rr
     assert [r["priority"] for r in table] == ["hi"] * 6 + ["lo"] * 6
+
+
+# -- notebooks/facilitator.ipynb (not a chapter: the facilitator's team table) ------------------------------
+@says("facilitator")
+def facilitator_rows_are_learners(shown):
+    """One row per learner on the shared broker [...] exercises passed out of the course's total."""
+    rows = shown["team"]["rows"]
+    assert len({r["learner"] for r in rows}) == len(rows), "one row per learner"
+    for r in rows:
+        done, total = map(int, r["done"].split("/"))
+        assert 0 <= done <= total, r
+
+
+@says("facilitator")
+def facilitator_stuck_means_not_passed(shown):
+    """Rows in red are stuck: their current exercise was first tried more than `STUCK_MINUTES` ago and is neither
+    passed nor given."""
+    assert all(r["exercise"] != "-" for r in shown["team"]["rows"] if r["stuck"]), "stuck needs an exercise"

@@ -112,7 +112,7 @@ def test_export_and_merge_for_a_facilitator(private_state, tmp_path):
     (tmp_path / "bo.json").write_text(json.dumps(theirs))
     team = progress.merge([tmp_path / "ana.json", tmp_path / "bo.json"]).set_index(["learner", "chapter"])
     assert team.loc[("bo", "00_setup"), "done"] == "1/1" and team.loc[("bo", "00_setup"), "minutes"] == 1.0
-    assert (tmp_path / "ana.csv").read_text().startswith("chapter,done,hints,solutions,minutes,learner")
+    assert (tmp_path / "ana.csv").read_text().startswith("chapter,done,given,hints,solutions,minutes,learner")
 
 
 def test_progress_text_aligns_each_column_under_its_header():

@@ -48,3 +48,36 @@ def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch):
     assert outcome.ok, outcome.line()
     broken = failures(chapter.stem, path.parent.name, facts.read(outcome.notebook))
     assert not broken, f"{path.name} shows something other than its text says:\n" + "\n".join(broken)
+
+
+# -- notebooks/facilitator.ipynb: not a chapter (course.toml does not list it), a tool for whoever runs a room --
+FACILITATOR = course.ROOT / "notebooks" / "facilitator.ipynb"
+
+
+def test_facilitator_notebook_is_committed_clean():
+    nb = nbformat.read(FACILITATOR, as_version=4)
+    assert not [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count)]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("learners", [0, 3], ids=["empty room", "three learners"])
+def test_facilitator_notebook_runs_headless(learners, redis_url):
+    """Its live table refreshes from a daemon thread, so the run ends with its last cell, within seconds."""
+    import redis
+    from coursekit import namespace, teamtable
+
+    names = [f"learner{i}" for i in range(learners)]
+    for i, name in enumerate(names):  # published under the suite's namespace, as `COURSEKIT_LEARNER` would
+        teamtable.publish({"format": 1, "learner": name, "exercises": {}}, redis_url,
+                          prefix=f"{namespace.prefix()}{name}:")
+    try:
+        outcome = runner.run(FACILITATOR)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for name in names:
+            client.delete(teamtable.key(f"{namespace.prefix()}{name}:"))
+        client.close()
+    assert outcome.ok and outcome.seconds < 30, outcome.line()
+    shown = facts.read(outcome.notebook)
+    assert [row["learner"] for row in shown["team"]["rows"]] == names
+    assert not failures("facilitator", "notebooks", shown)
