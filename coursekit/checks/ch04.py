@@ -87,6 +87,11 @@ class Sends:
         self.endings = [ending(r, budget(max(0.1, begun + RUN_WAIT_S - time.monotonic()))) for r in self.results]
 
 
+def settings(app) -> dict[str, str]:
+    """The settings the app's code gave it, as text (a value changed in place shows too)."""
+    return {key: repr(value) for key, value in app.conf.changes.items()}
+
+
 def published(s, result: AsyncResult, label: str, task, item, begun: float) -> Sent:
     """The message this process published for `result`, which must be `task(item)`."""
     mine = [m for m in s.sent.of(result.id) if m.at >= begun]
@@ -95,15 +100,20 @@ def published(s, result: AsyncResult, label: str, task, item, begun: float) -> S
                         "broker with apply_async, and return what it gives")
     message = mine[0]
     name = task.name.rsplit(".", 1)[-1]
-    if message.task != task.name or tuple(message.args) != (item,) or message.kwargs:
+    if message.task != task.name:
+        raise Incorrect(f"{label} sent a task named {message.task!r}; the worker knows {name} by its full name, "
+                        f"{task.name!r}: send it through the task itself, {name}.apply_async(...)")
+    if tuple(message.args) != (item,) or message.kwargs:
         raise Incorrect(f"{label} sent {message.label()}; the check called it with {item!r}, so send "
                         f"{name}({item!r}): pass the argument on")
     return message
 
 
 def on_the_task(tasks) -> list[str]:
-    """A note when a priority is set on the task itself: it works in 5.7, but Celery deprecates it."""
-    names = [t.name.rsplit(".", 1)[-1] for t in tasks if "priority" in vars(t.__class__)]
+    """A note when a priority is set on the task itself: it works in 5.7, but Celery deprecates it. Binding a task
+    copies task_default_priority onto its class (None too), so only a value other than the app's counts."""
+    names = [t.name.rsplit(".", 1)[-1] for t in tasks
+             if vars(t.__class__).get("priority") not in (None, t.app.conf.task_default_priority)]
     if not names:
         return []
     return [f"note: priority= on @app.task ({', '.join(names)}) works in Celery 5.7, but it is deprecated and has "
@@ -121,13 +131,19 @@ def unrouted(app, task_name: str) -> str:
 
 
 def numbers(sends: Sends) -> None:
-    """A priority is a whole number. kombu's Redis transport files anything else as 0 without a word, so a
-    `priority="high"` can look right by accident."""
-    for label, message in zip(sends.labels, sends.messages):
-        if message.priority is not None and not isinstance(message.priority, int):
-            raise AssertionError(f"{label} carried priority={message.priority!r}: a priority is a whole number "
-                                 "(0-9 on Redis, 0 up to the queue's x-max-priority on RabbitMQ); the Redis "
-                                 "transport silently files anything else as 0")
+    """A priority is a whole number. kombu's Redis transport reads one with int() and files what int() cannot read
+    as 0 without a word, so a `priority="high"` can look right by accident; RabbitMQ refuses any string."""
+    for label, message, kind in zip(sends.labels, sends.messages, sends.kinds):
+        value = message.priority
+        if value is None or isinstance(value, int) or kind == "blocker":  # the blocker carries the backlog's
+            continue
+        try:
+            read = f"reads it as {int(value)}, by luck"
+        except (TypeError, ValueError):
+            read = "files it as 0, the highest, without a word"
+        raise AssertionError(f"{label} carried priority={value!r}, a {type(value).__name__}: a priority is a whole "
+                             "number (0-9 on Redis, 0 up to the queue's x-max-priority on RabbitMQ); kombu's Redis "
+                             f"transport {read}, and RabbitMQ refuses it")
 
 
 def wrong_queue(s, sends: Sends) -> None:
@@ -232,7 +248,13 @@ class JumpTheBacklog(Exercise):
 
     def _urgent(self, s, sends: Sends, task, send_now, item: str) -> None:
         label = f"{self.sender}({item!r})"
+        before = settings(s.app)
         called = call(send_now, item, name=label, source=s.source)
+        after = settings(s.app)
+        changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+        if changed:
+            raise Incorrect(f"{label} changed the app's settings while it ran ({', '.join(changed)}): the worker "
+                            "read them when it started, long before; give them to make_app(...)")
         value = called.value
         if isinstance(value, EagerResult):
             raise Incorrect(f"{label} returned an EagerResult: apply() ran the task here, in this process; send "
@@ -241,6 +263,10 @@ class JumpTheBacklog(Exercise):
             raise Incorrect(f"{label} returned {type(value).__name__} {value!r}; return the AsyncResult that "
                             "apply_async() gives")
         message = published(s, value, label, task, item, called.begun)
+        more = [m for m in s.sent.between(called.begun, called.ended) if m.id != value.id]
+        if more:
+            raise Incorrect(f"{label} sent {1 + len(more)} messages ({', '.join(m.label() for m in [message, *more])})"
+                            ": the worker runs every one of them; send the task once")
         if message.eta is not None:
             raise Incorrect(f"{label} sent it with an eta {message.eta - called.begun:.1f} s ahead (a countdown): a "
                             "worker holds such a message until then, whatever its priority; send it at once")
