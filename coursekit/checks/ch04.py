@@ -48,11 +48,33 @@ def redis_list(app, priority) -> int:
     return steps[bisect(steps, value) - 1]
 
 
-def redis_steps(app) -> str:
-    steps = sorted((app.conf.broker_transport_options or {}).get("priority_steps") or REDIS_STEPS)
+def redis_steps(app, *priorities) -> str:
+    """How kombu files priorities on Redis, with what else bears on `priorities` landing in one list."""
+    options = app.conf.broker_transport_options or {}
+    steps = sorted(options.get("priority_steps") or REDIS_STEPS)
     if steps == REDIS_STEPS:
-        return "kombu keeps one list per step 0, 3, 6, 9 (priorities 0-2 share the first, 3-5 the next, ...)"
-    return f"kombu keeps one list per step {', '.join(map(str, steps))}"
+        said = "kombu keeps one list per step 0, 3, 6, 9 (priorities 0-2 share the first, 3-5 the next, ...)"
+    else:
+        said = f"kombu keeps one list per step {', '.join(map(str, steps))}"
+    if any(isinstance(p, int) and not 0 <= p <= 9 for p in priorities):
+        said += ", and it counts a priority above 9 as 9, below 0 as 0"
+    return said + between_queues(app)
+
+
+def between_queues(app) -> str:
+    """A clause for a learner who reached for kombu's queue_order_strategy, which does not rank messages."""
+    if not (app.conf.broker_transport_options or {}).get("queue_order_strategy"):
+        return ""
+    return "; queue_order_strategy orders the queues a worker reads, not the messages inside one queue"
+
+
+def both_carried(app, priority) -> str:
+    """Urgent and backlog messages that carried the same `priority`."""
+    said = f"the urgent and the backlog messages both carried {shown(priority)}: nothing told them apart"
+    if priority is not None and priority == app.conf.task_default_priority:
+        said += (" (it is the app's task_default_priority, which Celery puts on every call that sets none: give the "
+                 "urgent call its own, with apply_async's priority= option)")
+    return said
 
 
 @dataclass
@@ -354,11 +376,12 @@ class Urgent(JumpTheBacklog):
             why = unrouted(app, task_name)
             return (f"the backlog carried no priority{f' ({why})' if why else ''}, which Redis counts as 0, the "
                     f"highest: the same list as the urgent {shown(urgent)}, first in, first out. Give the backlog a "
-                    "number above 0 (task_default_priority, or a route in task_routes) and send urgent ones with 0")
+                    "number above 0 (task_default_priority, or a route in task_routes) and send urgent ones with 0"
+                    f"{between_queues(app)}")
         if urgent == backlog:
-            return f"the urgent and the backlog messages both carried priority {urgent}: nothing told them apart"
+            return both_carried(app, urgent)
         return (f"the urgent {shown(urgent)} and the backlog {shown(backlog)} land in the same Redis list: "
-                f"{redis_steps(app)}, first in, first out within a list")
+                f"{redis_steps(app, urgent, backlog)}; first in, first out within a list")
 
 
 class RabbitMQ(JumpTheBacklog):
@@ -373,15 +396,24 @@ class RabbitMQ(JumpTheBacklog):
             raise Incorrect(f"the app's queue {queue!r} is outside the course's namespace {ns!r}: on RabbitMQ every "
                             "queue of the course carries it in its name, so that a check deletes what it declared "
                             "and nothing else", fix="keep the queue make_app names (leave task_default_queue alone)")
-        return super().run(s, observed)
+        # a message sent to any other queue would declare it on the broker, where it would outlive the check with
+        # the message in it: Celery refuses such a queue (QueueNotFound) instead of creating it
+        s.app.amqp.queues.create_missing = False
+        try:
+            return super().run(s, observed)
+        except Incorrect as exc:
+            if "QueueNotFound" not in str(exc):
+                raise
+            raise Incorrect(f"{exc}: the check's worker reads only the app's queue, {queue!r}",
+                            fix="jump the backlog inside the one queue, with a priority (a queue of its own needs a "
+                                "worker of its own)") from None
 
     @staticmethod
     def max_priority(app):
-        try:
-            arguments = app.amqp.queues[app.conf.task_default_queue].queue_arguments or {}
-        except KeyError:
+        queue = app.amqp.queues.get(app.conf.task_default_queue)
+        if queue is None:
             return None
-        return arguments.get("x-max-priority")
+        return (queue.queue_arguments or {}).get("x-max-priority", queue.max_priority)
 
     def rank(self, app, priority):
         ceiling = self.max_priority(app)
@@ -406,7 +438,7 @@ class RabbitMQ(JumpTheBacklog):
             return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}, which RabbitMQ "
                     "ranks alike, as 0, the LOWEST: on RabbitMQ a higher number is a higher priority (Redis is the "
                     "other way round)")
-        return f"the urgent and the backlog messages both carried priority {urgent}: nothing told them apart"
+        return both_carried(app, urgent)
 
 
 TIER_NAMES = {"reply": "interactive", "invoice": "normal", "export": "bulk"}
@@ -482,7 +514,7 @@ class Tiers(Exercise):
                         if sends.priority(k) is None), "")
             none = f" (no priority counts as 0{'; ' + why if why else ''})" if None in (p_first, p_then) else ""
             raise AssertionError(f"{said}: {on}{none}, and both land in the same Redis list, where messages keep the "
-                                 f"order they were sent in: {redis_steps(app)}")
+                                 f"order they were sent in: {redis_steps(app, p_first, p_then)}")
         raise AssertionError(f"{said}, though {on}")
 
 
