@@ -319,6 +319,14 @@ TABLE: list[Row] = [
     Row(ch04.urgent, "mechanism", "settings-at-run-time", swap(urgent("task_default_priority=5,"), U_SEND, (
         f"    app.conf.task_acks_late = True\n    app.conf.worker_prefetch_multiplier = 1\n{U_SEND}")),
         "changed the app's settings while it ran (task_acks_late, worker_prefetch_multiplier)"),
+    Row(ch04.urgent, "mechanism", "always-eager", swap(S04U, "task_default_priority=5,",
+                                                      "task_always_eager=True, task_default_priority=5,"),
+        "task_always_eager=True runs every task where it is called"),
+    Row(ch04.urgent, "crash", "task-raises", swap(S04U, "    return work(photo)", "    return work(photo.name)"),
+        "failed with AttributeError"),
+    Row(ch04.urgent, "hang", "task-never-reaches-work", swap(S04U, "    return work(photo)",
+                                                             "    __import__('time').sleep(60)\n    return work(photo)"),
+        "started on the worker but had not reached the lab's work() after 10 s"),
     Row(ch04.urgent, "mechanism", "send-task-by-short-name", swap(S04U, U_SEND, (
         "    return app.send_task('resize', (photo,), priority=0)")), "sent a task named 'resize'"),
 

@@ -168,6 +168,14 @@ def numbers(sends: Sends) -> None:
                              f"transport {read}, and RabbitMQ refuses it")
 
 
+def not_eager(app) -> None:
+    """Eagerly, every task would run in the check's own process as it is sent: the blocker would block the check."""
+    if app.conf.task_always_eager:
+        raise Incorrect("task_always_eager=True runs every task where it is called, in the sending process: no "
+                        "broker, no worker, so nothing is queued and no priority counts",
+                        fix="leave task_always_eager off")
+
+
 def wrong_queue(s, sends: Sends) -> None:
     """A message routed to a queue the check's worker does not read would wait forever: say so, not "no result"."""
     queue = s.app.conf.task_default_queue
@@ -216,6 +224,7 @@ class JumpTheBacklog(Exercise):
         send_now = getattr(s.mod, self.sender)
         if not callable(send_now):
             raise Incorrect(f"{self.sender} is {type(send_now).__name__}, not a function")
+        not_eager(s.app)
         tag, n = rng.randint(100, 999), rng.randint(4, 7)
         mid = rng.randint(1, n - 1)  # the first urgent call comes after `mid` backlog messages, the second last
         sends = Sends()
@@ -257,16 +266,29 @@ class JumpTheBacklog(Exercise):
         wrong_queue(s, sends)
         started = Path(f"{gate}.started")
         deadline = time.monotonic() + budget(10)
+        poll = time.monotonic()
         while not started.exists():
-            if time.monotonic() > deadline:
-                end = ending(result, 0.1)
-                if end.state in ("SUCCESS", "FAILURE"):
-                    raise Incorrect(f"the check's first {self.task}() {end.describe()} without running the "
-                                    "lab's work(): keep the body `return work(...)`")
-                raise Uncheckable("the check's first task did not start within 10 s",
-                                  fix="check again; the machine may be very busy")
+            now = time.monotonic()
+            if now > deadline:
+                self._blocker_failed(s, result)
+            if now >= poll:  # a blocker that failed at once is told at once, not after 10 s
+                if result.ready():
+                    self._blocker_failed(s, result)
+                poll = now + 0.2
             time.sleep(0.02)
         time.sleep(SETTLE_S)  # the worker has acknowledged it (early) or not (late), and waits for more
+
+    def _blocker_failed(self, s, result) -> None:
+        """The blocker ended, or did not reach the lab's work() within 10 s: say which."""
+        end = ending(result, 0.1)
+        if end.state in ("SUCCESS", "FAILURE"):
+            raise Incorrect(f"the check's first {self.task}() {end.describe()} without running the lab's work(): "
+                            "keep the body `return work(...)`")
+        if s.runs([result.id])[result.id]:
+            raise Incorrect(f"the check's first {self.task}() started on the worker but had not reached the lab's "
+                            "work() after 10 s: keep the body `return work(...)`")
+        raise Uncheckable("the check's first task did not start within 10 s",
+                          fix="check again; the machine may be very busy")
 
     def _urgent(self, s, sends: Sends, task, send_now, item: str) -> None:
         label = f"{self.sender}({item!r})"
@@ -455,6 +477,7 @@ class Tiers(Exercise):
     def run(self, s, observed):
         rng = random.SystemRandom()
         tasks = [task_named(s.mod, name) for name in self.functions]
+        not_eager(s.app)
         tag = rng.randint(100, 999)
         plan = [tier for tier in range(3) for _ in range(rng.randint(2, 3))]
         rng.shuffle(plan)
