@@ -301,11 +301,15 @@ TABLE: list[Row] = [
     Row(ch04.urgent, "blank", "settings", urgent("____"), "resize(), resize_now() still hold"),
     Row(ch04.urgent, "right", "default-above-nine-counts-as-nine", swap(S04U, "task_default_priority=5",
                                                                         "task_default_priority=10")),
-    Row(ch04.urgent, "right", "send-task-by-full-name", swap(S04U, U_SEND,
-                                                             "    return app.send_task(resize.name, (photo,), priority=0)")),
-    Row(ch04.urgent, "value", "urgent-above-nine", swap(swap(S04U, "task_default_priority=5", "task_default_priority=10"),
-                                                        U_SEND, U_SEND.replace("=0", "=9")),
+    Row(ch04.urgent, "right", "send-task-by-full-name", swap(S04U, U_SEND, (
+        "    return app.send_task(resize.name, (photo,), priority=0)"))),
+    Row(ch04.urgent, "crash", "task-raises", swap(S04U, "    return work(photo)", "    return work(photo.name)"),
+        "failed with AttributeError"),
+    Row(ch04.urgent, "value", "urgent-above-nine", swap(swap(S04U, "=5,", "=10,"), U_SEND, U_SEND.replace("=0", "=9")),
         "counts a priority above 9 as 9"),
+    Row(ch04.urgent, "hang", "task-never-reaches-work", swap(S04U, "    return work(photo)", (
+        "    __import__('time').sleep(60)\n    return work(photo)")),
+        "started on the worker but had not reached the lab's work() after 10 s"),
     Row(ch04.urgent, "value", "priority-in-headers", swap(S04U, U_SEND, U_SEND.replace("priority=0",
                                                                                        "headers={'priority': 0}")),
         "it is the app's task_default_priority"),
@@ -322,11 +326,6 @@ TABLE: list[Row] = [
     Row(ch04.urgent, "mechanism", "always-eager", swap(S04U, "task_default_priority=5,",
                                                       "task_always_eager=True, task_default_priority=5,"),
         "task_always_eager=True runs every task where it is called"),
-    Row(ch04.urgent, "crash", "task-raises", swap(S04U, "    return work(photo)", "    return work(photo.name)"),
-        "failed with AttributeError"),
-    Row(ch04.urgent, "hang", "task-never-reaches-work", swap(S04U, "    return work(photo)",
-                                                             "    __import__('time').sleep(60)\n    return work(photo)"),
-        "started on the worker but had not reached the lab's work() after 10 s"),
     Row(ch04.urgent, "mechanism", "send-task-by-short-name", swap(S04U, U_SEND, (
         "    return app.send_task('resize', (photo,), priority=0)")), "sent a task named 'resize'"),
 
@@ -371,12 +370,21 @@ TABLE: list[Row] = [
                                                           'list(range(10))},')),
     Row(ch04.tiers, "right", "app-default", tiers("@app.task(priority=0)", "@app.task", "@app.task(priority=9)",
                                                   settings="task_default_priority=5,")),
+    Row(ch04.tiers, "right", "router-function", swap(S04T, T_ROUTES, (
+        '    task_routes=(lambda name, args, kwargs, options, task=None, **kw: '
+        '{"priority": {"reply": 1, "invoice": 4, "export": 7}[name.rsplit(".", 1)[-1]]},),'))),
     Row(ch04.tiers, "value", "one-step", routed(0, 1, 2), "both land in the same Redis list"),
+    Row(ch04.tiers, "value", "above-nine", routed(0, 9, 20), "counts a priority above 9 as 9"),
+    Row(ch04.tiers, "value", "numbers-as-text", swap(S04T, '"priority": 9', '"priority": "9"'),
+        "reads it as 9, by luck"),
     Row(ch04.tiers, "value", "rabbitmq-direction", routed(9, 5, 0),
         "reply (interactive) carried priority 9, export (bulk) priority 0; on Redis 0 is the HIGHEST"),
     Row(ch04.tiers, "value", "default-beats-routes", routed(0, 5, 9, "task_default_priority=5,"),
         "task_default_priority=5 won"),
     Row(ch04.tiers, "hidden", "send-order", tiers(), "no priority counts as 0"),
+    Row(ch04.tiers, "value", "order-strategy", tiers(settings="broker_transport_options={'queue_order_strategy': "
+                                                            "'priority'},"),
+        "queue_order_strategy orders the queues a worker reads"),
     Row(ch04.tiers, "crash", "task-raises", swap(S04T, "def export(report):\n    return work(report)",
                                                  "def export(report):\n    return work(report)['missing']"),
         "failed with KeyError"),
@@ -385,15 +393,6 @@ TABLE: list[Row] = [
         "had no result after"),
     Row(ch04.tiers, "blank", "one-tier", swap(S04T, '"priority": 5', "____"),
         "reply(), invoice(), export() still hold"),
-    Row(ch04.tiers, "right", "router-function", swap(S04T, T_ROUTES, (
-        '    task_routes=(lambda name, args, kwargs, options, task=None, **kw: '
-        '{"priority": {"reply": 1, "invoice": 4, "export": 7}[name.rsplit(".", 1)[-1]]},),'))),
-    Row(ch04.tiers, "value", "above-nine", routed(0, 9, 20), "counts a priority above 9 as 9"),
-    Row(ch04.tiers, "value", "numbers-as-text", swap(S04T, '"priority": 9', '"priority": "9"'),
-        "reads it as 9, by luck"),
-    Row(ch04.tiers, "value", "order-strategy", tiers(settings="broker_transport_options={'queue_order_strategy': "
-                                                            "'priority'},"),
-        "queue_order_strategy orders the queues a worker reads"),
 ]
 
 # -- chapter 03: workers. Each row starts two workers (one for 03.burst) on the module: a few seconds a row. ------

@@ -40,18 +40,21 @@ def shown(priority) -> str:
     return "no priority" if priority is None else f"priority {priority}"
 
 
+def priority_steps(app) -> list[int]:
+    return sorted((app.conf.broker_transport_options or {}).get("priority_steps") or REDIS_STEPS)
+
+
 def redis_list(app, priority) -> int:
     """The step whose list a message of `priority` lands in on Redis, as kombu files it: clamped to 0-9 (none
     counts as 0), then the highest step not above it."""
-    steps = sorted((app.conf.broker_transport_options or {}).get("priority_steps") or REDIS_STEPS)
+    steps = priority_steps(app)
     value = 0 if priority is None else max(0, min(int(priority), 9))
     return steps[bisect(steps, value) - 1]
 
 
 def redis_steps(app, *priorities) -> str:
     """How kombu files priorities on Redis, with what else bears on `priorities` landing in one list."""
-    options = app.conf.broker_transport_options or {}
-    steps = sorted(options.get("priority_steps") or REDIS_STEPS)
+    steps = priority_steps(app)
     if steps == REDIS_STEPS:
         said = "kombu keeps one list per step 0, 3, 6, 9 (priorities 0-2 share the first, 3-5 the next, ...)"
     else:
