@@ -299,6 +299,35 @@ TABLE: list[Row] = [
     Row(ch04.urgent, "crash", "args-not-a-tuple", swap(S04U, U_SEND, U_SEND.replace("(photo,)", "photo")),
         "raised TypeError"),
     Row(ch04.urgent, "blank", "settings", urgent("____"), "resize(), resize_now() still hold"),
+    Row(ch04.urgent, "right", "default-above-nine-counts-as-nine", swap(S04U, "task_default_priority=5",
+                                                                        "task_default_priority=10")),
+    Row(ch04.urgent, "right", "send-task-by-full-name", swap(S04U, U_SEND, (
+        "    return app.send_task(resize.name, (photo,), priority=0)"))),
+    Row(ch04.urgent, "crash", "task-raises", swap(S04U, "    return work(photo)", "    return work(photo.name)"),
+        "failed with AttributeError"),
+    Row(ch04.urgent, "value", "urgent-above-nine", swap(swap(S04U, "=5,", "=10,"), U_SEND, U_SEND.replace("=0", "=9")),
+        "counts a priority above 9 as 9"),
+    Row(ch04.urgent, "hang", "task-never-reaches-work", swap(S04U, "    return work(photo)", (
+        "    __import__('time').sleep(60)\n    return work(photo)")),
+        "started on the worker but had not reached the lab's work() after 10 s"),
+    Row(ch04.urgent, "value", "priority-in-headers", swap(S04U, U_SEND, U_SEND.replace("priority=0",
+                                                                                       "headers={'priority': 0}")),
+        "it is the app's task_default_priority"),
+    Row(ch04.urgent, "value", "number-as-text", swap(S04U, "task_default_priority=5", 'task_default_priority="5"'),
+        "reads it as 5, by luck"),
+    Row(ch04.urgent, "value", "order-strategy", urgent("broker_transport_options={'queue_order_strategy': 'priority'}, "
+                                                       "task_acks_late=True, worker_prefetch_multiplier=1,"),
+        "queue_order_strategy orders the queues a worker reads"),
+    Row(ch04.urgent, "mechanism", "sends-twice", swap(S04U, U_SEND, f"{U_SEND.replace('return ', '')}\n{U_SEND}"),
+        "sent 2 messages"),
+    Row(ch04.urgent, "mechanism", "settings-at-run-time", swap(urgent("task_default_priority=5,"), U_SEND, (
+        f"    app.conf.task_acks_late = True\n    app.conf.worker_prefetch_multiplier = 1\n{U_SEND}")),
+        "changed the app's settings while it ran (task_acks_late, worker_prefetch_multiplier)"),
+    Row(ch04.urgent, "mechanism", "always-eager", swap(S04U, "task_default_priority=5,",
+                                                      "task_always_eager=True, task_default_priority=5,"),
+        "task_always_eager=True runs every task where it is called"),
+    Row(ch04.urgent, "mechanism", "send-task-by-short-name", swap(S04U, U_SEND, (
+        "    return app.send_task('resize', (photo,), priority=0)")), "sent a task named 'resize'"),
 
     # -- 04.rabbitmq --------------------------------------------------------------------------------------------
     Row(ch04.rabbitmq, "right", "queue-arguments", rabbit(R_SETTINGS + "\n)", (
@@ -325,6 +354,15 @@ TABLE: list[Row] = [
     Row(ch04.rabbitmq, "crash", "word-priority", rabbit(R_SEND, R_SEND.replace("=9", '="high"')),
         "raised error: required argument is not an integer"),
     Row(ch04.rabbitmq, "blank", "settings", rabbit(R_SETTINGS, "    ____"), "email(), email_now() still hold"),
+    Row(ch04.rabbitmq, "right", "kombu-max-priority", rabbit(R_SETTINGS + "\n)", (
+        "    task_acks_late=True, worker_prefetch_multiplier=1,\n)\n"
+        "app.conf.task_queues = [__import__('kombu').Queue(app.conf.task_default_queue, max_priority=10)]"))),
+    Row(ch04.rabbitmq, "right", "max-one", rabbit("task_queue_max_priority=10,", "task_queue_max_priority=1,")),
+    Row(ch04.rabbitmq, "value", "priority-in-headers", rabbit(R_SEND, R_SEND.replace("priority=9",
+                                                                                  "headers={'priority': 9}")),
+        "the urgent messages carried no priority"),
+    Row(ch04.rabbitmq, "mechanism", "queue-of-its-own", rabbit(R_SEND, R_SEND.replace("=9)", '=9, queue="urgent")')),
+        "raised QueueNotFound"),
 
     # -- 04.tiers -----------------------------------------------------------------------------------------------
     Row(ch04.tiers, "right", "on-the-tasks", tiers("@app.task", "@app.task(priority=3)", "@app.task(priority=6)")),
@@ -332,12 +370,21 @@ TABLE: list[Row] = [
                                                           'list(range(10))},')),
     Row(ch04.tiers, "right", "app-default", tiers("@app.task(priority=0)", "@app.task", "@app.task(priority=9)",
                                                   settings="task_default_priority=5,")),
+    Row(ch04.tiers, "right", "router-function", swap(S04T, T_ROUTES, (
+        '    task_routes=(lambda name, args, kwargs, options, task=None, **kw: '
+        '{"priority": {"reply": 1, "invoice": 4, "export": 7}[name.rsplit(".", 1)[-1]]},),'))),
     Row(ch04.tiers, "value", "one-step", routed(0, 1, 2), "both land in the same Redis list"),
+    Row(ch04.tiers, "value", "above-nine", routed(0, 9, 20), "counts a priority above 9 as 9"),
+    Row(ch04.tiers, "value", "numbers-as-text", swap(S04T, '"priority": 9', '"priority": "9"'),
+        "reads it as 9, by luck"),
     Row(ch04.tiers, "value", "rabbitmq-direction", routed(9, 5, 0),
         "reply (interactive) carried priority 9, export (bulk) priority 0; on Redis 0 is the HIGHEST"),
     Row(ch04.tiers, "value", "default-beats-routes", routed(0, 5, 9, "task_default_priority=5,"),
         "task_default_priority=5 won"),
     Row(ch04.tiers, "hidden", "send-order", tiers(), "no priority counts as 0"),
+    Row(ch04.tiers, "value", "order-strategy", tiers(settings="broker_transport_options={'queue_order_strategy': "
+                                                            "'priority'},"),
+        "queue_order_strategy orders the queues a worker reads"),
     Row(ch04.tiers, "crash", "task-raises", swap(S04T, "def export(report):\n    return work(report)",
                                                  "def export(report):\n    return work(report)['missing']"),
         "failed with KeyError"),
@@ -779,6 +826,28 @@ def test_a_rabbitmq_check_survives_old_queues_and_leaves_none(ws, rabbitmq_url):
     finally:
         with Connection(rabbitmq_url) as conn:
             conn.channel().queue_delete(foreign)
+
+
+def test_an_urgent_call_to_another_rabbitmq_queue_declares_none(ws, rabbitmq_url):
+    """Sent to a queue outside the namespace, the message would declare that queue, and both would outlive the
+    check (it deletes only names in the namespace): the check has Celery refuse the queue instead."""
+    stray = "coursekit-test-stray"
+    verdict = attempt(ws, ch04.rabbitmq, rabbit(R_SEND, R_SEND.replace("=9)", f"=9, queue={stray!r})")))
+    assert verdict.status == "incorrect" and "reads only the app's queue" in verdict.message, repr(verdict)
+    assert queues_left(rabbitmq_url, [stray]) == [], "the check left the learner's stray queue on RabbitMQ"
+
+
+def test_the_deprecation_note_is_for_a_priority_on_the_task_only(ws):
+    """Binding copies task_default_priority onto every task class: only a priority given to @app.task is noted."""
+    from coursekit import learner
+
+    path = ws / "note04.py"
+    path.write_text("import coursekit as ck\n\napp = ck.make_app('note04', task_default_priority=5)\n\n\n"
+                    "@app.task\ndef plain(x):\n    return x\n\n\n"
+                    "@app.task(priority=9)\ndef marked(x):\n    return x\n")
+    mod = learner.load(path, "note04", 10)
+    assert ch04.on_the_task([mod.plain]) == []
+    assert "(marked)" in ch04.on_the_task([mod.plain, mod.marked])[0]
 
 
 def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):

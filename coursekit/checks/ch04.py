@@ -43,19 +43,44 @@ def shown(priority) -> str:
     return "no priority" if priority is None else f"priority {priority}"
 
 
+def priority_steps(app) -> list[int]:
+    return sorted((app.conf.broker_transport_options or {}).get("priority_steps") or REDIS_STEPS)
+
+
 def redis_list(app, priority) -> int:
     """The step whose list a message of `priority` lands in on Redis, as kombu files it: clamped to 0-9 (none
     counts as 0), then the highest step not above it."""
-    steps = sorted((app.conf.broker_transport_options or {}).get("priority_steps") or REDIS_STEPS)
+    steps = priority_steps(app)
     value = 0 if priority is None else max(0, min(int(priority), 9))
     return steps[bisect(steps, value) - 1]
 
 
-def redis_steps(app) -> str:
-    steps = sorted((app.conf.broker_transport_options or {}).get("priority_steps") or REDIS_STEPS)
+def redis_steps(app, *priorities) -> str:
+    """How kombu files priorities on Redis, with what else bears on `priorities` landing in one list."""
+    steps = priority_steps(app)
     if steps == REDIS_STEPS:
-        return "kombu keeps one list per step 0, 3, 6, 9 (priorities 0-2 share the first, 3-5 the next, ...)"
-    return f"kombu keeps one list per step {', '.join(map(str, steps))}"
+        said = "kombu keeps one list per step 0, 3, 6, 9 (priorities 0-2 share the first, 3-5 the next, ...)"
+    else:
+        said = f"kombu keeps one list per step {', '.join(map(str, steps))}"
+    if any(isinstance(p, int) and not 0 <= p <= 9 for p in priorities):
+        said += ", and it counts a priority above 9 as 9, below 0 as 0"
+    return said + between_queues(app)
+
+
+def between_queues(app) -> str:
+    """A clause for a learner who reached for kombu's queue_order_strategy, which does not rank messages."""
+    if not (app.conf.broker_transport_options or {}).get("queue_order_strategy"):
+        return ""
+    return "; queue_order_strategy orders the queues a worker reads, not the messages inside one queue"
+
+
+def both_carried(app, priority) -> str:
+    """Urgent and backlog messages that carried the same `priority`."""
+    said = f"the urgent and the backlog messages both carried {shown(priority)}: nothing told them apart"
+    if priority is not None and priority == app.conf.task_default_priority:
+        said += (" (it is the app's task_default_priority, which Celery puts on every call that sets none: give the "
+                 "urgent call its own, with apply_async's priority= option)")
+    return said
 
 
 @dataclass
@@ -90,6 +115,11 @@ class Sends:
         self.endings = [ending(r, budget(max(0.1, begun + RUN_WAIT_S - time.monotonic()))) for r in self.results]
 
 
+def settings(app) -> dict[str, str]:
+    """The settings the app's code gave it, as text (a value changed in place shows too)."""
+    return {key: repr(value) for key, value in app.conf.changes.items()}
+
+
 def published(s, result: AsyncResult, label: str, task, item, begun: float) -> Sent:
     """The message this process published for `result`, which must be `task(item)`."""
     mine = [m for m in s.sent.of(result.id) if m.at >= begun]
@@ -98,15 +128,20 @@ def published(s, result: AsyncResult, label: str, task, item, begun: float) -> S
                         "broker with apply_async, and return what it gives")
     message = mine[0]
     name = task.name.rsplit(".", 1)[-1]
-    if message.task != task.name or tuple(message.args) != (item,) or message.kwargs:
+    if message.task != task.name:
+        raise Incorrect(f"{label} sent a task named {message.task!r}; the worker knows {name} by its full name, "
+                        f"{task.name!r}: send it through the task itself, {name}.apply_async(...)")
+    if tuple(message.args) != (item,) or message.kwargs:
         raise Incorrect(f"{label} sent {message.label()}; the check called it with {item!r}, so send "
                         f"{name}({item!r}): pass the argument on")
     return message
 
 
 def on_the_task(tasks) -> list[str]:
-    """A note when a priority is set on the task itself: it works in 5.7, but Celery deprecates it."""
-    names = [t.name.rsplit(".", 1)[-1] for t in tasks if "priority" in vars(t.__class__)]
+    """A note when a priority is set on the task itself: it works in 5.7, but Celery deprecates it. Binding a task
+    copies task_default_priority onto its class (None too), so only a value other than the app's counts."""
+    names = [t.name.rsplit(".", 1)[-1] for t in tasks
+             if vars(t.__class__).get("priority") not in (None, t.app.conf.task_default_priority)]
     if not names:
         return []
     return [f"note: priority= on @app.task ({', '.join(names)}) works in Celery 5.7, but it is deprecated and has "
@@ -124,13 +159,27 @@ def unrouted(app, task_name: str) -> str:
 
 
 def numbers(sends: Sends) -> None:
-    """A priority is a whole number. kombu's Redis transport files anything else as 0 without a word, so a
-    `priority="high"` can look right by accident."""
-    for label, message in zip(sends.labels, sends.messages):
-        if message.priority is not None and not isinstance(message.priority, int):
-            raise AssertionError(f"{label} carried priority={message.priority!r}: a priority is a whole number "
-                                 "(0-9 on Redis, 0 up to the queue's x-max-priority on RabbitMQ); the Redis "
-                                 "transport silently files anything else as 0")
+    """A priority is a whole number. kombu's Redis transport reads one with int() and files what int() cannot read
+    as 0 without a word, so a `priority="high"` can look right by accident; RabbitMQ refuses any string."""
+    for label, message, kind in zip(sends.labels, sends.messages, sends.kinds):
+        value = message.priority
+        if value is None or isinstance(value, int) or kind == "blocker":  # the blocker carries the backlog's
+            continue
+        try:
+            read = f"reads it as {int(value)}, by luck"
+        except (TypeError, ValueError):
+            read = "files it as 0, the highest, without a word"
+        raise AssertionError(f"{label} carried priority={value!r}, a {type(value).__name__}: a priority is a whole "
+                             "number (0-9 on Redis, 0 up to the queue's x-max-priority on RabbitMQ); kombu's Redis "
+                             f"transport {read}, and RabbitMQ refuses it")
+
+
+def not_eager(app) -> None:
+    """Eagerly, every task would run in the check's own process as it is sent: the blocker would block the check."""
+    if app.conf.task_always_eager:
+        raise Incorrect("task_always_eager=True runs every task where it is called, in the sending process: no "
+                        "broker, no worker, so nothing is queued and no priority counts",
+                        fix="leave task_always_eager off")
 
 
 def wrong_queue(s, sends: Sends) -> None:
@@ -181,6 +230,7 @@ class JumpTheBacklog(Exercise):
         send_now = getattr(s.mod, self.sender)
         if not callable(send_now):
             raise Incorrect(f"{self.sender} is {type(send_now).__name__}, not a function")
+        not_eager(s.app)
         tag, n = rng.randint(100, 999), rng.randint(4, 7)
         mid = rng.randint(1, n - 1)  # the first urgent call comes after `mid` backlog messages, the second last
         sends = Sends()
@@ -222,20 +272,39 @@ class JumpTheBacklog(Exercise):
         wrong_queue(s, sends)
         started = Path(f"{gate}.started")
         deadline = time.monotonic() + budget(10)
+        poll = time.monotonic()
         while not started.exists():
-            if time.monotonic() > deadline:
-                end = ending(result, 0.1)
-                if end.state in ("SUCCESS", "FAILURE"):
-                    raise Incorrect(f"the check's first {self.task}() {end.describe()} without running the "
-                                    "lab's work(): keep the body `return work(...)`")
-                raise Uncheckable("the check's first task did not start within 10 s",
-                                  fix="check again; the machine may be very busy")
+            now = time.monotonic()
+            if now > deadline:
+                self._blocker_failed(s, result)
+            if now >= poll:  # a blocker that failed at once is told at once, not after 10 s
+                if result.ready():
+                    self._blocker_failed(s, result)
+                poll = now + 0.2
             time.sleep(0.02)
         time.sleep(SETTLE_S)  # the worker has acknowledged it (early) or not (late), and waits for more
 
+    def _blocker_failed(self, s, result) -> None:
+        """The blocker ended, or did not reach the lab's work() within 10 s: say which."""
+        end = ending(result, 0.1)
+        if end.state in ("SUCCESS", "FAILURE"):
+            raise Incorrect(f"the check's first {self.task}() {end.describe()} without running the lab's work(): "
+                            "keep the body `return work(...)`")
+        if s.runs([result.id])[result.id]:
+            raise Incorrect(f"the check's first {self.task}() started on the worker but had not reached the lab's "
+                            "work() after 10 s: keep the body `return work(...)`")
+        raise Uncheckable("the check's first task did not start within 10 s",
+                          fix="check again; the machine may be very busy")
+
     def _urgent(self, s, sends: Sends, task, send_now, item: str) -> None:
         label = f"{self.sender}({item!r})"
+        before = settings(s.app)
         called = call(send_now, item, name=label, source=s.source)
+        after = settings(s.app)
+        changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+        if changed:
+            raise Incorrect(f"{label} changed the app's settings while it ran ({', '.join(changed)}): the worker "
+                            "read them when it started, long before; give them to make_app(...)")
         value = called.value
         if isinstance(value, EagerResult):
             raise Incorrect(f"{label} returned an EagerResult: apply() ran the task here, in this process; send "
@@ -244,6 +313,10 @@ class JumpTheBacklog(Exercise):
             raise Incorrect(f"{label} returned {type(value).__name__} {value!r}; return the AsyncResult that "
                             "apply_async() gives")
         message = published(s, value, label, task, item, called.begun)
+        more = [m for m in s.sent.between(called.begun, called.ended) if m.id != value.id]
+        if more:
+            raise Incorrect(f"{label} sent {1 + len(more)} messages ({', '.join(m.label() for m in [message, *more])})"
+                            ": the worker runs every one of them; send the task once")
         if message.eta is not None:
             raise Incorrect(f"{label} sent it with an eta {message.eta - called.begun:.1f} s ahead (a countdown): a "
                             "worker holds such a message until then, whatever its priority; send it at once")
@@ -331,11 +404,12 @@ class Urgent(JumpTheBacklog):
             why = unrouted(app, task_name)
             return (f"the backlog carried no priority{f' ({why})' if why else ''}, which Redis counts as 0, the "
                     f"highest: the same list as the urgent {shown(urgent)}, first in, first out. Give the backlog a "
-                    "number above 0 (task_default_priority, or a route in task_routes) and send urgent ones with 0")
+                    "number above 0 (task_default_priority, or a route in task_routes) and send urgent ones with 0"
+                    f"{between_queues(app)}")
         if urgent == backlog:
-            return f"the urgent and the backlog messages both carried priority {urgent}: nothing told them apart"
+            return both_carried(app, urgent)
         return (f"the urgent {shown(urgent)} and the backlog {shown(backlog)} land in the same Redis list: "
-                f"{redis_steps(app)}, first in, first out within a list")
+                f"{redis_steps(app, urgent, backlog)}; first in, first out within a list")
 
 
 class RabbitMQ(JumpTheBacklog):
@@ -350,15 +424,24 @@ class RabbitMQ(JumpTheBacklog):
             raise Incorrect(f"the app's queue {queue!r} is outside the course's namespace {ns!r}: on RabbitMQ every "
                             "queue of the course carries it in its name, so that a check deletes what it declared "
                             "and nothing else", fix="keep the queue make_app names (leave task_default_queue alone)")
-        return super().run(s, observed)
+        # a message sent to any other queue would declare it on the broker, where it would outlive the check with
+        # the message in it: Celery refuses such a queue (QueueNotFound) instead of creating it
+        s.app.amqp.queues.create_missing = False
+        try:
+            return super().run(s, observed)
+        except Incorrect as exc:
+            if "QueueNotFound" not in str(exc):
+                raise
+            raise Incorrect(f"{exc}: the check's worker reads only the app's queue, {queue!r}",
+                            fix="jump the backlog inside the one queue, with a priority (a queue of its own needs a "
+                                "worker of its own)") from None
 
     @staticmethod
     def max_priority(app):
-        try:
-            arguments = app.amqp.queues[app.conf.task_default_queue].queue_arguments or {}
-        except KeyError:
+        queue = app.amqp.queues.get(app.conf.task_default_queue)
+        if queue is None:
             return None
-        return arguments.get("x-max-priority")
+        return (queue.queue_arguments or {}).get("x-max-priority", queue.max_priority)
 
     def rank(self, app, priority):
         ceiling = self.max_priority(app)
@@ -383,7 +466,7 @@ class RabbitMQ(JumpTheBacklog):
             return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}, which RabbitMQ "
                     "ranks alike, as 0, the LOWEST: on RabbitMQ a higher number is a higher priority (Redis is the "
                     "other way round)")
-        return f"the urgent and the backlog messages both carried priority {urgent}: nothing told them apart"
+        return both_carried(app, urgent)
 
 
 TIER_NAMES = {"reply": "interactive", "invoice": "normal", "export": "bulk"}
@@ -400,6 +483,7 @@ class Tiers(Exercise):
     def run(self, s, observed):
         rng = random.SystemRandom()
         tasks = [task_named(s.mod, name) for name in self.functions]
+        not_eager(s.app)
         tag = rng.randint(100, 999)
         plan = [tier for tier in range(3) for _ in range(rng.randint(2, 3))]
         rng.shuffle(plan)
@@ -459,7 +543,7 @@ class Tiers(Exercise):
                         if sends.priority(k) is None), "")
             none = f" (no priority counts as 0{'; ' + why if why else ''})" if None in (p_first, p_then) else ""
             raise AssertionError(f"{said}: {on}{none}, and both land in the same Redis list, where messages keep the "
-                                 f"order they were sent in: {redis_steps(app)}")
+                                 f"order they were sent in: {redis_steps(app, p_first, p_then)}")
         raise AssertionError(f"{said}, though {on}")
 
 
