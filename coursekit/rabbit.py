@@ -176,6 +176,21 @@ def wait_for_consumer(url: str, queue: str, timeout: float) -> bool:
             time.sleep(0.02)
 
 
+def drop_namespace(url: str, prefix: str | None = None) -> list[str]:
+    """Delete what Celery declares for a namespace on RabbitMQ and never removes: the event, control and
+    control-reply exchanges (queues expire by themselves, see EXPIRES_S). For a namespace that is done with, such
+    as a test session's; exchanges still in use are kept. Returns the names deleted."""
+    ns = prefix or namespace.prefix()
+    gone = []
+    with Connection(url, connect_timeout=3) as conn:
+        conn.ensure_connection(max_retries=1)
+        for name in (f"{ns}celeryev", f"{ns}celery.pidbox", f"reply.{ns}celery.pidbox"):
+            if _attempt(conn, lambda ch: ch.exchange_declare(name, "direct", passive=True)) and \
+                    _attempt(conn, lambda ch: ch.exchange_delete(name, if_unused=True)):
+                gone.append(name)
+    return gone
+
+
 def _forget_declarations(app: Celery) -> None:
     """A kombu connection remembers what it has declared and never declares it again, so after `delete` the
     pooled connections of this process (shared by every app on this broker URL) would publish to exchanges that

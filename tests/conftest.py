@@ -25,7 +25,7 @@ os.environ.pop("COURSEKIT_BROKER_URL", None)
 os.environ.pop("COURSEKIT_RABBITMQ_URL", None)
 
 import coursekit as ck  # noqa: E402
-from coursekit import broker, namespace  # noqa: E402
+from coursekit import broker, namespace, rabbit  # noqa: E402
 from parallel import name_groups_file, pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: E402,F401
 
 name_groups_file(SUITE_STATE)
@@ -69,6 +69,12 @@ def no_process_outlives_the_suite():
                 namespace.reset(url)
     except ck.CourseError:
         pass
+    rabbit_url, _ = rabbit.find()
+    for prefix in (namespace.prefix(), f"cktestother{os.getpid()}:"):
+        try:
+            rabbit_url and rabbit.drop_namespace(rabbit_url, prefix)  # its exchanges; its queues expire
+        except Exception:  # no RabbitMQ, or it went away: nothing of ours is left there to delete
+            pass
     broker.down()
     left = wait_until_gone(started_by_suite, seconds=3, every=0.2)
     for proc in left:
