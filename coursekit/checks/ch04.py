@@ -103,7 +103,9 @@ def published(s, result: AsyncResult, label: str, task, item, begun: float) -> S
 
 def on_the_task(tasks) -> list[str]:
     """A note when a priority is set on the task itself: it works in 5.7, but Celery deprecates it."""
-    names = [t.name.rsplit(".", 1)[-1] for t in tasks if "priority" in vars(t.__class__)]
+    # Not `"priority" in vars(cls)`: binding the task copies task_default_priority (None too) onto every class.
+    names = [t.name.rsplit(".", 1)[-1] for t in tasks
+             if t.priority is not None and t.priority != t.app.conf.task_default_priority]
     if not names:
         return []
     return [f"note: priority= on @app.task ({', '.join(names)}) works in Celery 5.7, but it is deprecated and has "
@@ -319,9 +321,12 @@ class Urgent(JumpTheBacklog):
         return redis_list(app, priority)
 
     def wrong_way(self, app, urgent, backlog):
+        fix = "send them with 0"
+        if redis_list(app, backlog) == 0:  # the backlog shares the first list: 0 alone will not do
+            fix += ", and give the backlog a number above 0 (task_default_priority, or a route in task_routes)"
         return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}"
                 f"{' (which Redis counts as 0)' if backlog is None else ''}: on Redis 0 is the HIGHEST priority and "
-                "9 the lowest (RabbitMQ is the other way round), so the urgent ones queued behind the backlog")
+                f"9 the lowest (RabbitMQ is the other way round), so the urgent ones queued behind the backlog: {fix}")
 
     def tie(self, app, urgent, backlog, task_name):
         if backlog is None:
@@ -364,7 +369,7 @@ class RabbitMQ(JumpTheBacklog):
     def wrong_way(self, app, urgent, backlog):
         return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}: on RabbitMQ a "
                 "HIGHER number is a higher priority (Redis is the other way round), so the urgent ones queued "
-                "behind the backlog")
+                "behind the backlog: send them with a number above the backlog's")
 
     def tie(self, app, urgent, backlog, task_name):
         ceiling = self.max_priority(app)
@@ -379,7 +384,7 @@ class RabbitMQ(JumpTheBacklog):
         if not urgent:
             return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}, which RabbitMQ "
                     "ranks alike, as 0, the LOWEST: on RabbitMQ a higher number is a higher priority (Redis is the "
-                    "other way round)")
+                    f"other way round), so send the urgent ones with a number from 1 up to the queue's {ceiling}")
         return f"the urgent and the backlog messages both carried priority {urgent}: nothing told them apart"
 
 
@@ -456,7 +461,8 @@ class Tiers(Exercise):
                         if sends.priority(k) is None), "")
             none = f" (no priority counts as 0{'; ' + why if why else ''})" if None in (p_first, p_then) else ""
             raise AssertionError(f"{said}: {on}{none}, and both land in the same Redis list, where messages keep the "
-                                 f"order they were sent in: {redis_steps(app)}")
+                                 f"order they were sent in: {redis_steps(app)}. Give each kind a number in a list "
+                                 "of its own")
         raise AssertionError(f"{said}, though {on}")
 
 
