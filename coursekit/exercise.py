@@ -8,6 +8,7 @@ left in a function means "not attempted", never "wrong".
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import random
@@ -34,6 +35,17 @@ def workspace(folder: str | os.PathLike = "workspace") -> Path:
 def named(name: str) -> str:
     """How a message names one of an exercise's names: `send_later()` a function, `WORKERS` a module constant."""
     return name if name.isupper() else f"{name}()"
+
+
+def where_blank(source, names) -> str:
+    """' (it sits in app, resize_now())' when a name the card lists holds no `____` itself but a module-level name it
+    uses does (a task whose app's settings are still blank): the card then points at the lines to edit."""
+    if all(source.holds_placeholder(n) for n in names):
+        return ""
+    sits = dict.fromkeys(n for name in names for n in source.closure(name) if source.holds_placeholder(n))
+    called = [f"{n}()" if any(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in source.bindings[n])
+              else n for n in sits]
+    return f" (it sits in {', '.join(called)})"
 
 
 def strict() -> bool:
@@ -218,5 +230,6 @@ class Exercise:
             also = f" Other exercises' functions still blank in the module: {', '.join(map(named, others))}." \
                 if others else ""
             raise NotAttempted(f"{names} still hold{'s' if len(blank) == 1 else ''} the {PLACEHOLDER} placeholder "
-                               f"in {path.name}.{also}", fix=f"replace each {PLACEHOLDER} with your answer")
+                               f"in {path.name}{where_blank(source, blank)}.{also}",
+                               fix=f"replace each {PLACEHOLDER} with your answer")
         return source

@@ -298,7 +298,8 @@ TABLE: list[Row] = [
         "did not return within 5 s"),
     Row(ch04.urgent, "crash", "args-not-a-tuple", swap(S04U, U_SEND, U_SEND.replace("(photo,)", "photo")),
         "raised TypeError"),
-    Row(ch04.urgent, "blank", "settings", urgent("____"), "resize(), resize_now() still hold"),
+    Row(ch04.urgent, "blank", "settings", urgent("____"),
+        "resize(), resize_now() still hold the ____ placeholder in ex04_urgent.py (it sits in app)"),
     Row(ch04.urgent, "right", "default-above-nine-counts-as-nine", swap(S04U, "task_default_priority=5",
                                                                         "task_default_priority=10")),
     Row(ch04.urgent, "right", "send-task-by-full-name", swap(S04U, U_SEND, (
@@ -581,6 +582,26 @@ def test_table_covers_every_exercise_and_class():
     for row in TABLE:
         if row.kind == "right":
             assert row.source != solution_module(row.exercise.module), f"{row.id} is the solution itself"
+
+
+def test_the_priority_note_names_only_a_priority_set_on_the_task():
+    """Binding a task copies task_default_priority (None too) onto its class: the note on @app.task(priority=...)
+    must not fire for every task, nor for one that only picked up the app's default."""
+    import warnings
+
+    import coursekit as ck
+    from coursekit.labs.prioritised import job
+
+    def nothing():
+        return None
+
+    app = ck.make_app("note_probe", task_default_priority=5)
+    plain = app.task(name="note_probe.plain")(nothing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Celery's own deprecation warning, given when the task is first bound
+        noted = ch04.on_the_task([job, app.task(name="note_probe.own", priority=3)(nothing)])
+    assert ch04.on_the_task([job, plain]) == []
+    assert len(noted) == 1 and "(own)" in noted[0], noted
 
 
 # -- judged before any worker: not attempted, syntax, import errors -----------------------------------------------

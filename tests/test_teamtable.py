@@ -24,24 +24,28 @@ def entry(status: str, minutes_ago: float, hints: int = 0, solution: bool = Fals
             "passed_at": now if status == "passed" else None}
 
 
-ROOM = {  # what three learners' progress files would hold
-    "ana": {"00.first_task": entry("passed", 30), "01.countdown": entry("incorrect", 20, hints=2)},
-    "bo": {"00.first_task": entry("passed", 25, solution=True), "01.countdown": entry("passed", 4)},
-    "cy": {i: entry("given", 2, attempts=0) for i in ("00.first_task", "01.countdown", "01.expires",
-                                                       "01.apply_or_async")},
-}
+def room_now() -> dict:
+    """What three learners' progress files would hold, with times counted back from now: built when the test
+    runs, not when the module is collected (a parallel run may reach this test minutes after collection)."""
+    return {
+        "ana": {"00.first_task": entry("passed", 30), "01.countdown": entry("incorrect", 20, hints=2)},
+        "bo": {"00.first_task": entry("passed", 25, solution=True), "01.countdown": entry("passed", 4)},
+        "cy": {i: entry("given", 2, attempts=0) for i in ("00.first_task", "01.countdown", "01.expires",
+                                                           "01.apply_or_async")},
+    }
 
 
 @pytest.fixture
 def room(redis_url):
     client = redis.Redis.from_url(redis_url)
-    for learner, exercises in ROOM.items():
+    learners = room_now()
+    for learner, exercises in learners.items():
         data = {"format": 1, "learner": learner, "exercises": exercises}
         if learner == "cy":
             data["checkpoint"] = {"chapter": "02", "at": time.time()}
         assert teamtable.publish(data, redis_url, prefix=f"{BASE}{learner}:")
     yield redis_url
-    client.delete(*[teamtable.key(f"{BASE}{learner}:") for learner in ROOM])
+    client.delete(*[teamtable.key(f"{BASE}{learner}:") for learner in learners])
     client.close()
 
 

@@ -395,9 +395,12 @@ class Urgent(JumpTheBacklog):
         return redis_list(app, priority)
 
     def wrong_way(self, app, urgent, backlog):
+        fix = "send them with 0"
+        if redis_list(app, backlog) == 0:  # the backlog shares the first list: 0 alone will not do
+            fix += ", and give the backlog a number above 0 (task_default_priority, or a route in task_routes)"
         return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}"
                 f"{' (which Redis counts as 0)' if backlog is None else ''}: on Redis 0 is the HIGHEST priority and "
-                "9 the lowest (RabbitMQ is the other way round), so the urgent ones queued behind the backlog")
+                f"9 the lowest (RabbitMQ is the other way round), so the urgent ones queued behind the backlog: {fix}")
 
     def tie(self, app, urgent, backlog, task_name):
         if backlog is None:
@@ -450,7 +453,7 @@ class RabbitMQ(JumpTheBacklog):
     def wrong_way(self, app, urgent, backlog):
         return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}: on RabbitMQ a "
                 "HIGHER number is a higher priority (Redis is the other way round), so the urgent ones queued "
-                "behind the backlog")
+                "behind the backlog: send them with a number above the backlog's")
 
     def tie(self, app, urgent, backlog, task_name):
         ceiling = self.max_priority(app)
@@ -465,7 +468,7 @@ class RabbitMQ(JumpTheBacklog):
         if not urgent:
             return (f"the urgent messages carried {shown(urgent)} and the backlog {shown(backlog)}, which RabbitMQ "
                     "ranks alike, as 0, the LOWEST: on RabbitMQ a higher number is a higher priority (Redis is the "
-                    "other way round)")
+                    f"other way round), so send the urgent ones with a number from 1 up to the queue's {ceiling}")
         return both_carried(app, urgent)
 
 
@@ -543,7 +546,8 @@ class Tiers(Exercise):
                         if sends.priority(k) is None), "")
             none = f" (no priority counts as 0{'; ' + why if why else ''})" if None in (p_first, p_then) else ""
             raise AssertionError(f"{said}: {on}{none}, and both land in the same Redis list, where messages keep the "
-                                 f"order they were sent in: {redis_steps(app, p_first, p_then)}")
+                                 f"order they were sent in: {redis_steps(app, p_first, p_then)}. Give each kind a "
+                                 "number in a list of its own")
         raise AssertionError(f"{said}, though {on}")
 
 
