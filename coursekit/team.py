@@ -241,7 +241,7 @@ def refusal(url: str, variable: str, answer: str) -> BrokerError | None:
                            "(WRONGPASS: a wrong password, or no such learner on that broker)",
                            fix="copy your set-up line from the facilitator again, exactly; if your name has no "
                                "line, ask them to add you: `coursekit team up --learners NAME`")
-    if "NOAUTH" in answer or "Authentication required" in answer:
+    if any(sign in answer for sign in ("NOAUTH", "Authentication required", "already authenticated")):
         return BrokerError(f"the broker at {_safe(url)} asks for a password and {variable} has none (NOAUTH)",
                            fix="use the set-up line from the facilitator: redis://NAME:PASSWORD@HOST:PORT/0")
     if "NOPERM" in answer or "no permissions" in answer:
