@@ -247,8 +247,8 @@ def test_one_check_per_chapter_passes_inside_the_walls(group, monkeypatch, tmp_p
 
 @pytest.mark.crowd
 def test_ten_learners_at_once_stay_within_their_walls(private_state, monkeypatch):
-    """Ten learners, each a process with its own ACL user, run lesson 00's first experiment and chapter 01's
-    first check at the same time on one team Redis: every task comes back to its own learner, every event
+    """Ten learners, each a process with its own ACL user, run lesson 00's first experiment and the
+    check 00.first_task at the same time on one team Redis: every task comes back to its own learner, every event
     comes from the learner's own worker, every check passes, and Redis refuses nobody anything."""
     import json
 
