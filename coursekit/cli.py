@@ -80,7 +80,7 @@ def reset() -> None:
     if found.transport != "redis":
         raise CourseError("reset works on the Redis broker only", fix="point COURSEKIT_BROKER_URL at Redis")
     count = namespace.reset(found.url)
-    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {found.url}")
+    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {broker.safe(found.url)}")
 
 
 @cli.command(help="Check that the course can run here; every problem comes with its fix.")

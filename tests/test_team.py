@@ -51,7 +51,7 @@ def acl_log(group: team.Team, user: str) -> list[dict]:
     """What Redis refused `user`, apart from redis-py's CLIENT SETINFO on connecting (Redis 6.2 does not know
     it, redis-py ignores the refusal)."""
     with redis.Redis.from_url(group.admin_url) as admin:
-        entries = admin.execute_command("ACL", "LOG")
+        entries = admin.execute_command("ACL", "LOG", "1000")  # ACL LOG alone returns the last 10 only
     out = []
     for entry in entries:
         fields = dict(zip(entry[::2], entry[1::2])) if isinstance(entry, list) else entry
@@ -162,6 +162,7 @@ def test_a_learner_cannot_touch_another_learners_keys_or_channels(group):
             assert refused(lambda: ana.execute_command(*command)), command
         assert admin.get("celerylab:bo:secret") == b"bo's"
         admin.delete("celerylab:bo:secret", "celerylab:ana:mine")
+    assert {"celerylab:bo:secret", "flushall"} <= {e["object"] for e in acl_log(group, "ana")}, " ".join(sorted(e["object"] for e in acl_log(group, "ana")))
 
 
 def test_the_facilitator_reads_progress_and_nothing_else(group):
