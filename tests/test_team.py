@@ -286,3 +286,22 @@ def test_ten_learners_at_once_stay_within_their_walls(private_state, monkeypatch
               f"{max(g['seconds'] for g in seen.values()):.1f} s")
     finally:
         team.down()
+
+
+def test_team_up_writes_the_lines_to_a_private_file_and_down_stops_it(private_state, tmp_path):
+    out = tmp_path / "lines.txt"
+    run = [sys.executable, "-m", "coursekit", "team"]
+    try:
+        done = subprocess.run([*run, "up", "--learners", "ana,bo", "--out", str(out)], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "wrote 2 learner set-up line(s)" in done.stdout and "redis://" not in done.stdout
+        assert out.stat().st_mode & 0o077 == 0
+        lines = out.read_text().splitlines()
+        assert lines[0].startswith("COURSEKIT_LEARNER=ana COURSEKIT_BROKER_URL=redis://ana:")
+        assert lines[1].startswith("COURSEKIT_LEARNER=bo ") and lines[2].startswith("# facilitator")
+        again = subprocess.run([*run, "up", "--learners", "cy,bo"], capture_output=True, text=True, timeout=60)
+        assert again.returncode == 2 and "bo already has a user" in again.stderr
+    finally:
+        stopped = subprocess.run([*run, "down"], capture_output=True, text=True, timeout=60)
+    assert "stopped the team Redis" in stopped.stdout
