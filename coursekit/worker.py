@@ -40,6 +40,10 @@ _LOG_DIAGNOSES = [
     ("Unable to load celery application", "check the module name given to Worker(); the file must be importable "
                                           "from the folder the notebook runs in"),
     ("Error: Invalid value", "one of the worker options is not valid: see the log below"),
+    # On a team's broker (coursekit/team.py) each learner's ACL user may touch only its own namespace.
+    ("NoPermissionError", "the shared broker refused this worker something outside your namespace: start it "
+                          "with the COURSEKIT_LEARNER of your set-up line; if that is so, show the facilitator "
+                          "the NOPERM line of the log below"),
 ]
 
 
