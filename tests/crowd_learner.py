@@ -31,7 +31,8 @@ def main(tasks: int) -> dict:
     ck.reset()
     return {"namespace": namespace.prefix(), "values": values, "expected": [i + 1000 for i in range(tasks)],
             "worker": worker.nodename, "event_hosts": sorted(h for h in hosts if h),
-            "check": verdict.passed, "check_status": verdict.status, "check_message": verdict.message[:400], "check_id": exercise.id, "seconds": round(time.monotonic() - begun, 2)}
+            "check": verdict.passed, "check_status": verdict.status, "check_message": verdict.message[:400],
+            "check_id": exercise.id, "seconds": round(time.monotonic() - begun, 2)}
 
 
 if __name__ == "__main__":
