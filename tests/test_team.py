@@ -327,3 +327,23 @@ def test_team_up_writes_the_lines_to_a_private_file_and_down_stops_it(private_st
     finally:
         stopped = subprocess.run([*run, "down"], capture_output=True, text=True, timeout=60)
     assert "stopped the team Redis" in stopped.stdout
+
+
+@pytest.mark.notebook
+def test_every_lesson_runs_as_a_learner_inside_the_walls(private_state):
+    """Every lesson, top to bottom on a fresh kernel, as learner ana of a team Redis: the chapters to come
+    keep to the walls too. Redis refuses her nothing, and every key left is hers."""
+    from coursekit.course import ROOT
+
+    crowd = team.up(["ana"])
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "COURSEKIT_NAMESPACE"}
+        env.update(COURSEKIT_LEARNER="ana", COURSEKIT_BROKER_URL=crowd.url_of("ana"))
+        done = subprocess.run([sys.executable, "-m", "coursekit", "run", str(ROOT / "notebooks")], env=env,
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert acl_log(crowd, "ana") == []
+        with redis.Redis.from_url(crowd.admin_url) as admin:
+            assert not [k for k in admin.scan_iter(count=1000) if not k.startswith(b"celerylab:ana:")]
+    finally:
+        team.down()
