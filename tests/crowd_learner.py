@@ -1,0 +1,42 @@
+"""One simulated learner for the ten-learner test (test_team.py): run with COURSEKIT_LEARNER and
+COURSEKIT_BROKER_URL set to one learner's set-up line. It runs lesson 00's first experiment (a worker, tasks,
+their results and events) and chapter 00's check, and prints one JSON line of what it saw. (Not chapter 01's
+countdown check: with ten learners on 2 cores it timed a correct send at 0.7 s and called it incorrect.)"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import coursekit as ck
+from answers import S00, attempt
+from coursekit import namespace
+from coursekit.checks import all_exercises
+
+
+def main(tasks: int) -> dict:
+    begun = time.monotonic()
+    app = ck.make_app("first")
+    with ck.Worker("coursekit.labs.first") as worker, ck.record(app) as recorder:
+        results = [app.send_task("coursekit.labs.first.add", (i, 1000)) for i in range(tasks)]
+        values = [r.get(timeout=60) for r in results]
+        time.sleep(0.5)
+    hosts = {e.get("hostname") for e in recorder.recording.events if e.get("type") == "task-succeeded"}
+    workspace = Path(tempfile.mkdtemp()) / "workspace"
+    workspace.mkdir()
+    exercise = next(ex for ex in all_exercises().values() if ex.module == "ex00_first")
+    verdict = attempt(workspace, exercise, S00)
+    ck.reset()
+    return {"namespace": namespace.prefix(), "values": values, "expected": [i + 1000 for i in range(tasks)],
+            "worker": worker.nodename, "event_hosts": sorted(h for h in hosts if h),
+            "check": verdict.passed, "check_status": verdict.status, "check_message": verdict.message[:400],
+            "check_id": exercise.id, "seconds": round(time.monotonic() - begun, 2)}
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(main(int(sys.argv[1]))))
+    finally:
+        ck.stop_all()
