@@ -1,4 +1,4 @@
-"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team-table."""
+"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team (up, down, table)."""
 from __future__ import annotations
 
 import functools
@@ -311,7 +311,8 @@ def jump(chapter: str, folder: str | None) -> None:
 
 @cli.command("team-table", help="The facilitator's view: one row per learner publishing progress on the shared "
                                 "broker (chapter, passed, hints, solutions looked at, idle minutes, stuck).")
-@click.option("--url", help="The facilitator URL from `coursekit team up` (default: the course's broker).")
+@click.option("--url", help="The facilitator URL from `coursekit team up` (default: the team Redis `team up` "
+                            "started on this machine, else the course's broker).")
 @click.option("--stuck-minutes", type=click.FloatRange(min=0), default=10, show_default=True,
               help="Flag a learner whose last exercise was first tried longer ago than this and is not passed.")
 @click.option("--base", help="Namespace the learners' prefixes start with (default: COURSEKIT_NAMESPACE or "
@@ -327,6 +328,9 @@ def team_table(url: str | None, stuck_minutes: float, base: str | None, watch: b
     from .progress import as_text
     from .teamtable import team_table as read
 
+    from .team import admin_url
+
+    url = url or admin_url()
     runs = 0
     try:
         while True:
@@ -342,11 +346,6 @@ def team_table(url: str | None, stuck_minutes: float, base: str | None, watch: b
             time.sleep(every)
     except KeyboardInterrupt:
         return
-
-
-# `coursekit team table` as well, once the `team` group (team up/down) is there: one command, two names
-if isinstance(cli.commands.get("team"), click.Group):
-    cli.commands["team"].add_command(team_table, "table")
 
 
 @cli.group(help="A shared broker for a group: one Redis, each learner walled into their own namespace.")
@@ -382,6 +381,9 @@ def team_down() -> None:
     from . import team as group
 
     click.echo(group.down())
+
+
+team.add_command(team_table, "table")  # `coursekit team table`, the same command as `coursekit team-table`
 
 
 def main() -> None:

@@ -207,6 +207,13 @@ def up(learners: list[str], host: str = "127.0.0.1", port: int | None = None, pa
     return configure(record["url"], learners, record["advertise"])
 
 
+def admin_url() -> str | None:
+    """The URL of the team Redis that `up` started here and that still runs (its admin user reads every learner's
+    progress), or None."""
+    record = state.read(STATE_FILE)
+    return record["url"] if record is not None and embedded.is_ours(record) else None
+
+
 def down() -> str:
     record = state.read(STATE_FILE)
     if record is None:
