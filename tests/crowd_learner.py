@@ -27,8 +27,7 @@ def main(tasks: int) -> dict:
     workspace = Path(tempfile.mkdtemp()) / "workspace"
     workspace.mkdir()
     exercise = next(ex for ex in all_exercises().values() if ex.module == "ex00_first")
-    verdict = attempt(workspace, exercise, S00)
-    ck.reset()
+    verdict = attempt(workspace, exercise, S00)  # its progress stays published: the test reads the team table
     return {"namespace": namespace.prefix(), "values": values, "expected": [i + 1000 for i in range(tasks)],
             "worker": worker.nodename, "event_hosts": sorted(h for h in hosts if h),
             "check": verdict.passed, "check_status": verdict.status, "check_message": verdict.message[:400],

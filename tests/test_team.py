@@ -17,7 +17,7 @@ from answers import S01, attempt
 from conftest import SUITE_STATE
 
 import coursekit as ck
-from coursekit import broker, embedded, namespace, team
+from coursekit import broker, embedded, namespace, team, teamtable
 from coursekit.errors import CourseError
 
 LEARNERS = ["ana", "bo"]
@@ -303,6 +303,9 @@ def test_ten_learners_at_once_stay_within_their_walls(private_state, monkeypatch
             assert got["check"], f"{name}'s check {got['check_id']}: {got['check_status']}: {got['check_message']}"
         for name in names:
             assert acl_log(crowd, name) == [], f"{name} was refused something"
+        table = teamtable.team_table(crowd.url_of(team.FACILITATOR), base="celerylab:").set_index("learner")
+        assert sorted(table.index) == names, "the facilitator's table does not show every learner"
+        assert (table.exercise == "00.first_task").all() and table.done.str.startswith("1/").all(), table
         print(f"\nten learners: wall {wall:.1f} s, {ops} Redis commands, {ops / wall:.0f} ops/s; "
               f"each learner {min(g['seconds'] for g in seen.values()):.1f}-"
               f"{max(g['seconds'] for g in seen.values()):.1f} s")
