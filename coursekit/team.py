@@ -257,5 +257,11 @@ def refusal(url: str, variable: str, answer: str) -> BrokerError | None:
                if user != "default" else "ask the facilitator for your own set-up line")
         return BrokerError(f"user {user!r} of {variable} may not use the namespace {here!r} on that broker "
                            "(NOPERM): each learner may touch only their own", fix=fix)
+    if user not in RESERVED and ("refused" in answer or "timed out" in answer.lower()):
+        return BrokerError(f"the room's shared broker at {_safe(url)} does not answer ({answer}): it has stopped, "
+                           "or the network between you and it is down",
+                           fix="tell the facilitator: `coursekit team up --learners ...` starts a new one, with a new "
+                               "set-up line for you to paste; your workspace and your progress are kept on your "
+                               "machine, and you go on from where you were")
     return None
 

@@ -229,7 +229,8 @@ def test_a_worker_a_recording_and_a_check_run_inside_the_walls(group, monkeypatc
 
 
 @pytest.mark.parametrize("who, says", [("wrongpass", "WRONGPASS"), ("nobody", "WRONGPASS"),
-                                      ("other-namespace", "NOPERM"), ("no-password", "NOAUTH")])
+                                      ("other-namespace", "NOPERM"), ("no-password", "NOAUTH"),
+                                      ("broker-gone", "the room's shared broker")])
 def test_refusals_read_as_messages_not_tracebacks(group, monkeypatch, who, says):
     if who == "wrongpass":
         as_learner(monkeypatch, group, "ana", password="not-her-password")
@@ -238,6 +239,15 @@ def test_refusals_read_as_messages_not_tracebacks(group, monkeypatch, who, says)
     elif who == "other-namespace":
         as_learner(monkeypatch, group, "ana")
         monkeypatch.setenv("COURSEKIT_LEARNER", "bo")
+    elif who == "broker-gone":  # her own line, and the room's broker has stopped (a port nothing listens on)
+        import socket
+
+        with socket.socket() as probe_socket:
+            probe_socket.bind(("127.0.0.1", 0))
+            closed = probe_socket.getsockname()[1]
+        monkeypatch.setenv("COURSEKIT_LEARNER", "ana")
+        monkeypatch.delenv("COURSEKIT_NAMESPACE", raising=False)
+        monkeypatch.setenv("COURSEKIT_BROKER_URL", group.url_of("ana").replace(f":{group.port}/", f":{closed}/"))
     else:
         as_learner(monkeypatch, group, "ana")
         monkeypatch.setenv("COURSEKIT_BROKER_URL", f"redis://{group.host}:{group.port}/0")
