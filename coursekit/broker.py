@@ -46,7 +46,7 @@ class Broker:
             "compose": "started with docker compose",
             "embedded": "embedded redis-server started by coursekit",
         }[self.source]
-        return f"{safe(self.url)}  ({how})"
+        return f"{probe.safe(self.url)}  ({how})"
 
 
 def _env_url(name: str) -> str | None:
@@ -67,15 +67,8 @@ def check_url(url: str, expect: tuple[str, ...], variable: str) -> None:
         from .team import refusal
 
         raise refusal(url, variable, answer) or BrokerError(
-            f"nothing usable answers at {variable}={safe(url)}: {answer}",
+            f"nothing usable answers at {variable}={probe.safe(url)}: {answer}",
             fix=f"start that broker, correct the URL, or unset {variable}")
-
-
-def safe(url: str) -> str:
-    """`url` with its password masked: a shared broker's URL carries the learner's password."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return maybe_sanitize_url(url)
 
 
 class Source:

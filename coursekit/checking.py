@@ -25,7 +25,7 @@ from celery import Celery, states
 from . import broker, learner, namespace, probe, rabbit, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, ending, restore_lab_tasks
-from .bounded import send
+from .calls import send
 from .budget import budget, out_of_time
 from .exercise import named
 from .outcomes import Incorrect, NotAttempted, Uncheckable
@@ -311,12 +311,12 @@ class Session:
             given = [k for k in self.app.conf.changes if k not in SETTING_KEYS and k != "deprecated_settings"]
         except Exception:  # settings Celery cannot even read: the verdict says so already
             return ""
-        named = []
+        unknown = []
         for key in given:
             close = difflib.get_close_matches(key, SETTING_KEYS, n=1)
-            named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        return (f"Your app sets {', '.join(named)}: Celery knows no such setting and ignores it without a word."
-                if named else "")
+            unknown.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return (f"Your app sets {', '.join(unknown)}: Celery knows no such setting and ignores it without a word."
+                if unknown else "")
 
     # -- during the experiment ---------------------------------------------------------------------------------
     def consume(self) -> None:
@@ -416,7 +416,9 @@ class Session:
                 pass
 
     def _drop_idle_queue(self) -> None:
-        """On RabbitMQ the worker's idle queue stays until deleted (on Redis an empty list is no key at all)."""
+        """On RabbitMQ the worker's idle queue stays until deleted (on Redis an empty list is no key at all). The
+        namespace's three event and control exchanges stay, as Celery leaves them: this process's pooled connections
+        remember them as declared and would publish to nothing (rabbit.drop_namespace is for a namespace done with)."""
         if self.worker is not None and rabbit.is_amqp(self.worker.broker_url):
             rabbit.drop(self.worker.broker_url, [idle_queue(self.worker.broker_url)])
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from . import broker, doctor, embedded, namespace, state
+from . import broker, doctor, embedded, namespace, probe, state
 from .defaults import DEFAULTS
 from .errors import CourseError
 
@@ -80,7 +80,7 @@ def reset() -> None:
     if found.transport != "redis":
         raise CourseError("reset works on the Redis broker only", fix="point COURSEKIT_BROKER_URL at Redis")
     count = namespace.reset(found.url)
-    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {broker.safe(found.url)}")
+    click.echo(f"deleted {count} course key(s) with prefix {namespace.prefix()!r} on {probe.safe(found.url)}")
 
 
 @cli.command(help="Check that the course can run here; every problem comes with its fix.")
@@ -127,7 +127,6 @@ def bench(as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default: a free one).")
 @friendly
 def flower(port: int | None) -> None:
-    from kombu.utils.url import maybe_sanitize_url
 
     from .flower import Flower
 
@@ -135,7 +134,7 @@ def flower(port: int | None) -> None:
     try:
         monitor.start()
         click.echo(f"Flower: {monitor.url}  (namespace {monitor.namespace}, "
-                   f"broker {maybe_sanitize_url(monitor.broker_url)}; Ctrl-C to stop)")
+                   f"broker {probe.safe(monitor.broker_url)}; Ctrl-C to stop)")
         code = monitor.wait()
     except KeyboardInterrupt:
         click.echo("Flower stopped")

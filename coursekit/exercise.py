@@ -3,8 +3,9 @@
 An exercise is a small declarative object: its id, the workspace module the learner writes (with %%writefile),
 the functions it looks for, and a `judge` made of plain asserts over what the workers did; its words (title, the
 praise a pass gives, hints) are in course.toml. Every outcome is an exception (outcomes.py), turned into a
-Verdict and a progress entry in one place, `Exercise.verdict`, within the check's time bound (budget.py). A `____` placeholder
-left in a function means "not attempted", never "wrong".
+Verdict and a progress entry in one place, `Exercise.verdict`, within the check's time bound (budget.py);
+calls.py runs the learner's functions and sends their tasks. A `____` placeholder left in a function means
+"not attempted", never "wrong".
 """
 from __future__ import annotations
 

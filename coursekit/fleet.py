@@ -23,7 +23,7 @@ from . import launch, queues
 from .checking import FILE_ENV, HOST, NAME_ENV, control_app
 from .errors import WorkerError
 from .evidence import Ending, call_repr, ending
-from .bounded import send
+from .calls import send
 from .budget import budget, out_of_time
 from .learner import stopped_by
 from .outcomes import Incorrect, Uncheckable

@@ -161,6 +161,8 @@ class FarWorker(Worker):
     def environment(self) -> dict[str, str]:
         env = super().environment()
         env["COURSEKIT_BROKER_URL"] = self.host.url_for(env["COURSEKIT_BROKER_URL"])  # results too: same URL
+        if env.get("COURSEKIT_RABBITMQ_URL"):  # an app on RabbitMQ: its broker must be reached the same way
+            env["COURSEKIT_RABBITMQ_URL"] = self.host.url_for(env["COURSEKIT_RABBITMQ_URL"])
         return env
 
     def spawn(self) -> "FarWorker":

@@ -53,9 +53,10 @@ def prefix(environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def celery_config(transport: str) -> dict:
-    """Celery settings that keep an app inside the namespace on `transport` ('redis' or 'amqp')."""
-    ns = prefix()
+def celery_config(transport: str, ns: str | None = None) -> dict:
+    """Celery settings that keep an app inside the namespace `ns` (default: this process's) on `transport`
+    ('redis' or 'amqp')."""
+    ns = ns or prefix()
     # The result backend is always Redis; its keys carry the same prefix.
     config: dict = {"result_backend_transport_options": {"global_keyprefix": ns}}
     if transport == "redis":

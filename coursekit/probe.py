@@ -54,6 +54,13 @@ def redis_namespace_refused(url: str, prefix: str, timeout: float = DEFAULTS.pro
         return str(exc) or type(exc).__name__
 
 
+def safe(url: str) -> str:
+    """`url` with its password masked: a shared broker's URL carries the learner's password."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)
+
+
 def amqp_answers(url: str, timeout: float = DEFAULTS.probe_timeout_s * 2) -> str | None:
     """None when an AMQP broker completes a handshake at `url`, otherwise the reason it does not."""
     from kombu import Connection

@@ -14,7 +14,7 @@ The API, for lessons and exercise checks alike:
     app = rabbit.app("ex04_rmq", url, max_priority=10)  # make_app on RabbitMQ; its queue `<ns>ex04_rmq` expires
     rabbit.queue("ex04_other", max_priority=10)   # one more course queue (a kombu Queue), for `task_queues=`
     rabbit.purge(app)                             # empty the app's queues (those not declared yet are skipped)
-    queues.depth(app, name)                       # messages ready in a queue (0 when it does not exist)
+    # and, from queues.py: queues.depth(app, name), the messages ready in a queue (0 when it does not exist)
     rabbit.delete(app)                            # the app's queues and exchanges, gone; returns what it deleted
     rabbit.is_amqp(app_or_url)                    # whether an app (or a URL) is on RabbitMQ rather than Redis
     rabbit.drop(url, names)                       # these course queues and their same-named exchanges, gone
@@ -166,6 +166,7 @@ def wait_for_consumer(url: str, queue: str, timeout: float) -> bool:
     dropped queue before the worker that reads it has declared it anew."""
     deadline = time.monotonic() + timeout
     with Connection(url, connect_timeout=3) as conn:
+        conn.ensure_connection(max_retries=1)
         while True:
             consumers: list[int] = []
             _attempt(conn, lambda ch: consumers.append(ch.queue_declare(queue, passive=True).consumer_count))
@@ -181,10 +182,12 @@ def drop_namespace(url: str, prefix: str | None = None) -> list[str]:
     control-reply exchanges (queues expire by themselves, see EXPIRES_S). For a namespace that is done with, such
     as a test session's; exchanges still in use are kept. Returns the names deleted."""
     ns = prefix or namespace.prefix()
+    named = namespace.celery_config("amqp", ns)
+    control = f"{named['control_exchange']}.pidbox"  # kombu's Mailbox names its exchanges from it so
     gone = []
     with Connection(url, connect_timeout=3) as conn:
         conn.ensure_connection(max_retries=1)
-        for name in (f"{ns}celeryev", f"{ns}celery.pidbox", f"reply.{ns}celery.pidbox"):
+        for name in (named["event_exchange"], control, f"reply.{control}"):
             if _attempt(conn, lambda ch: ch.exchange_declare(name, "direct", passive=True)) and \
                     _attempt(conn, lambda ch: ch.exchange_delete(name, if_unused=True)):
                 gone.append(name)

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from . import embedded, namespace, state
+from .probe import safe
 from .defaults import DEFAULTS
 from .errors import BrokerError, CourseError
 
@@ -177,10 +178,10 @@ def configure(admin_url: str, learners: list[str], host: str | None = None) -> T
                 team.passwords[FACILITATOR] = secrets.token_urlsafe(12)
                 client.execute_command("ACL", "SETUSER", FACILITATOR, *facilitator_rules(team.passwords[FACILITATOR]))
     except redis.ResponseError as exc:
-        raise BrokerError(f"the Redis at {_safe(admin_url)} refused to set up users: {exc}",
+        raise BrokerError(f"the Redis at {safe(admin_url)} refused to set up users: {exc}",
                           fix="give --redis a URL whose user may run ACL SETUSER (Redis 6.2 or newer)") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise BrokerError(f"cannot reach the Redis at {_safe(admin_url)}: {exc}",
+        raise BrokerError(f"cannot reach the Redis at {safe(admin_url)}: {exc}",
                           fix="start it, or leave --redis out to let coursekit start one") from None
     return team
 
@@ -234,22 +235,16 @@ def write_lines(team: Team, out: str | os.PathLike) -> Path:
     return path
 
 
-def _safe(url: str) -> str:
-    from .broker import safe
-
-    return safe(url)
-
-
 def refusal(url: str, variable: str, answer: str) -> BrokerError | None:
     """A clear error for a shared broker's refusals (WRONGPASS, NOAUTH, NOPERM); None for other answers."""
     user = urlparse(url).username or "default"
     if "WRONGPASS" in answer or "invalid username-password" in answer:
-        return BrokerError(f"the broker at {_safe(url)} refused user {user!r} and the password in {variable} "
+        return BrokerError(f"the broker at {safe(url)} refused user {user!r} and the password in {variable} "
                            "(WRONGPASS: a wrong password, or no such learner on that broker)",
                            fix="copy your set-up line from the facilitator again, exactly; if your name has no "
                                "line, ask them to add you: `coursekit team up --learners NAME`")
     if any(sign in answer for sign in ("NOAUTH", "Authentication required", "already authenticated")):
-        return BrokerError(f"the broker at {_safe(url)} asks for a password and {variable} has none (NOAUTH)",
+        return BrokerError(f"the broker at {safe(url)} asks for a password and {variable} has none (NOAUTH)",
                            fix="use the set-up line from the facilitator: redis://NAME:PASSWORD@HOST:PORT/0")
     if "NOPERM" in answer or "no permissions" in answer:
         here = namespace.prefix()
@@ -257,8 +252,9 @@ def refusal(url: str, variable: str, answer: str) -> BrokerError | None:
                if user != "default" else "ask the facilitator for your own set-up line")
         return BrokerError(f"user {user!r} of {variable} may not use the namespace {here!r} on that broker "
                            "(NOPERM): each learner may touch only their own", fix=fix)
-    if user not in RESERVED and ("refused" in answer or "timed out" in answer.lower()):
-        return BrokerError(f"the room's shared broker at {_safe(url)} does not answer ({answer}): it has stopped, "
+    in_a_room = bool(os.environ.get("COURSEKIT_LEARNER") or os.environ.get("JUPYTERHUB_USER"))
+    if in_a_room and user not in RESERVED and ("refused" in answer or "timed out" in answer.lower()):
+        return BrokerError(f"the room's shared broker at {safe(url)} does not answer ({answer}): it has stopped, "
                            "or the network between you and it is down",
                            fix="tell the facilitator: `coursekit team up --learners ...` starts a new one, with a new "
                                "set-up line for you to paste; your workspace and your progress are kept on your "

@@ -96,7 +96,7 @@ def _client(redis_url: str | None):
 def read_all(redis_url: str | None = None, base: str | None = None) -> dict[str, dict]:
     """Learner name -> their published record, for every learner under `base` on the broker."""
     import redis
-    from kombu.utils.url import maybe_sanitize_url
+    from .probe import safe
 
     base = _base(base)
     url, client = _client(redis_url)
@@ -105,13 +105,13 @@ def read_all(redis_url: str | None = None, base: str | None = None) -> dict[str,
         names = sorted(client.scan_iter(match=pattern, count=500))
         values = client.mget(names) if names else []
     except redis.AuthenticationError as exc:
-        raise CourseError(f"the broker at {maybe_sanitize_url(url)} refused the password: {exc}",
+        raise CourseError(f"the broker at {safe(url)} refused the password: {exc}",
                           fix="use the facilitator URL that `coursekit team up` printed") from None
     except redis.exceptions.NoPermissionError as exc:
-        raise CourseError(f"this user may not read learners' progress on {maybe_sanitize_url(url)}: {exc}",
+        raise CourseError(f"this user may not read learners' progress on {safe(url)}: {exc}",
                           fix="use the facilitator URL that `coursekit team up` printed, not a learner's") from None
     except redis.RedisError as exc:
-        raise CourseError(f"cannot read the team's progress from {maybe_sanitize_url(url)}: {exc}",
+        raise CourseError(f"cannot read the team's progress from {safe(url)}: {exc}",
                           fix="start the shared broker (`coursekit team up`) or pass its URL with --url") from None
     finally:
         client.close()

@@ -23,7 +23,7 @@ import psutil
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from . import broker, census, launch, probe, state
+from . import census, launch, probe, state
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
@@ -168,7 +168,7 @@ class Worker(OwnedProcess):
         url = str(self.app.conf.broker_url)
         reason = probe.redis_answers(url) if probe.scheme(url) in probe.REDIS_SCHEMES else probe.amqp_answers(url)
         if reason is not None:  # a worker would retry forever; say so now instead
-            raise WorkerError(f"worker {self.name} cannot reach its broker {broker.safe(url)}: {reason}",
+            raise WorkerError(f"worker {self.name} cannot reach its broker {probe.safe(url)}: {reason}",
                               fix=_LOG_DIAGNOSES[0][1])
         with open(self.logfile, "wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,

@@ -891,5 +891,5 @@ def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):
     monkeypatch.setenv("COURSEKIT_RABBITMQ_URL", closed)
     verdict = ch04.rabbitmq.check(ws)
     assert verdict.status == "uncheckable", repr(verdict)
-    shown = broker.safe(closed)  # the password masked, as every URL the course prints
+    shown = probe.safe(closed)  # the password masked, as every URL the course prints
     assert f"nothing usable answers at COURSEKIT_RABBITMQ_URL={shown}" in verdict.message, repr(verdict)

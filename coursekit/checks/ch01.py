@@ -9,7 +9,7 @@ import time
 from celery.result import AsyncResult, EagerResult
 
 from ..evidence import EagerRuns, ending
-from ..bounded import call
+from ..calls import call
 from ..budget import budget
 from ..exercise import Exercise, hidden_pairs
 from ..outcomes import Incorrect, Uncheckable

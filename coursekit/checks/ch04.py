@@ -20,7 +20,7 @@ from celery.result import AsyncResult, EagerResult
 
 from .. import namespace
 from ..evidence import Ending, Sent, ending
-from ..bounded import call, send
+from ..calls import call, send
 from ..budget import budget
 from ..exercise import Exercise
 from ..outcomes import Incorrect, Uncheckable

@@ -1,4 +1,4 @@
-"""Running the learner's code for a check, within the check's time: `call` a function of theirs in a thread of its
+"""Calling the learner's code for a check, within the check's time: `call` a function of theirs in a thread of its
 own (it may block or hang), `send` one of their tasks. Whatever their code raises becomes Incorrect, naming their
 line."""
 from __future__ import annotations
