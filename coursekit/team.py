@@ -252,7 +252,8 @@ def refusal(url: str, variable: str, answer: str) -> BrokerError | None:
                if user != "default" else "ask the facilitator for your own set-up line")
         return BrokerError(f"user {user!r} of {variable} may not use the namespace {here!r} on that broker "
                            "(NOPERM): each learner may touch only their own", fix=fix)
-    in_a_room = bool(os.environ.get("COURSEKIT_LEARNER") or os.environ.get("JUPYTERHUB_USER"))
+    in_a_room = bool(os.environ.get("COURSEKIT_LEARNER") or os.environ.get("JUPYTERHUB_USER")) \
+        and urlparse(url).scheme in ("redis", "rediss")  # a room's broker is a Redis that `team up` made
     if in_a_room and user not in RESERVED and ("refused" in answer or "timed out" in answer.lower()):
         return BrokerError(f"the room's shared broker at {safe(url)} does not answer ({answer}): it has stopped, "
                            "or the network between you and it is down",
