@@ -23,10 +23,11 @@ lab: $(VENV)/.installed
 
 # Tests run in parallel (pytest-xdist), each test process with its own namespace and state folder. Most of a
 # test's time is spent waiting on real workers and kernels, so more processes than cores pay: N was measured on
-# 2 cores (see README). `make test TEST_PROCS=0` runs serially.
+# 2 cores (see README). `make test TEST_PROCS=0` runs serially. The 15 slowest tests are listed at the end: the
+# whole run must stay under 10 minutes on a fresh clone.
 TEST_PROCS ?= 4
 test: $(VENV)/.installed
-	$(PY) -m pytest -n $(TEST_PROCS)
+	$(PY) -m pytest -n $(TEST_PROCS) --durations=15
 
 # The edit loop: everything except whole-notebook runs and browser tests (markers `notebook`, `browser`).
 test-fast: $(VENV)/.installed
