@@ -280,7 +280,7 @@ def test_one_check_per_chapter_passes_inside_the_walls(group, monkeypatch, tmp_p
 
 @pytest.mark.crowd
 def test_ten_learners_at_once_stay_within_their_walls(private_state, monkeypatch):
-    """Ten learners, each a process with its own ACL user, run lesson 00's first experiment and the
+    """Ten learners, each a process with its own ACL user, run lesson 01's experiments and the
     check 00.first_task at the same time on one team Redis: every task comes back to its own learner, every event
     comes from the learner's own worker, every check passes, and Redis refuses nobody anything."""
     import json
@@ -309,6 +309,7 @@ def test_ten_learners_at_once_stay_within_their_walls(private_state, monkeypatch
         for name, got in seen.items():
             assert got["namespace"] == f"celerylab:{name}:"
             assert got["values"] == got["expected"], name
+            assert got["countdown_held_s"] >= 0.95 and got["apply_ran_here"], got
             assert got["event_hosts"] == [got["worker"]], f"{name} heard another learner's worker"
             assert got["check"], f"{name}'s check {got['check_id']}: {got['check_status']}: {got['check_message']}"
         for name in names:
