@@ -213,16 +213,14 @@ def backoff_waits_follow_the_formula(shown):
 
 @says("02_retries")
 def jitter_spreads_the_storm(shown):
-    """"Without jitter no retry starts before its 2 s countdown has run out ... the retries that draw less start about
-    a second or two before the unjittered ones" (20 draws of 0, 1 or 2: all 2 has odds of 3 ** -20; bars are
-    quarter-second bins, the jittered ones drawn 0.125 s to the right of theirs)"""
+    """"Without jitter no retry starts before its 2 s countdown has run out ... the jittered retries spread over a
+    wider window than the unjittered ones" (starts, not waits: on a loaded machine the first attempts of the 40 tasks
+    themselves take seconds, so no claim here is about when a jittered retry starts against an unjittered one)"""
     bars = shown["When the 20 retries started"]["bars"]
     used = {label: [x for x, h in bars[label] if h > 0] for label in ("jitter off", "jitter on")}
     for label in used:
         assert sum(h for _, h in bars[label]) == 20, f"{label}: not every retry is in the histogram"
     assert min(used["jitter off"]) >= 1.75, f"without jitter a retry started in the bin at {min(used['jitter off'])} s"
-    earliest_on = min(used["jitter on"]) - 0.125  # the jittered bars sit 0.125 s right of their bin
-    assert earliest_on <= min(used["jitter off"]) - 0.75, f"jitter on {used['jitter on']}, off {used['jitter off']}"
     assert max(used["jitter on"]) - min(used["jitter on"]) > max(used["jitter off"]) - min(used["jitter off"])
 
 
