@@ -117,16 +117,20 @@ def _tracked(exercise_id: str) -> Path:
     return folder / f"{exercise_id}.ids"
 
 
+def empty_queues(app: Celery) -> int:
+    """Empty the exercise's queue and return how many messages it held: purged on Redis; on RabbitMQ deleted with
+    the app's other course queues (see rabbit.drop: an earlier answer may have declared them differently)."""
+    from . import queues
+
+    if rabbit.is_amqp(app):
+        return rabbit.drop(str(app.conf.broker_url), rabbit.course_queues(app))
+    return queues.purge(app, app.conf.task_default_queue)
+
+
 def clear_slate(app: Celery, exercise_id: str) -> int:
     """Purge the exercise's queue, and delete what its earlier checks left behind (messages a killed worker held
     unacknowledged, results), whatever happened to them. Returns how many waiting messages were purged."""
-    from . import queues
-
-    queue = app.conf.task_default_queue
-    if rabbit.is_amqp(app):  # deleted, not purged: see rabbit.drop
-        purged = rabbit.drop(str(app.conf.broker_url), rabbit.course_queues(app))
-    else:
-        purged = queues.purge(app, queue)
+    purged = empty_queues(app)
     listing = _tracked(exercise_id)
     ids = set(listing.read_text().split()) if listing.exists() else set()
     if ids and probe.scheme(str(app.conf.broker_url)) in probe.REDIS_SCHEMES:
@@ -423,9 +427,4 @@ class Session:
             rabbit.drop(self.worker.broker_url, [idle_queue(self.worker.broker_url)])
 
     def _purge(self) -> None:
-        from . import queues
-
-        if rabbit.is_amqp(self.app):
-            rabbit.drop(str(self.app.conf.broker_url), rabbit.course_queues(self.app))
-        else:
-            queues.purge(self.app, self.app.conf.task_default_queue)
+        empty_queues(self.app)
