@@ -23,7 +23,7 @@ import psutil
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from . import census, launch, probe, state
+from . import census, launch, probe, state, streams
 from .app import WORKER_CONFIG_ENV
 from .defaults import DEFAULTS
 from .errors import CourseError, WorkerError
@@ -119,6 +119,7 @@ class Worker(OwnedProcess):
         self.cwd = Path(cwd or os.getcwd()).resolve()
         self.logfile = state.logs_dir() / f"{self.name}-{os.getpid()}-{self.index}.log"
         self.proc: subprocess.Popen | None = None
+        self._copier: streams.Copier | None = None
         self.app: Celery | None = None
         self.ready_s: float | None = None
         self.started_by = started_by or census.origin()
@@ -170,10 +171,10 @@ class Worker(OwnedProcess):
         if reason is not None:  # a worker would retry forever; say so now instead
             raise WorkerError(f"worker {self.name} cannot reach its broker {probe.safe(url)}: {reason}",
                               fix=_LOG_DIAGNOSES[0][1])
-        with open(self.logfile, "wb") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
-                                         start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
+                                     start_new_session=True)
+        self._copier = streams.Copier(self.proc, self.logfile)  # stdout and stderr apart, and together
         self._spawned_at = time.monotonic()
         with _live_lock:
             _live.add(self)
@@ -237,6 +238,8 @@ class Worker(OwnedProcess):
     def _forget(self) -> int | None:
         with _live_lock:
             _live.discard(self)
+        if self._copier is not None:
+            self._copier.drain()
         return None if self.proc is None else self.proc.returncode
 
     def _fail(self, problem: str, fix: str = "") -> None:
@@ -246,6 +249,16 @@ class Worker(OwnedProcess):
         raise WorkerError(problem, fix=fix, details=f"--- last lines of {self.logfile} ---\n{log}")
 
     # -- looking at it -------------------------------------------------------------------------------
+    def logs(self, tail: int | None = None, stream: str | None = None) -> str:
+        """What the worker wrote (its last `tail` lines): both streams in the order they came, or only
+        `stream="stdout"` or `stream="stderr"`. Celery's own records go to stderr, its banner to stdout."""
+        if stream is None:
+            return state.read_log(self.logfile, tail)
+        if stream not in streams.STREAMS:
+            raise WorkerError(f"no stream {stream!r}", fix="ask for stream='stdout' or stream='stderr', or leave it "
+                                                          "out for both")
+        return state.read_log(streams.stream_file(self.logfile, stream), tail)
+
     @property
     def children(self) -> list[int]:
         """Pids of the pool processes now (prefork only); a recycled or killed child is replaced by a new pid."""

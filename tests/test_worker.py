@@ -49,6 +49,19 @@ def test_start_run_stop(clean_namespace):
     assert group_alive(w.pid) == []
 
 
+def test_stdout_and_stderr_are_kept_apart_and_together(clean_namespace):
+    """Celery prints its banner on stdout and logs every record on stderr; the combined log keeps both."""
+    with ck.Worker(LAB) as w:
+        assert ck.get(add.delay(2, 3)) == 5
+    out, err, both = w.logs(stream="stdout"), w.logs(stream="stderr"), w.logs()
+    assert "[config]" in out and "[config]" not in err
+    assert "ready." in err and "ready." not in out
+    assert "succeeded in" in err and "succeeded in" not in out
+    assert sorted(both.splitlines()) == sorted(out.splitlines() + err.splitlines())
+    with pytest.raises(ck.WorkerError, match="stream='stdout'"):
+        w.logs(stream="out")
+
+
 def test_kill_ends_the_whole_group(clean_namespace):
     w = ck.Worker(LAB, concurrency=2).start()
     pgid, kids = w.pid, w.children
