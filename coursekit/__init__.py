@@ -6,6 +6,7 @@ from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
 from .private import PrivateRedis
 from .flower import Flower
+from .ledger import Ledger
 
 # Imported on first use (PEP 562): they bring pandas, matplotlib and ipywidgets, and every worker imports
 # coursekit for its lab's app; loading them there would cost each worker start about 0.7 s of CPU.
@@ -45,5 +46,5 @@ def checkup() -> None:
     print(text)
 
 
-__all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "Flower", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+__all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "Flower", "Ledger", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

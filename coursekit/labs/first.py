@@ -33,3 +33,12 @@ def setting(name):
 def nap(seconds):
     time.sleep(seconds)
     return os.getpid()
+
+
+@app.task
+def book(ledger, key):
+    """Write one side effect for `key` in the ledger `ledger`, from the pool process that runs this."""
+    from ..ledger import Ledger
+
+    Ledger(ledger).write(key)
+    return key
