@@ -9,7 +9,8 @@ Classes of failure (a row's `kind`):
   hang       code that never returns: at import, in the learner's function, in the task
   crash      an exception the check did not foresee: it must become a card, never a traceback
   blank      `____` left in the exercise's own names (not attempted)
-Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode).
+Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode), or for the
+chapters run in the browser, with a Passed card each in tests/test_browser_chapters.py.
 
 Each row is one real check: a worker boots, so a row costs seconds. Rows that are judged before the experiment
 (blanks, syntax, import errors) cost a fraction of that.
