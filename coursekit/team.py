@@ -219,10 +219,8 @@ def down() -> str:
     record = state.read(STATE_FILE)
     if record is None:
         return "nothing to stop: coursekit runs no team Redis"
-    if embedded.stop(record):
-        state.remove(STATE_FILE)
+    if embedded.stop(record, record_as=STATE_FILE):
         return f"stopped the team Redis on port {record['port']} (pid {record['pid']})"
-    state.remove(STATE_FILE)
     return f"removed stale state for port {record.get('port')}: that team Redis had already stopped"
 
 

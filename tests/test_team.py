@@ -327,3 +327,15 @@ def test_team_up_writes_the_lines_to_a_private_file_and_down_stops_it(private_st
     finally:
         stopped = subprocess.run([*run, "down"], capture_output=True, text=True, timeout=60)
     assert "stopped the team Redis" in stopped.stdout
+
+
+def test_team_down_forgets_only_the_team_redis_and_its_password(private_state):
+    """A learner's own embedded broker keeps its record when the team Redis stops; the team's config file, which
+    holds the admin password, goes with it."""
+    own = ck.up(embedded_only=True)
+    team.up(["ana"])
+    conf = next((private_state / "team-redis").glob("redis-*.conf"))
+    assert "requirepass" in conf.read_text()
+    assert "stopped the team Redis" in team.down()
+    assert not conf.exists()
+    assert broker.current().url == own.url, "the learner's embedded broker was forgotten with the team's"
