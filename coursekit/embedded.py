@@ -77,7 +77,7 @@ def start(port: int | None = None, *, bind: str = "127.0.0.1", password: str | N
     record = {"kind": "embedded", "url": url, "port": chosen, "pid": int(pidfile.read_text().strip()),
               "binary": exe, "dir": str(folder), "ready_s": round(time.monotonic() - begun, 4),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    state.write(record_as, record)
+    state.write(record_as, record, private=bool(password))  # the URL in it carries the password
     return record
 
 

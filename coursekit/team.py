@@ -203,8 +203,7 @@ def up(learners: list[str], host: str = "127.0.0.1", port: int | None = None, pa
                             record_as=STATE_FILE, folder_name="team-redis")
     record["bind"] = host
     record["advertise"] = advertise or (host if host not in ("0.0.0.0", "::", "*") else socket.getfqdn())
-    state.write(STATE_FILE, record)
-    (state.state_dir() / STATE_FILE).chmod(0o600)  # it holds the admin password
+    state.write(STATE_FILE, record, private=True)  # it holds the admin password
     return configure(record["url"], learners, record["advertise"])
 
 

@@ -336,6 +336,7 @@ def test_team_down_forgets_only_the_team_redis_and_its_password(private_state):
     team.up(["ana"])
     conf = next((private_state / "team-redis").glob("redis-*.conf"))
     assert "requirepass" in conf.read_text()
+    assert (private_state / team.STATE_FILE).stat().st_mode & 0o077 == 0, "team.json holds the admin password"
     assert "stopped the team Redis" in team.down()
     assert not conf.exists()
     assert broker.current().url == own.url, "the learner's embedded broker was forgotten with the team's"
