@@ -244,10 +244,12 @@ class FileToo(StreamsExercise):
                     self.right_id(seen, item, line, f"{what}, in LOG_FILE,")
 
     def why_no_console(self, seen: Seen) -> str:
-        if not len(seen.lines[seen.lines.stream == "stderr"]):
-            return ("stderr is empty: with a setup_logging receiver Celery configures nothing at all; keep its "
-                    "set-up and add to it with after_setup_logger / after_setup_task_logger")
-        return "add your handler to the logger each signal gives you; do not replace its handlers"
+        lines = seen.lines
+        if not ((lines.stream == "stderr") & (lines.format == "celery")).any():
+            return ("stderr holds no log record at all, not even the worker's own: with a setup_logging receiver "
+                    "Celery configures nothing; keep its set-up and add to it with after_setup_logger / "
+                    "after_setup_task_logger")
+        return "Add your handler to the logger each signal gives you; do not replace its handlers"
 
     def why_not_in_file(self, seen: Seen, kind: str) -> str:
         if not len(seen.lines[seen.lines.stream == "file"]):
@@ -275,21 +277,29 @@ class AuditOnce(StreamsExercise):
         for item in seen.items:
             found = seen.of(AUDIT, item)
             what = f"the audit line {AUDIT!r} of {self.task}({item!r})"
-            audit = found[found.text.str.lstrip().str.startswith("AUDIT")]
+            audit = found[found.message.str.lstrip().str.startswith("AUDIT")]  # its own, or wrapped by Celery
+            wrapped = audit[audit.format == "celery"]
             if found.empty:
                 raise AssertionError(f"{what} reached neither stream: a logger with propagate=False and no handler "
                                      "of its own falls back to Python's last-resort handler, which drops records "
                                      "below WARNING (and a disabled logger drops everything)")
             if len(found) > 1 and len(audit) == len(found):
+                how = (" One of them was created inside the worker after Celery had replaced sys.stderr "
+                       "(worker_redirect_stdouts), so it wrote into Celery's redirect logger: "
+                       f"{quoted(wrapped.iloc[0].text)}") if len(wrapped) else ""
                 raise AssertionError(f"{what} came out {len(found)} times, each in the audit format: two audit "
                                      "handlers on the logger (setup_audit ran twice in the process that ran the "
-                                     f"task?): {', '.join(quoted(t) for t in found.text)}")
+                                     f"task?).{how}")
             if len(found) > 1:
                 raise AssertionError(f"{what} came out {len(found)} times: "
                                      f"{' and '.join(quoted(t) for t in found.text)}. Your handler wrote it, and the "
                                      "record went on to the root logger, whose handler (Celery's) wrote it again: "
                                      "stop the propagation")
             line = found.iloc[0]
+            if len(wrapped):
+                raise AssertionError(f"{what} came out as {quoted(line.text)}: your handler wrote to sys.stderr after "
+                                     "Celery had replaced it (worker_redirect_stdouts), so Celery logged your line "
+                                     "again as a WARNING; create the handler when the module is imported")
             if audit.empty:
                 raise AssertionError(f"{what} came out once, as {quoted(line.text)}: Celery's format, not the audit "
                                      "format. A handler on the root logger is emptied by the hijack "
