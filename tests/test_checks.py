@@ -587,7 +587,7 @@ def audit_answer(body: str) -> str:
 
 
 CH05: list[Row] = [
-    # -- 05.json ------------------------------------------------------------------------------------------------
+    # -- 05.json_logs ------------------------------------------------------------------------------------------------
     Row(ch05.json_logs, "right", "replace-celerys-handlers", json_answer(
         "@after_setup_logger.connect\n@after_setup_task_logger.connect\n",
         "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
@@ -617,7 +617,7 @@ CH05: list[Row] = [
                                                 "    root.handlers = [handler]\n    log.addHandler(handler)"),
         "came out 2 times on stdout"),
     Row(ch05.json_logs, "blank", "body", swap(S05J, J_BODY, "    ____"), "json_logging() still holds"),
-    # -- 05.file ------------------------------------------------------------------------------------------------
+    # -- 05.log_file ------------------------------------------------------------------------------------------------
     Row(ch05.log_file, "right", "celerys-own-formatter", file_answer(F_BODY.replace(
         "TaskFormatter(format)", "next(h.formatter for h in logger.handlers if h.formatter)"))),
     Row(ch05.log_file, "value", "first-handlers-formatter", file_answer(F_BODY.replace(

@@ -126,11 +126,11 @@ class StreamsExercise(Exercise):
                                  "run with that id")
 
 
-# -- 05.json ---------------------------------------------------------------------------------------------------------
+# -- 05.json_logs ---------------------------------------------------------------------------------------------------------
 class JsonOnStdout(StreamsExercise):
     """Every line the tasks log is JSON on stdout, with the task's id and name, once; nothing of theirs on stderr."""
 
-    id = "05.json"
+    id = "05.json_logs"
     module = "ex05_json"
     functions = ("json_logging",)
     task, prefix = "reserve", "sku"
@@ -190,12 +190,12 @@ class JsonOnStdout(StreamsExercise):
         return f"{said}: nothing of the tasks' may reach stderr"
 
 
-# -- 05.file ---------------------------------------------------------------------------------------------------------
+# -- 05.log_file ---------------------------------------------------------------------------------------------------------
 class FileToo(StreamsExercise):
     """Celery's set-up kept (every line on stderr, in its format), and each line also once in LOG_FILE, in the same
     format, the task logger's with the task's name and id."""
 
-    id = "05.file"
+    id = "05.log_file"
     module = "ex05_file"
     functions = ("file_too",)
     task, prefix = "ship", "parcel"
