@@ -617,6 +617,8 @@ CH05: list[Row] = [
                                                 "    root.handlers = [handler]\n    log.addHandler(handler)"),
         "came out 2 times on stdout"),
     Row(ch05.json_logs, "blank", "body", swap(S05J, J_BODY, "    ____"), "json_logging() still holds"),
+    Row(ch05.json_logs, "crash", "receiver-raises", swap(S05J, "(JsonFormatter())", "(JSONFormatter())"),
+        "NameError: name 'JSONFormatter' is not defined"),
     # -- 05.log_file ------------------------------------------------------------------------------------------------
     Row(ch05.log_file, "right", "celerys-own-formatter", file_answer(F_BODY.replace(
         "TaskFormatter(format)", "next(h.formatter for h in logger.handlers if h.formatter)"))),
@@ -652,6 +654,8 @@ CH05: list[Row] = [
         "\n\nfrom celery.signals import worker_process_init\n\n\n@worker_process_init.connect\n"
         "def again(**kwargs):\n    setup_audit()\n"), "two audit handlers"),
     Row(ch05.once, "blank", "body", audit_answer("    ____"), "setup_audit() still holds"),
+    Row(ch05.once, "crash", "task-raises", swap(S05O, "    audit.info(", "    audit.info(order.id, "),
+        "failed with AttributeError"),
 ]
 TABLE += CH05
 
