@@ -10,7 +10,7 @@ import queue
 import sys
 from logging.handlers import QueueHandler, QueueListener
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
 from . import lab_app
 from .jsonlog import JsonFormatter, StampTask
@@ -49,3 +49,10 @@ def listen_in_each_child(**_):
                 handler.queue = records
         listener = QueueListener(records, _out)
         listener.start()
+
+
+@worker_process_shutdown.connect
+def flush_in_each_child(**_):
+    """A child's listener is a daemon thread: stop it (it writes what its queue still holds) before the child exits."""
+    if app.conf.get("shop_listen_in_child"):
+        listener.stop()
