@@ -555,18 +555,16 @@ TABLE += [
 
 
 # -- chapter 05: logging. Each row boots a worker on the module, sends it tasks, stops it and reads its streams. -----
-J_IMPORT = "from celery.signals import setup_logging"
-J_SIGNAL = "@setup_logging.connect\n"
+J_SIGNAL = "@signals.setup_logging.connect\n"
 J_BODY = """    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(loglevel or logging.INFO)"""
-J_AFTER = "from celery.signals import after_setup_logger, after_setup_task_logger, setup_logging"
 F_BODY = """    handler = logging.FileHandler(LOG_FILE)
     handler.setFormatter(TaskFormatter(format))
     logger.addHandler(handler)"""
-F_SIGNALS = "@after_setup_logger.connect\n@after_setup_task_logger.connect\n"
+F_SIGNALS = "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n"
 O_BODY = """    handler = logging.StreamHandler()
     handler.setFormatter(TaskFormatter(AUDIT_FORMAT))
     audit.addHandler(handler)
@@ -575,7 +573,7 @@ O_BODY = """    handler = logging.StreamHandler()
 
 def json_answer(signals: str, body: str) -> str:
     """The JSON module with these decorators on json_logging and this body."""
-    return swap(swap(swap(S05J, J_IMPORT, J_AFTER), J_SIGNAL, signals), J_BODY, body)
+    return swap(swap(S05J, J_SIGNAL, signals), J_BODY, body)
 
 
 def file_answer(body: str, signals: str = F_SIGNALS) -> str:
@@ -589,17 +587,17 @@ def audit_answer(body: str) -> str:
 CH05: list[Row] = [
     # -- 05.json_logs ------------------------------------------------------------------------------------------------
     Row(ch05.json_logs, "right", "replace-celerys-handlers", json_answer(
-        "@after_setup_logger.connect\n@after_setup_task_logger.connect\n",
+        "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n",
         "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
         "    kwargs['logger'].handlers = [handler]")),
     Row(ch05.json_logs, "mechanism", "json-handler-but-root-hijacked",
         swap(S05J, J_SIGNAL, "") + "\n\njson_logging()\n", "the root logger is still hijacked"),
     Row(ch05.json_logs, "mechanism", "added-beside-celery", json_answer(
-        "@after_setup_logger.connect\n@after_setup_task_logger.connect\n",
+        "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n",
         "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
         "    kwargs['logger'].addHandler(handler)"), "added beside Celery's stderr handler"),
     Row(ch05.json_logs, "mechanism", "root-only", json_answer(
-        "@after_setup_logger.connect\n",
+        "@signals.after_setup_logger.connect\n",
         "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
         "    kwargs['logger'].handlers = [handler]"), "Task loggers hang under `celery.task`"),
     Row(ch05.json_logs, "mechanism", "unhijacked", swap(swap(S05J, J_SIGNAL, ""), 'ck.make_app("ex05_json")',
@@ -626,15 +624,14 @@ CH05: list[Row] = [
         "TaskFormatter(format)", "logger.handlers[0].formatter")), "not in Celery's format"),
     Row(ch05.log_file, "value", "no-formatter", file_answer(
         "    handler = logging.FileHandler(LOG_FILE)\n    logger.addHandler(handler)"), "not in Celery's format"),
-    Row(ch05.log_file, "mechanism", "root-only", file_answer(F_BODY, "@after_setup_logger.connect\n"),
+    Row(ch05.log_file, "mechanism", "root-only", file_answer(F_BODY, "@signals.after_setup_logger.connect\n"),
         "Task loggers hang under `celery.task`"),
     Row(ch05.log_file, "mechanism", "replaced-console", file_answer(F_BODY.replace(
         "logger.addHandler(handler)", "logger.handlers = [handler]")), "Celery's own console handler is gone"),
-    Row(ch05.log_file, "mechanism", "setup-logging-instead", swap(file_answer(
+    Row(ch05.log_file, "mechanism", "setup-logging-instead", file_answer(
         "    handler = logging.FileHandler(LOG_FILE)\n    handler.setFormatter(TaskFormatter(format))\n"
         "    logging.getLogger().addHandler(handler)\n    logging.getLogger().setLevel(logging.INFO)",
-        "@setup_logging.connect\n"), "from celery.signals import after_setup_logger, after_setup_task_logger",
-        "from celery.signals import setup_logging"), "with a setup_logging receiver Celery configures nothing"),
+        "@signals.setup_logging.connect\n"), "with a setup_logging receiver Celery configures nothing"),
     Row(ch05.log_file, "value", "doubled-through-root", file_answer(F_BODY + "\n    logging.getLogger().addHandler(handler)"),
         "in LOG_FILE 2 times"),
     Row(ch05.log_file, "blank", "signals", file_answer(F_BODY, "@____\n"), "file_too() still holds"),
