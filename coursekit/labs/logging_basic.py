@@ -2,15 +2,12 @@
 `logging.basicConfig` with a JSON handler on stdout when it is imported, as many applications do, and leaves
 Celery's `worker_hijack_root_logger` at its default (True)."""
 import logging
-import sys
 
 from . import lab_app
-from .jsonlog import JsonFormatter
+from .jsonlog import stdout_handler
 from .shop import declare
 
 app = lab_app(__name__)
 checkout = declare(app, __name__)
 
-_handler = logging.StreamHandler(sys.stdout)
-_handler.setFormatter(JsonFormatter())
-logging.basicConfig(level=logging.INFO, handlers=[_handler])  # does nothing when root has a handler already
+logging.basicConfig(level=logging.INFO, handlers=[stdout_handler()])  # does nothing when root has a handler already

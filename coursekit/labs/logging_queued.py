@@ -5,23 +5,20 @@ a child gets a copy of the queue but not the listener thread, so what the child 
 
 `worker_process_init` fires in each child once it is forked: `listen_in_each_child()` starts a listener there (the
 fix), when the worker's config sets `shop_listen_in_child` (any Celery app accepts extra keys)."""
-import logging
 import queue
-import sys
 from logging.handlers import QueueHandler, QueueListener
 
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
 from . import lab_app
-from .jsonlog import JsonFormatter, StampTask
+from .jsonlog import StampTask, stdout_handler
 from .shop import declare, payments
 
 app = lab_app(__name__)
 checkout = declare(app, __name__)
 
 records: queue.Queue = queue.Queue()
-_out = logging.StreamHandler(sys.stdout)
-_out.setFormatter(JsonFormatter())
+_out = stdout_handler()
 listener = QueueListener(records, _out)
 if not any(isinstance(h, QueueHandler) for h in payments.handlers):
     _queued = QueueHandler(records)
