@@ -10,7 +10,7 @@ from . import lab_app
 from ..ledger import Ledger, _client
 
 app = lab_app(__name__)
-GATEWAY_S = 0.3
+GATEWAY_S = 0.5
 """How long the payment gateway takes to answer a charge."""
 
 
