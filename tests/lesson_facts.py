@@ -604,7 +604,7 @@ def only_prefork_stops_the_nap(shown):
     for pool in ("threads", "solo"):
         row = table[pool]
         assert row["state"] == "SUCCESS" and row["ran for (s)"] >= 1.45 and not row["log mentions a time limit"], row
-    bars = shown[NAPS_07]["bars"]["ran for"]
+    bars = shown[NAPS_07]["bars"]["ran for (red: stopped, green: SUCCESS)"]
     assert [h for _, h in bars] == [table[p]["ran for (s)"] for p in ("prefork", "threads", "solo")]
 
 
