@@ -530,8 +530,8 @@ def round_robin_alternates_and_priority_drains_the_first_queue(shown):
 CHARGES_07 = "Charges per payment, counted by the ledger"
 NAPS_07 = "limited_nap(1.5) under soft 0.5 s / hard 1 s limits"
 TIMELINE_07 = "The stuck app: which process ran what, and when it stopped"
-DEDUP_TASK_S_07 = 3.0 + 0.5
-"""slow_charge(order, 3) on the dedup worker: the gateway's 0.5 s, then 3 s more."""
+DEDUP_TASK_S_07 = 4.0 + 0.5
+"""slow_charge(order, 4) on the dedup worker: the gateway's 0.5 s, then 4 s more."""
 
 
 @says("07_duplicates")
