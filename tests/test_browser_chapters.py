@@ -16,6 +16,8 @@ pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 CHAPTERS = [ch for ch in course.chapters() if ch.id in ("03", "04", "07")]
 DRAWN = "img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 100"
+MAIN_PLOT = {"07": "plots.timeline(recording"}
+"""The source line of the cell that draws a lesson's main figure, pictured as the learner sees it."""
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
@@ -30,6 +32,8 @@ def test_lesson_runs_and_draws_every_figure(lab, context, chapter):
         image = images.nth(n)
         image.scroll_into_view_if_needed()  # JupyterLab lays out cells only when they come into view
         assert image.evaluate(DRAWN), f"figure {n + 1} of {chapter.stem} is not drawn"
+    if chapter.id in MAIN_PLOT:
+        nb.screenshot(MAIN_PLOT[chapter.id], SHOTS / f"lesson{chapter.id}-main-plot.png", outputs_only=True)
     nb.close()
     assert lab.new_log_lines() == [], "JupyterLab logged lines a learner would have to decode"
 

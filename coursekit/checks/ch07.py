@@ -17,6 +17,7 @@ from ..budget import budget
 from ..calls import send
 from ..evidence import ending
 from ..exercise import Exercise
+from ..fleet import pool_of
 from ..labs.duplicates import payments
 from ..labs.stuck import cleanups
 from ..outcomes import Incorrect, Uncheckable
@@ -31,8 +32,6 @@ EXPORT_BOUND_S = 2.0
 """The stuck export must end within this long of its start."""
 EVENT_SLACK_S = 0.3
 """Worker events carry the times the worker saw; under load they lag the task itself by up to this much."""
-LIMIT_S = 1.0
-"""crunch's hard time limit in ex07_pool (the module says so)."""
 
 
 def tag() -> str:
@@ -233,8 +232,6 @@ class Pool(Exercise):
         long_job, short_job = seen["jobs"]
         fleet, task, app = seen["fleet"], seen["task"], seen["app"]
         worker = fleet.workers[0].name
-        from ..fleet import pool_of
-
         pool = pool_of(fleet.stats.get(worker, {}))
         limit = task.time_limit or app.conf.task_time_limit
         soft = task.soft_time_limit or app.conf.task_soft_time_limit
