@@ -21,9 +21,9 @@ from .observe import Recording
 from .worker import short_name
 
 OUTCOME_COLOURS = {"SUCCESS": "tab:green", "FAILURE": "tab:red", "RETRY": "tab:orange", "LOST": "black",
-                   "RUNNING": "tab:gray"}
+                   "RUNNING": "tab:gray", "REVOKED": "tab:purple"}
 # Drawn in this order, so that the rarer, more important outcomes lie on top.
-OUTCOME_RANK = {"SUCCESS": 0, "RUNNING": 1, "RETRY": 2, "LOST": 3, "FAILURE": 4}
+OUTCOME_RANK = {"SUCCESS": 0, "RUNNING": 1, "RETRY": 2, "REVOKED": 3, "LOST": 3, "FAILURE": 4}
 STATE_ORDER = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED"]
 TIME_AXIS = "seconds since the recording started"
 UNACKED = "unacked (held by workers)"

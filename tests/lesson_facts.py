@@ -526,6 +526,109 @@ def round_robin_alternates_and_priority_drains_the_first_queue(shown):
     assert [r["priority"] for r in table] == ["hi"] * 6 + ["lo"] * 6
 
 
+# -- 07 duplicates and stuck tasks ---------------------------------------------------------------------------
+CHARGES_07 = "Charges per payment, counted by the ledger"
+NAPS_07 = "limited_nap(1.5) under soft 0.5 s / hard 1 s limits"
+TIMELINE_07 = "The stuck app: which process ran what, and when it stopped"
+DEDUP_TASK_S_07 = 4.0 + 0.5
+"""slow_charge(order, 4) on the dedup worker: the gateway's 0.5 s, then 4 s more."""
+
+
+@says("07_duplicates")
+def only_the_early_ack_is_charged_once(shown):
+    """"Only the early-acknowledged task was charged once. Every other payment was charged at least twice" (and the
+    bars are the table's numbers)"""
+    table = {r["source"]: r for r in rows(shown, "charges per payment")}
+    assert table["early_ack"]["charges in the ledger"] == 1, table["early_ack"]
+    for source in ("acks_late", "countdown", "retry", "published_twice"):
+        assert table[source]["charges in the ledger"] >= 2, table[source]
+    assert table["retry"]["charges in the ledger"] >= 2  # the retry runs the whole task again
+    bars = shown[CHARGES_07]["bars"]
+    assert [h for _, h in bars["charges in the ledger"]] == [r["charges in the ledger"] for r in table.values()]
+    assert [h for _, h in bars["payments meant"]] == [1] * len(table)
+
+
+@says("07_duplicates")
+def dedup_skips_after_success_but_not_two_at_once(shown):
+    """"Both at once. The second charge started about a second after the first, while the first was still running
+    ... The copy that came after the first run had stored SUCCESS was skipped (the log line above)" """
+    charges = rows(shown, "dedup charges")
+    assert len(charges) >= 2, charges
+    first, second = (r["started (s after sending)"] for r in charges[:2])
+    assert 0.8 <= second - first < DEDUP_TASK_S_07, f"charges at {first} and {second} s: not overlapping copies"
+    assert charges[0]["process"] != charges[1]["process"], "two copies at once run in two processes"
+    skipped = rows(shown, "dedup skipped")
+    assert len(skipped) >= 1, "the worker skipped no copy"
+    assert all("already completed successfully" in r["copies the worker skipped (its log)"] for r in skipped)
+
+
+@says("07_duplicates")
+def only_set_nx_charges_once(shown):
+    """"`pay` charged every delivery. `pay_if_unpaid` caught the late third copy but not the two that overlapped
+    ... `pay_once` charged once" """
+    table = {r["task"]: r["charges in the ledger"] for r in rows(shown, "idempotent or not")}
+    assert table == {"pay": 3, "pay_if_unpaid": 2, "pay_once": 1}, table
+
+
+@says("07_duplicates")
+def inspect_active_shows_the_stuck_task(shown):
+    """"`inspect active` asks each worker what it is running, with the arguments, the process and the start time" """
+    active = rows(shown, "inspect active")
+    assert [r["task"] for r in active] == ["hang"], active
+    assert "nightly-report" in active[0]["args"]
+    assert 1.0 <= active[0]["running for (s)"] < 10, active
+
+
+@says("07_duplicates")
+def soft_cleans_up_hard_kills_expires_does_not_stop(shown):
+    """"`export` failed with `SoftTimeLimitExceeded` after about 1 s and its cleanup ran ... in the same process,
+    which lives on. `crunch` failed with `TimeLimitExceeded` after about 1 s; its process is gone ... `hang` with
+    `expires=1` ran its full 2 s and succeeded" """
+    table = {r["call"]: r for r in rows(shown, "limits")}
+    export, crunch, late = (table[k] for k in ("export (soft 1 s, hard 3 s)", "crunch (hard 1 s)", "hang, expires=1"))
+    assert (export["state"], export["error"]) == ("FAILURE", "SoftTimeLimitExceeded"), export
+    assert 0.95 <= export["ran for (s)"] < 2.0 and export["cleanup ran"] and export["process still in the pool"]
+    assert (crunch["state"], crunch["error"]) == ("FAILURE", "TimeLimitExceeded"), crunch
+    assert 0.95 <= crunch["ran for (s)"] < 2.0 and not crunch["process still in the pool"], crunch
+    assert late["state"] == "SUCCESS" and late["ran for (s)"] >= 1.95, late
+
+
+@says("07_duplicates")
+def only_prefork_stops_the_nap(shown):
+    """"Only prefork stopped it, after 0.5 s (its log says so ...). The threads and solo pools ran it to the end and
+    reported `SUCCESS`, and neither logged a word about it" (the bars are the table's)"""
+    table = {r["pool"]: r for r in rows(shown, "limits by pool")}
+    prefork = table["prefork"]
+    assert (prefork["state"], prefork["error"]) == ("FAILURE", "SoftTimeLimitExceeded"), prefork
+    assert 0.45 <= prefork["ran for (s)"] < 1.0 and prefork["log mentions a time limit"], prefork
+    for pool in ("threads", "solo"):
+        row = table[pool]
+        assert row["state"] == "SUCCESS" and row["ran for (s)"] >= 1.45 and not row["log mentions a time limit"], row
+    bars = shown[NAPS_07]["bars"]["ran for (red: stopped, green: SUCCESS)"]
+    assert [h for _, h in bars] == [table[p]["ran for (s)"] for p in ("prefork", "threads", "solo")]
+
+
+@says("07_duplicates")
+def the_timeline_shows_where_each_stopped(shown):
+    """"the `hang` bar ends where `revoke(terminate=True)` stopped it; `export` and `crunch` end in failure after about
+    1 s, and nothing runs on `crunch`'s lane after it (the process is gone); the threads and solo naps run their full
+    1.5 s" """
+    bars = shown[TIMELINE_07]["bars"]
+    by = {}
+    for bar in bars:
+        by.setdefault(bar["label"], []).append(bar)
+    hang, = by["hang"]
+    assert hang["outcome"] == "REVOKED" and 1.0 <= hang["x1"] - hang["x0"] < 5, hang
+    assert [b["lane"] for b in bars if b["lane"].split()[0] not in ("prefork", "threads", "solo")] == [], "other apps"
+    for name in ("export", "crunch"):
+        bar, = by[name]
+        assert bar["outcome"] == "FAILURE" and 0.95 <= bar["x1"] - bar["x0"] < 2.0, bar
+    crunch = by["crunch"][0]
+    assert not [b for b in bars if b["lane"] == crunch["lane"] and b["x0"] > crunch["x1"]], "a run on a dead process"
+    naps = sorted(by["nap"], key=lambda b: b["x1"] - b["x0"])
+    assert len(naps) == 3 and all(b["x1"] - b["x0"] >= 1.45 for b in naps[1:]), naps
+
+
 # -- notebooks/facilitator.ipynb (not a chapter: the facilitator's team table) ------------------------------
 @says("facilitator")
 def facilitator_rows_are_learners(shown):

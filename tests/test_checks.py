@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, attempt,
-                     solution_module, swap)
+from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S07E,
+                     S07P, S07W, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch07
 from coursekit.exercise import Exercise
 
 
@@ -656,6 +656,100 @@ CH05: list[Row] = [
         "failed with AttributeError"),
 ]
 TABLE += CH05
+# -- chapter 07: duplicates and stuck tasks. Each row boots one worker (two processes) on the module. --------------
+CLAIM = ('    if not db().set(business_key(order), "paid", nx=True, ex=3600):\n'
+         '        return f"{order} already paid"\n'
+         '    return charge(order, amount)')
+GUARDED_EXPORT = ("    try:\n        return render(job, seconds)\n    except SoftTimeLimitExceeded:\n        cleanup(job)\n"
+                  "        raise")
+REPORTS = "-P prefork -c 2"
+
+
+def payment(body: str) -> str:
+    return swap(S07P, CLAIM, body)
+
+
+def export(old: str, new: str) -> str:
+    return swap(S07E, old, new)
+
+
+def pool_line(options: str) -> str:
+    return swap(S07W, REPORTS, options)
+
+
+TABLE += [
+    # -- 07.payment ---------------------------------------------------------------------------------------------
+    Row(ch07.payment, "right", "incr-claims-the-order", payment(
+        "    if db().incr(business_key(order)) != 1:\n        return 'duplicate'\n    return charge(order, amount)")),
+    Row(ch07.payment, "mechanism", "no-idempotency", payment("    return charge(order, amount)"),
+        "was delivered 3 times and charged 3 times: nothing stopped a copy"),
+    Row(ch07.payment, "mechanism", "idempotency-checked-after-the-side-effect", payment(
+        "    result = charge(order, amount)\n"
+        "    if not db().set(business_key(order), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    return result"), "it was written after the charge, or never read before it"),
+    Row(ch07.payment, "mechanism", "check-then-set", payment(
+        "    if db().get(business_key(order)):\n        return 'duplicate'\n    result = charge(order, amount)\n"
+        "    db().set(business_key(order), 'paid', ex=3600)\n    return result"),
+        "the two copies that ran at the same time were both charged"),
+    Row(ch07.payment, "hidden", "task-id-as-key", payment(
+        "    if not db().set(business_key(pay.request.id), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    return charge(order, amount)"), "key the claim on the order, the business key, not on the task id"),
+    Row(ch07.payment, "hidden", "one-key-for-every-order", payment(
+        "    if not db().set(business_key('payments'), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    return charge(order, amount)"), "another order, was charged 0 time(s)"),
+    Row(ch07.payment, "mechanism", "deduplicate-successful-tasks", swap(
+        payment("    return charge(order, amount)"), 'ck.make_app("ex07_payment")',
+        'ck.make_app("ex07_payment", task_acks_late=True, worker_deduplicate_successful_tasks=True)'),
+        "worker_deduplicate_successful_tasks only skips a redelivered acks_late message"),
+    Row(ch07.payment, "value", "duplicate-raises", payment(
+        "    if not db().set(business_key(order), 'paid', nx=True, ex=3600):\n"
+        "        raise ValueError('already paid')\n    return charge(order, amount)"), "must end quietly"),
+    Row(ch07.payment, "hang", "gateway-never-answers", payment("    time.sleep(10**6)").replace(
+        "import coursekit as ck", "import time\n\nimport coursekit as ck"), "had no result after"),
+    Row(ch07.payment, "blank", "pay", payment("    return ____"), "pay() still holds"),
+
+    # -- 07.export ----------------------------------------------------------------------------------------------
+    Row(ch07.export, "right", "finally-cleans-up", export(
+        GUARDED_EXPORT, "    try:\n        return render(job, seconds)\n    finally:\n        cleanup(job)")),
+    Row(ch07.export, "right", "app-wide-soft-limit", swap(export("@app.task(soft_time_limit=1)", "@app.task"),
+                                                          'ck.make_app("ex07_export")',
+                                                          'ck.make_app("ex07_export", task_soft_time_limit=1.5)')),
+    Row(ch07.export, "mechanism", "a-soft-limit-with-no-handler", export(GUARDED_EXPORT,
+                                                                         "    return render(job, seconds)"),
+        "a soft limit with no handler only fails the task"),
+    Row(ch07.export, "mechanism", "hard-limit-only", export("soft_time_limit=1", "time_limit=1"),
+        "a hard time_limit kills the pool process"),
+    Row(ch07.export, "mechanism", "catches-the-hard-limit", swap(export(
+        "soft_time_limit=1", "time_limit=1").replace("except SoftTimeLimitExceeded", "except TimeLimitExceeded"),
+        "from celery.exceptions import SoftTimeLimitExceeded", "from celery.exceptions import TimeLimitExceeded"),
+        "a hard time_limit kills the pool process"),
+    Row(ch07.export, "timing", "limit-too-long", export("soft_time_limit=1", "soft_time_limit=5"),
+        "did not stop it within 2 s"),
+    Row(ch07.export, "timing", "limit-too-short", export("soft_time_limit=1", "soft_time_limit=0.1"),
+        "stopped it. Set it above that"),
+    Row(ch07.export, "mechanism", "expires-is-not-a-time-limit", export("soft_time_limit=1", "expires=1"),
+        "expires=1 only drops a message that waits"),
+    Row(ch07.export, "value", "swallows-the-failure", export("        raise", "        return 'cleaned up'"),
+        "so it ended SUCCESS"),
+    Row(ch07.export, "crash", "render-called-wrong", export(GUARDED_EXPORT, GUARDED_EXPORT.replace(
+        "render(job, seconds)", "render(job, seconds, 1)")), "a normal export must succeed"),
+    Row(ch07.export, "blank", "export", export(GUARDED_EXPORT, "    return ____"), "export() still holds"),
+
+    # -- 07.pool ------------------------------------------------------------------------------------------------
+    Row(ch07.pool, "right", "processes-alias", pool_line("-P processes -c 2")),
+    Row(ch07.pool, "right", "default-pool", pool_line("-c 1")),
+    Row(ch07.pool, "mechanism", "threads", pool_line("-P threads -c 2"),
+        "the threads pool ignores time limits, without a warning"),
+    Row(ch07.pool, "mechanism", "solo", pool_line("-P solo"), "the solo pool ignores time limits"),
+    Row(ch07.pool, "mechanism", "threads-in-the-settings", swap(pool_line("-c 2"), 'ck.make_app("ex07_pool")',
+                                                                'ck.make_app("ex07_pool", worker_pool="threads")'),
+        "the threads pool ignores time limits"),
+    Row(ch07.pool, "value", "limit-removed", swap(S07W, "@app.task(time_limit=1)", "@app.task"),
+        "crunch has no time limit"),
+    Row(ch07.pool, "crash", "pool-name-typo", pool_line("-P thread -c 2"), "'-P'"),
+    Row(ch07.pool, "blank", "workers", swap(S07W, '    "reports": "celery -A workspace.ex07_pool worker -P prefork -c 2",',
+                                            "    ____"), "WORKERS still holds"),
+]
 
 
 @pytest.fixture
