@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, attempt, solution_module, swap
+from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S08M, S08O, S08R, attempt, solution_module, swap
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch08
 from coursekit.exercise import Exercise
 
 
@@ -560,6 +560,68 @@ def ws(tmp_path, redis_url, clean_namespace):
     return folder
 
 
+# -- chapter 08: memory and results. Each row boots one worker on the module: a few seconds a row. ----------------
+RECYCLE = 'SETTINGS = {"worker_max_memory_per_child": 90_000}'
+EXPIRES = 'SETTINGS = {"result_expires": 3600}'
+IGNORED = "@app.task(ignore_result=True)\ndef track_click"
+SURVIVE = 'SETTINGS = {"task_acks_late": True, "task_reject_on_worker_lost": True}'
+
+
+def recycle(settings: str) -> str:
+    return swap(S08M, RECYCLE, f"SETTINGS = {{{settings}}}")
+
+
+def kept(settings: str = EXPIRES, click: str = IGNORED, report: str = "@app.task\ndef build_report") -> str:
+    return swap(swap(swap(S08R, EXPIRES, settings), IGNORED, click), "@app.task\ndef build_report", report)
+
+
+def survive(settings: str, task: str = "@app.task") -> str:
+    return swap(swap(S08O, SURVIVE, f"SETTINGS = {{{settings}}}"), "@app.task\ndef import_batch",
+                f"{task}\ndef import_batch")
+
+
+TABLE += [
+    # -- 08.recycle ---------------------------------------------------------------------------------------------
+    Row(ch08.recycle, "right", "tasks-per-child", recycle('"worker_max_tasks_per_child": 10')),
+    Row(ch08.recycle, "value", "nothing-set", recycle(""), "above the bound of 100 MiB"),
+    Row(ch08.recycle, "value", "limit-in-mb", recycle('"worker_max_memory_per_child": 100'),
+        "is in KiB, not MB: 0.098 MiB"),
+    Row(ch08.recycle, "value", "limit-too-high", recycle('"worker_max_memory_per_child": 400_000'),
+        "worker_max_memory_per_child=400000 is in KiB: 390.6 MiB, more than this child ever held"),
+    Row(ch08.recycle, "mechanism", "every-task", recycle('"worker_max_tasks_per_child": 1'),
+        "worker_max_tasks_per_child=1 recycles that often"),
+    Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),
+
+    # -- 08.results ---------------------------------------------------------------------------------------------
+    Row(ch08.results, "right", "timedelta-and-app-wide", kept(
+        'import datetime\nSETTINGS = {"result_expires": datetime.timedelta(minutes=20), "task_ignore_result": True}',
+        "@app.task\ndef track_click", "@app.task(ignore_result=False)\ndef build_report")),
+    Row(ch08.results, "value", "ignore-on-the-wrong-task", kept(click="@app.task\ndef track_click",
+                                                              report="@app.task(ignore_result=True)\ndef build_report"),
+        "build_report('2026-0"),
+    Row(ch08.results, "value", "app-wide-ignore", kept('SETTINGS = {"result_expires": 3600, "task_ignore_result": True}',
+                                                      click="@app.task\ndef track_click"),
+        "task_ignore_result=True stores no task's result"),
+    Row(ch08.results, "value", "clicks-stored", kept(click="@app.task\ndef track_click"),
+        "track_click results sat in Redis after the burst"),
+    Row(ch08.results, "timing", "never-expire", kept('SETTINGS = {"result_expires": None}'), "they never expire"),
+    Row(ch08.results, "timing", "default-day", kept("SETTINGS = {}"), "expire in 86400 s"),
+    Row(ch08.results, "timing", "one-second", kept('SETTINGS = {"result_expires": 5}'), "a caller who reads a minute late"),
+
+    # -- 08.oom -------------------------------------------------------------------------------------------------
+    Row(ch08.oom, "right", "retry-on-worker-lost", survive('"task_retry_on_worker_lost": True',
+                                                           "@app.task(default_retry_delay=0.3)")),
+    Row(ch08.oom, "mechanism", "nothing-set", survive(""), "early ack, the default"),
+    Row(ch08.oom, "mechanism", "acks-late-only", survive('"task_acks_late": True'), "with task_acks_late alone"),
+    Row(ch08.oom, "mechanism", "reject-without-acks-late", survive('"task_reject_on_worker_lost": True'),
+        "task_reject_on_worker_lost does nothing without it"),
+    Row(ch08.oom, "timing", "retry-default-delay", survive('"task_retry_on_worker_lost": True'),
+        "default_retry_delay (180 s)"),
+    Row(ch08.oom, "blank", "settings", survive("____"), "SETTINGS still holds"),
+]
+
+
+
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
 def test_check(ws, row, request):
     if row.exercise.broker == "rabbitmq":
@@ -893,3 +955,4 @@ def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):
     assert verdict.status == "uncheckable", repr(verdict)
     shown = probe.safe(closed)  # the password masked, as every URL the course prints
     assert f"nothing usable answers at COURSEKIT_RABBITMQ_URL={shown}" in verdict.message, repr(verdict)
+
