@@ -393,7 +393,7 @@ def child_lives(rec: Recording, node: str) -> list[dict]:
     """Each pool child of worker `node` as the memory samples saw it: pid, first and last sample (s), peak RSS
     (MiB), and whether it ended before the recording did (no sample in its last 0.5 s)."""
     m = rec.memory
-    kids = m[(m.node == node) & (m.role == "child")]
+    kids = m[(m.node == node) & (m.role == "child") & (m.rss > 0)]  # an exited child not yet reaped reads 0
     end = m.t.max() if len(m) else 0.0
     lives = [{"pid": int(pid), "start": float(part.t.min()), "end": float(part.t.max()),
               "peak_mb": round(float(part.rss.max()) / 2**20, 1), "ended": bool(part.t.max() < end - 0.5)}
@@ -407,14 +407,14 @@ def child_memory(rec: Recording, nodes: dict[str, str], title: str = "Resident m
     marked with a triangle and its end (replaced or killed) with a cross. `facts["children"]` holds each panel's
     child lives, as `child_lives` gives them."""
     fig = CourseFigure(figsize=(8, 1.9 * len(nodes) + 0.6), layout="constrained", name=name or title)
-    axes = fig.subplots(len(nodes), 1, sharex=True, squeeze=False)[:, 0]
+    axes = fig.subplots(len(nodes), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     fig.suptitle(title)
     m = rec.memory
     fig.facts["children"] = {}
     for ax, (node, label) in zip(axes, nodes.items()):
         ax.set_title(label, fontsize="small", loc="left")
         ax.set_ylabel("RSS (MiB)")
-        kids = m[(m.node == node) & (m.role == "child")] if len(m) else m
+        kids = m[(m.node == node) & (m.role == "child") & (m.rss > 0)] if len(m) else m
         lives = child_lives(rec, node) if len(m) else []
         fig.facts["children"][label] = lives
         if kids.empty:
@@ -429,7 +429,8 @@ def child_memory(rec: Recording, nodes: dict[str, str], title: str = "Resident m
                         markersize=8, markeredgewidth=2)
         if bound_mb:
             ax.axhline(bound_mb, color="grey", linestyle=":", linewidth=1)
-        ax.set_ylim(bottom=0, top=max(float(kids.rss.max()) / 2**20, bound_mb or 0) * 1.15)
+        top = max(float(m[(m.node.isin(list(nodes))) & (m.role == "child")].rss.max()) / 2**20, bound_mb or 0)
+        ax.set_ylim(bottom=0, top=top * 1.15)
         ax.margins(x=0.02)
     axes[-1].set_xlabel(TIME_AXIS)
     handles = [Line2D([], [], marker="^", linestyle="", color="black", label="child started"),

@@ -94,8 +94,29 @@ def quiet_click(page):
     return {"page": page, **ran_here()}
 
 
+def gate_key(name: str) -> str:
+    """The Redis key whose existence opens the gate `name` (namespaced, like every key the course writes)."""
+    from .. import namespace
+
+    return f"{namespace.prefix()}gate:{name}"
+
+
+def open_gate(name: str) -> None:
+    """Let the `gated` task waiting on `name` end. The key expires by itself a minute later."""
+    import redis
+
+    with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+        client.set(gate_key(name), 1, px=60_000)
+
+
 @app.task
-def slow(seconds=5):
-    """Keeps its pool child busy, so that the worker holds what it reserved meanwhile."""
-    time.sleep(seconds)
+def gated(name, limit=20.0):
+    """Keeps its pool child busy until the notebook opens the gate `name` (at most `limit` s): meanwhile the worker
+    holds what it reserved, whatever the machine's load."""
+    import redis
+
+    deadline = time.monotonic() + limit
+    with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+        while not client.exists(gate_key(name)) and time.monotonic() < deadline:
+            time.sleep(0.01)
     return ran_here()
