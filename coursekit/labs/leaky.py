@@ -38,7 +38,7 @@ def memory_now() -> dict:
             "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **ran_here()}
 
 
-def grow(page, mb: int, seconds: float = 0.1) -> dict:
+def grow(page, mb: int, seconds: float = 0.05) -> dict:
     """Render `page`, keeping `mb` MiB of it in the module-level cache for good: the leak."""
     _cache.append(filled(mb))
     time.sleep(seconds)
