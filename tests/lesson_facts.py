@@ -580,6 +580,16 @@ def max_tasks_replaces_the_child_after_eight(shown):
 
 
 @says("08_memory")
+def a_replacement_starts_after_its_predecessor_ends(shown):
+    """"Replacing a child is not free: the pool must notice the exit and fork a new one ... (the gaps between lines
+    in the lower panels)": on a one-process worker each child starts only once the one before it has ended."""
+    for panel in PANELS_08[1:]:
+        lives = _children_08(shown, panel)
+        for before, after in zip(lives, lives[1:]):
+            assert after["start"] > before["end"], (panel, before, after)
+
+
+@says("08_memory")
 def the_memory_limit_is_checked_after_the_task(shown):
     """"a child is replaced only after the task that crossed it, and the 80 MiB `peak` task ran to SUCCESS first, on
     a child that went far above the limit" (100 000 KiB is about 98 MiB)."""
@@ -657,3 +667,12 @@ def purge_empties_the_waiting_and_leaves_the_rest(shown):
     assert before[held] == after[held] >= 2, (before, after)
     assert before["result key of an earlier task"] == after["result key of an earlier task"] == 1
     assert after["clicks that ran after the purge"] == before[held] - 1, (before, after)
+
+
+@says("08_memory")
+def a_result_is_its_whole_return_value_kept_a_day(shown):
+    """"How big is a result? The whole return value, serialized ... The `early` worker keeps results for the
+    default day" and "stores it whole, in Redis, for `result_expires` (a day by default)" """
+    small, big = rows(shown, "result sizes")
+    assert big["bytes in Redis"] > 100 * small["bytes in Redis"] and big["bytes in Redis"] > 300_000, (small, big)
+    assert 86_000 <= small["TTL (s)"] <= 86_400 and 86_000 <= big["TTL (s)"] <= 86_400, (small, big)

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parent / "screenshots"
 CHAPTERS = [ch for ch in course.chapters() if ch.id in ("03", "04", "08")]
 DRAWN = "img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 100"
+MAIN_FIGURE = {"08": 'name="leak"'}
+"""A chapter's main figure, by a line of the cell that draws it: pictured on its own, as a learner sees it."""
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
@@ -23,6 +25,8 @@ def test_lesson_runs_and_draws_every_figure(lab, context, chapter):
     nb = Notebook.open(context, lab, f"notebooks/{chapter.stem}.ipynb")
     nb.run_all(timeout=240)
     nb.page.screenshot(path=str(SHOTS / f"lesson{chapter.id}.png"))
+    if chapter.id in MAIN_FIGURE:
+        nb.screenshot(MAIN_FIGURE[chapter.id], SHOTS / f"lesson{chapter.id}-figure.png", outputs_only=True)
     assert nb.problems() == []
     images = nb.panel.locator(".jp-OutputArea-output img")
     assert images.count() >= 3, f"{chapter.stem} showed {images.count()} figures"

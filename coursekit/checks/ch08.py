@@ -253,8 +253,9 @@ class SurviveOOM(Exercise):
                         why += "; task_reject_on_worker_lost does nothing without it"
                 elif late and not reject:
                     why = ("with task_acks_late alone Celery still acknowledges a task that failed, and a lost worker "
-                           "is a failure (task_acks_on_failure_or_timeout is True by default): the message is gone. "
-                           "Say that a lost worker means 'deliver again' (task_reject_on_worker_lost)")
+                           "is a failure (task_acks_on_failure, which falls back to task_acks_on_failure_or_timeout, "
+                           "True by default): the message is gone. Say that a lost worker means 'deliver again' "
+                           "(task_reject_on_worker_lost)")
                 else:
                     why = "the message was not delivered again"
                 raise AssertionError(f"{batch} {end.describe()}: its child was killed by signal 9 ({seen['kill'].by}) "

@@ -38,6 +38,15 @@ def memory_now() -> dict:
             "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **ran_here()}
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a running process: an exited pool child that its worker has not reaped yet (a zombie) is
+    not, though it is still listed among the worker's children."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def grow(page, mb: int, seconds: float = 0.05) -> dict:
     """Render `page`, keeping `mb` MiB of it in the module-level cache for good: the leak."""
     _cache.append(filled(mb))
@@ -87,6 +96,12 @@ def import_batch(batch, mb=8):
 def click(page):
     """A task whose result nobody reads: stored anyway unless ignore_result says otherwise."""
     return {"page": page, **ran_here()}
+
+
+@app.task
+def rows(n):
+    """A task that returns a table of `n` rows: the whole table is stored as its result."""
+    return [{"row": i, "label": f"item {i:06d}", "value": i * 0.5} for i in range(n)]
 
 
 @app.task(ignore_result=True)
