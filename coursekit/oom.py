@@ -92,6 +92,7 @@ class MemoryCap:
         if found is None:
             return
         parent, version = found
+        self._sweep(parent)
         folder = parent / f"coursekit-cap-{os.getpid()}-{next(_numbers)}"
         limit = str(int(self.mb * MB))
         try:
@@ -132,6 +133,17 @@ class MemoryCap:
         return 0
 
     @staticmethod
+    def _sweep(parent: Path) -> None:
+        """Remove the empty cgroups of caps whose owner died before closing them (a SIGKILLed kernel, say)."""
+        for folder in parent.glob("coursekit-cap-*-*"):
+            owner = folder.name.split("-")[2]
+            if owner.isdigit() and not psutil.pid_exists(int(owner)):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+    @staticmethod
     def _leave(folder: Path, parent: Path) -> None:
         """Move whatever still runs in `folder` back to `parent`, then remove it."""
         try:
@@ -152,11 +164,18 @@ class MemoryCap:
         except psutil.Error:
             return 0.0
 
+    @staticmethod
+    def _running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
     def _watch(self) -> None:
         alive = set(self.pids)
         while alive and not self._stopping.is_set():
             for pid in sorted(alive):
-                if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                if not self._running(pid):
                     alive.discard(pid)
                     if self.kind == "cgroup" and self._kernel_kills() > self._oom_kills:
                         self._oom_kills = self._kernel_kills()
