@@ -88,7 +88,10 @@ class Recycle(Exercise):
     def judge(self, seen, observed):
         peaks, ran, app = seen["peaks"], seen["ran"], seen["app"]
         finished = sum(ran.values())
-        if finished >= 3 and len(ran) > finished / self.fewest_tasks:  # said first: it also makes the burst slow
+        unfinished = any(end.state == "NO RESULT" for end in seen["endings"])
+        each = finished / len(ran) if ran else 0
+        # said first: recycling that often also makes the burst too slow to end within the check's wait
+        if finished >= 3 and (each < self.fewest_tasks or (unfinished and each < 5)):
             self._too_often(ran, finished, app)
         for label, end in zip(seen["labels"], seen["endings"]):
             assert end.state == "SUCCESS", f"{label} {end.describe()}; every render must run and succeed"
@@ -114,13 +117,17 @@ class Recycle(Exercise):
         limit_kib = setting(app, "worker_max_memory_per_child")
         per_task = setting(app, "worker_max_tasks_per_child")
         if finished:
-            said = (f"{len(ran)} pool children ran {finished} renders{' of ' + str(self.tasks) if finished < self.tasks else ''}"
-                    f" (at most {max(ran.values())} in one): a child was replaced after nearly every task, a fork "
-                    "each time, so the burst crawled")
-            if limit_kib and limit_kib < 100_000:
+            within = f" of {self.tasks} within {self.wait_s:g} s" if finished < self.tasks else ""
+            said = (f"{len(ran)} pool children ran {finished} renders{within} (at most {max(ran.values())} in one): "
+                    "a child was replaced every task or few, a fork and a wait each time, so the burst crawled")
+            if limit_kib and limit_kib < 10_000:
                 said += (f". worker_max_memory_per_child={limit_kib} is in KiB, not MB: {limit_kib / 1024:.2g} MiB, "
-                         "below what a fresh child already holds (about 55 MiB), so every child was past it after "
+                         "below what a fresh child already holds (about 55-60 MiB), so every child was past it after "
                          "its first task")
+            elif limit_kib:
+                said += (f". worker_max_memory_per_child={limit_kib} KiB ({limit_kib / 1024:.3g} MiB) leaves a fresh "
+                         "child (about 55-60 MiB) room for hardly a task: the limit is compared with the child's "
+                         "peak RSS, its start included")
             elif per_task:
                 said += f". worker_max_tasks_per_child={per_task} recycles that often"
             raise AssertionError(said)
