@@ -21,4 +21,5 @@ def attempt(ws: Path, exercise, source: str):
 S00, S01, S02 = (solution_module(m) for m in ("ex00_first", "ex01_calling", "ex02_retries"))
 S03_ROUTING, S03_PREFETCH, S03_BURST = (solution_module(m) for m in ("ex03_routing", "ex03_prefetch", "ex03_burst"))
 S04U, S04R, S04T = (solution_module(m) for m in ("ex04_urgent", "ex04_rabbitmq", "ex04_tiers"))
+S05J, S05F, S05O = (solution_module(m) for m in ("ex05_json", "ex05_file", "ex05_once"))
 S08M, S08R, S08O = (solution_module(m) for m in ("ex08_recycle", "ex08_results", "ex08_oom"))

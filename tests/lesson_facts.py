@@ -544,6 +544,96 @@ def facilitator_stuck_means_not_passed(shown):
     assert all(r["exercise"] != "-" for r in shown["team"]["rows"] if r["stuck"]), "stuck needs an exercise"
 
 
+# -- 05 logging -----------------------------------------------------------------------------------------------
+CELERY_INFO_05, CELERY_WARNING_05 = "stderr (celery, INFO)", "stderr (celery, WARNING)"
+OWN_SETUP_05 = {
+    "defaults": [CELERY_INFO_05, CELERY_INFO_05, CELERY_WARNING_05],
+    "-f worker-f.log": ["file (celery, INFO)", "file (celery, INFO)", "file (celery, WARNING)"],
+    "worker_redirect_stdouts_level='INFO'": [CELERY_INFO_05, CELERY_INFO_05, CELERY_INFO_05],
+    "worker_redirect_stdouts=False": [CELERY_INFO_05, CELERY_INFO_05, "stdout (raw)"],
+}
+WAYS_05 = {
+    "setup_logging receiver": ["stdout (json)", "stdout (json)", "stdout (raw)"],
+    "after_setup_logger + after_setup_task_logger": ["stdout (json) + stderr (celery, INFO)",
+                                                     "stdout (json) + stderr (celery, INFO)",
+                                                     "stdout (json) + stderr (celery, WARNING)"],
+    "worker_hijack_root_logger=False": [CELERY_INFO_05, "stdout (json)", "stdout (json)"],
+}
+KINDS_05 = ["task logger", "plain logger", "print"]
+
+
+def _by_setup(table: list[dict]) -> dict[str, list[str]]:
+    return {r["set-up"]: [r[k] for k in KINDS_05] for r in table}
+
+
+@says("05_logging")
+def default_lines_all_go_to_stderr_in_celerys_format(shown):
+    """"Every line the task wrote went to stderr, in Celery's format; stdout got only the start-up banner, no log
+    record at all ... the print() became a record ... WARNING ... Only that line carries the task's name and id
+    ... The process is ForkPoolWorker-1 or -2" """
+    table = rows(shown, "default lines")
+    assert len(table) == 12, f"four checkouts, three lines each: {len(table)}"
+    assert {(r["stream"], r["format"]) for r in table} == {("stderr", "celery")}, table
+    for r in table:
+        assert r["process"] in ("ForkPoolWorker-1", "ForkPoolWorker-2"), r
+        carries = r["task_id"] is not None and r["task_name"].endswith(".checkout")
+        assert carries == r["message"].startswith("charging order"), r
+        assert (r["level"] == "WARNING") == r["message"].startswith("receipt for"), r
+    streams = {r["defaults"]: r for r in rows(shown, "default streams")}
+    assert streams["stdout"]["lines"] > 0 and streams["stdout"]["log records"] == 0, streams
+    assert streams["stderr"]["log records"] >= 12, streams
+
+
+@says("05_logging")
+def logfile_and_print_settings(shown):
+    """"-f FILE moves Celery's handler from stderr to the file: all three lines ... stderr holds no log record at
+    all ... stdout keeps only the banner"; "level INFO: the print is still a record on stderr, now at INFO";
+    "worker_redirect_stdouts=False: the print goes raw to stdout" """
+    assert _by_setup(rows(shown, "Celery's own set-up")) == OWN_SETUP_05
+    streams = {r["with -f"]: r for r in rows(shown, "with -f")}
+    assert streams["stderr"]["log records"] == 0 and streams["stdout"]["log records"] == 0, streams
+    assert streams["file"]["log records"] >= 6, streams
+
+
+@says("05_logging")
+def three_ways_side_by_side(shown):
+    """"setup_logging receiver ... JSON on stdout, the print raw on stdout, and stderr got none of them. The
+    after_setup_logger and after_setup_task_logger receivers of the same module wrote nothing"; "after_setup_* ...
+    each line went to both streams"; "hijack off ... the task logger line did not" (table and grid)"""
+    assert _by_setup(rows(shown, "three ways")) == WAYS_05
+    assert [r["lines its receivers wrote"] for r in rows(shown, "after_setup signals")] == [0]
+    cells = shown["stream map"]["cells"]
+    assert {setup: [cells[setup][k] for k in KINDS_05] for setup in cells} == {**OWN_SETUP_05, **WAYS_05}
+
+
+@says("05_logging")
+def json_lines_join_the_recorded_tasks(shown):
+    """"Each of the three tasks has three JSON lines ..., every id matched a task the recorder saw, with the same
+    task name, and the pid in the log is the pool process the recorder's events say ran the task" """
+    table = rows(shown, "json joined to the recorder")
+    assert len(table) == 3, table
+    for r in table:
+        assert r["json_lines"] == 3, r
+        assert r["logged_name"] == r["recorded_name"] and r["logged_name"].endswith("logging_own.checkout"), r
+        assert r["logged_pid"] == r["recorded_pid"] and r["state"] == "SUCCESS", r
+        assert r["loggers"].split(", ")[0] == "celery.app.trace" and "shop.payments" in r["loggers"], r
+
+
+@says("05_logging")
+def three_failures(shown):
+    """"doubled: each gateway accepted line twice on stderr, once raw ... once in Celery's format. queued: none of
+    them reached any stream ...; the line the main process logged ... went through. queued-fixed: one line per
+    checkout, JSON on stdout, with the task's id. basicConfig: a JSON line on stdout in plain Python, but in the
+    worker Celery's format on stderr" """
+    table = {r["set-up"]: r for r in rows(shown, "failures")}
+    def got(name):
+        r = table[name]
+        return r["gateway lines"], r["with a task id"], r["where"], r["main process's line"]
+    assert got("doubled") == (4, 0, "stderr (raw) + stderr (celery, INFO)", 0)
+    assert got("queued") == (0, 0, "nowhere", 1)
+    assert got("queued-fixed") == (2, 2, "stdout (json)", 1)
+    assert got("basicConfig") == (2, 0, CELERY_INFO_05, 0)
+    assert got("basicConfig, in plain python") == (1, 0, "stdout (json)", 0)
 # -- 08 memory ----------------------------------------------------------------------------------------------
 LEAK_08 = "leak"
 PANELS_08 = ("no limit", "--max-tasks-per-child 8", "--max-memory-per-child 100000 (KiB), then peak(80)")

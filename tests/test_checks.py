@@ -9,7 +9,8 @@ Classes of failure (a row's `kind`):
   hang       code that never returns: at import, in the learner's function, in the task
   crash      an exception the check did not foresee: it must become a card, never a traceback
   blank      `____` left in the exercise's own names (not attempted)
-Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode).
+Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode), or for the
+chapters run in the browser, with a Passed card each in tests/test_browser_chapters.py.
 
 Each row is one real check: a worker boots, so a row costs seconds. Rows that are judged before the experiment
 (blanks, syntax, import errors) cost a fraction of that.
@@ -27,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S08M, S08O, S08R, attempt, solution_module, swap
+from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S08M,
+                     S08O, S08R, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch08
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch08
 from coursekit.exercise import Exercise
 
 
@@ -551,6 +553,109 @@ TABLE += [
     Row(ch03.burst, "crash", "old-setting-name", burst_settings('    "CELERYD_CONCURRENCY": 10,'),
         "Celery refuses your app's settings: Cannot mix new and old setting keys"),
 ]
+
+
+# -- chapter 05: logging. Each row boots a worker on the module, sends it tasks, stops it and reads its streams. -----
+J_SIGNAL = "@signals.setup_logging.connect\n"
+J_BODY = """    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(loglevel or logging.INFO)"""
+F_BODY = """    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(TaskFormatter(format))
+    logger.addHandler(handler)"""
+F_SIGNALS = "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n"
+O_BODY = """    handler = logging.StreamHandler()
+    handler.setFormatter(TaskFormatter(AUDIT_FORMAT))
+    audit.addHandler(handler)
+    audit.propagate = False"""
+
+
+def json_answer(signals: str, body: str) -> str:
+    """The JSON module with these decorators on json_logging and this body."""
+    return swap(swap(S05J, J_SIGNAL, signals), J_BODY, body)
+
+
+def file_answer(body: str, signals: str = F_SIGNALS) -> str:
+    return swap(swap(S05F, F_BODY, body), F_SIGNALS, signals)
+
+
+def audit_answer(body: str) -> str:
+    return swap(S05O, O_BODY, body)
+
+
+CH05: list[Row] = [
+    # -- 05.json_logs ------------------------------------------------------------------------------------------------
+    Row(ch05.json_logs, "right", "replace-celerys-handlers", json_answer(
+        "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n",
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    kwargs['logger'].handlers = [handler]")),
+    Row(ch05.json_logs, "mechanism", "json-handler-but-root-hijacked",
+        swap(S05J, J_SIGNAL, "") + "\n\njson_logging()\n", "the root logger is still hijacked"),
+    Row(ch05.json_logs, "mechanism", "added-beside-celery", json_answer(
+        "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n",
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    kwargs['logger'].addHandler(handler)"), "added beside Celery's stderr handler"),
+    Row(ch05.json_logs, "mechanism", "root-only", json_answer(
+        "@signals.after_setup_logger.connect\n",
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    kwargs['logger'].handlers = [handler]"), "Task loggers hang under `celery.task`"),
+    Row(ch05.json_logs, "mechanism", "unhijacked", swap(swap(S05J, J_SIGNAL, ""), 'ck.make_app("ex05_json")',
+                                                       'ck.make_app("ex05_json", worker_hijack_root_logger=False)')
+        + "\n\njson_logging()\n", "Task loggers hang under `celery.task`"),
+    Row(ch05.json_logs, "value", "plain-text", swap(S05J, "handler.setFormatter(JsonFormatter())",
+                                                   "handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))"),
+        "not a JSON object"),
+    Row(ch05.json_logs, "value", "json-without-task-id", swap(S05J, "handler.setFormatter(JsonFormatter())",
+                                                             """handler.setFormatter(logging.Formatter('{"msg": "%(message)s"}'))"""),
+        "carries no task id"),
+    Row(ch05.json_logs, "value", "json-on-stderr", swap(S05J, "logging.StreamHandler(sys.stdout)", "logging.StreamHandler()"),
+        "JSON, but on stderr"),
+    Row(ch05.json_logs, "value", "doubled", swap(S05J, "    root.handlers = [handler]",
+                                                "    root.handlers = [handler]\n    log.addHandler(handler)"),
+        "came out 2 times on stdout"),
+    Row(ch05.json_logs, "blank", "body", swap(S05J, J_BODY, "    ____"), "json_logging() still holds"),
+    Row(ch05.json_logs, "crash", "receiver-raises", swap(S05J, "(JsonFormatter())", "(JSONFormatter())"),
+        "NameError: name 'JSONFormatter' is not defined"),
+    # -- 05.log_file ------------------------------------------------------------------------------------------------
+    Row(ch05.log_file, "right", "celerys-own-formatter", file_answer(F_BODY.replace(
+        "TaskFormatter(format)", "next(h.formatter for h in logger.handlers if h.formatter)"))),
+    Row(ch05.log_file, "value", "first-handlers-formatter", file_answer(F_BODY.replace(
+        "TaskFormatter(format)", "logger.handlers[0].formatter")), "not in Celery's format"),
+    Row(ch05.log_file, "value", "no-formatter", file_answer(
+        "    handler = logging.FileHandler(LOG_FILE)\n    logger.addHandler(handler)"), "not in Celery's format"),
+    Row(ch05.log_file, "mechanism", "root-only", file_answer(F_BODY, "@signals.after_setup_logger.connect\n"),
+        "Task loggers hang under `celery.task`"),
+    Row(ch05.log_file, "mechanism", "replaced-console", file_answer(F_BODY.replace(
+        "logger.addHandler(handler)", "logger.handlers = [handler]")), "Celery's own console handler is gone"),
+    Row(ch05.log_file, "mechanism", "setup-logging-instead", file_answer(
+        "    handler = logging.FileHandler(LOG_FILE)\n    handler.setFormatter(TaskFormatter(format))\n"
+        "    logging.getLogger().addHandler(handler)\n    logging.getLogger().setLevel(logging.INFO)",
+        "@signals.setup_logging.connect\n"), "with a setup_logging receiver Celery configures nothing"),
+    Row(ch05.log_file, "value", "doubled-through-root", file_answer(F_BODY + "\n    logging.getLogger().addHandler(handler)"),
+        "in LOG_FILE 2 times"),
+    Row(ch05.log_file, "blank", "signals", file_answer(F_BODY, "@____\n"), "file_too() still holds"),
+    # -- 05.once ------------------------------------------------------------------------------------------------
+    Row(ch05.once, "right", "on-stdout", audit_answer(O_BODY.replace("logging.StreamHandler()",
+                                                                     "logging.StreamHandler(__import__('sys').stdout)"))),
+    Row(ch05.once, "mechanism", "propagates", audit_answer(O_BODY.replace("\n    audit.propagate = False", "")),
+        "stop the propagation"),
+    Row(ch05.once, "mechanism", "on-the-root", audit_answer(O_BODY.replace("audit.addHandler", "logging.getLogger().addHandler")
+                                                            .replace("\n    audit.propagate = False", "")),
+        "Celery's format, not the audit format"),
+    Row(ch05.once, "value", "no-task-id", audit_answer(O_BODY.replace("TaskFormatter(AUDIT_FORMAT)",
+                                                                      "logging.Formatter('AUDIT %(message)s')")),
+        "carries no task id"),
+    Row(ch05.once, "value", "silenced", audit_answer("    audit.propagate = False"), "reached neither stream"),
+    Row(ch05.once, "mechanism", "set-up-again-in-each-child", S05O + (
+        "\n\nfrom celery.signals import worker_process_init\n\n\n@worker_process_init.connect\n"
+        "def again(**kwargs):\n    setup_audit()\n"), "two audit handlers"),
+    Row(ch05.once, "blank", "body", audit_answer("    ____"), "setup_audit() still holds"),
+    Row(ch05.once, "crash", "task-raises", swap(S05O, "    audit.info(", "    audit.info(order.id, "),
+        "failed with AttributeError"),
+]
+TABLE += CH05
 
 
 @pytest.fixture
