@@ -737,3 +737,135 @@ def three_failures(shown):
     assert got("queued-fixed") == (2, 2, "stdout (json)", 1)
     assert got("basicConfig") == (2, 0, CELERY_INFO_05, 0)
     assert got("basicConfig, in plain python") == (1, 0, "stdout (json)", 0)
+# -- 08 memory ----------------------------------------------------------------------------------------------
+LEAK_08 = "leak"
+PANELS_08 = ("no limit", "--max-tasks-per-child 8", "--max-memory-per-child 100000 (KiB), then peak(80)")
+
+
+def _children_08(shown, panel: str) -> list[dict]:
+    return shown[LEAK_08]["children"][panel]
+
+
+def _renders_08(shown, worker: str) -> list[int]:
+    """Renders per child of `worker`, in the order the table lists them (each child's own count)."""
+    return [r["renders"] for r in rows(shown, "children") if r["worker"] == worker and r["renders"]]
+
+
+@says("08_memory")
+def without_a_limit_one_child_grows_and_never_ends(shown):
+    """"With no limit one child ran all 16 renders and kept growing, 3 MiB a task: its line climbs step by step
+    and never ends." """
+    lives = _children_08(shown, PANELS_08[0])
+    assert len(lives) == 1 and not lives[0]["ended"], lives
+    assert lives[0]["peak_mb"] - lives[0]["first_mb"] >= 16 * 3 * 0.8, lives
+    assert _renders_08(shown, "plain") == [16]
+
+
+@says("08_memory")
+def max_tasks_replaces_the_child_after_eight(shown):
+    """"`--max-tasks-per-child 8` ... replaced the child after 8 tasks: two children, each ended with a ✕, each
+    smaller than the unlimited one." """
+    assert _renders_08(shown, "tasks") == [8, 8]
+    lives = _children_08(shown, PANELS_08[1])
+    assert len(lives) >= 2 and lives[0]["ended"] and lives[1]["ended"], lives
+    biggest = _children_08(shown, PANELS_08[0])[0]["peak_mb"]
+    assert all(life["peak_mb"] < biggest - 10 for life in lives[:2]), (lives, biggest)
+
+
+@says("08_memory")
+def a_replacement_starts_after_its_predecessor_ends(shown):
+    """"Replacing a child is not free: the pool must notice the exit and fork a new one ... (the gaps between lines
+    in the lower panels)": on a one-process worker each child starts only once the one before it has ended."""
+    for panel in PANELS_08[1:]:
+        lives = _children_08(shown, panel)
+        for before, after in zip(lives, lives[1:]):
+            assert after["start"] > before["end"], (panel, before, after)
+
+
+@says("08_memory")
+def the_memory_limit_is_checked_after_the_task(shown):
+    """"a child is replaced only after the task that crossed it, and the 80 MiB `peak` task ran to SUCCESS first, on
+    a child that went far above the limit" (100 000 KiB is about 98 MiB)."""
+    limit_mb = 100_000 / 1024
+    lives = _children_08(shown, PANELS_08[2])
+    assert len(lives) >= 2 and lives[0]["ended"], lives
+    assert lives[0]["peak_mb"] >= limit_mb - 2, f"the first child ended at {lives[0]['peak_mb']} MiB"
+    big = [r for r in rows(shown, "children") if r.get("peak(80)") == "SUCCESS"]
+    assert len(big) == 1 and big[0]["peak RSS (KiB)"] > 100_000 + 30 * 1024, big
+    ran_it = [life for life in lives if life["pid"] == big[0]["child"]]
+    assert ran_it and ran_it[0]["ended"] and ran_it[0]["peak_mb"] > limit_mb + 30, (ran_it, lives)
+    assert sum(_renders_08(shown, "memory")) == 16
+
+
+@says("08_memory")
+def a_fresh_child_holds_about_55_to_60_mib(shown):
+    """"A fresh child already holds about 55-60 MiB here" (a limit in MB would sit below it)."""
+    starts = [life["first_mb"] for panel in PANELS_08 for life in _children_08(shown, panel)]
+    assert starts and all(45 <= mb <= 70 for mb in starts), starts
+
+
+@says("08_memory")
+def billiard_says_why_with_mp_log(shown):
+    """"Billiard logs `child process exiting after exceeding memory limit` as a WARNING ... as the memory worker's
+    has" (MP_LOG=1): once for the child that crossed 100000 KiB with the leak, once after peak(80)."""
+    lines = [r["the memory worker's log (MP_LOG=1)"] for r in rows(shown, "mp_log")]
+    assert len(lines) >= 2, lines
+    assert all("child process exiting after exceeding memory limit (" in x and "KiB / 100000KiB)" in x
+               for x in lines), lines
+
+
+@says("08_memory")
+def an_oom_kill_fails_early_ack_and_requeues_with_reject(shown):
+    """"The default worker reports `WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)`, state FAILURE,
+    and never runs the batch again ... the runs show a first run that never ended and a redelivery on a new child,
+    and the ledger holds `late-1` once" """
+    early, late = rows(shown, "oom")
+    assert early["state"] == "FAILURE" and "WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)" in \
+        early["result"], early
+    assert early["runs (pid: outcome)"].endswith("FAILURE") and "," not in early["runs (pid: outcome)"], early
+    assert early["ledger entries"] == 0 and early["killed by"] in ("the kernel", "the watchdog"), early
+    runs = late["runs (pid: outcome)"].split(", ")
+    assert late["state"] == "SUCCESS" and len(runs) == 2, late
+    assert runs[0].endswith("LOST") and runs[1].endswith("SUCCESS") and runs[0].split(":")[0] != \
+        runs[1].split(":")[0], runs
+    assert late["ledger entries"] == 1 and late["killed by"] in ("the kernel", "the watchdog"), late
+
+
+@says("08_memory")
+def the_killed_children_end_on_the_plot(shown):
+    """The second plot: each capped child ends with a ✕ and a new child starts on each worker."""
+    for panel, lives in shown["oom kill"]["children"].items():
+        assert len(lives) >= 2 and lives[0]["ended"], (panel, lives)
+
+
+@says("08_memory")
+def stored_results_climb_then_expire_by_themselves(shown):
+    """"The stored results climb to 40 and then vanish about 2 s after they were written, with no process deleting
+    them; `ignore_result=True` never wrote one." """
+    lines = shown["results"]["lines"]
+    stored, quiet = lines["click (result stored)"], lines["quiet_click (ignore_result=True)"]
+    assert {y for _, y in quiet} == {0}, quiet
+    full = next(x for x, y in stored if y == 40)
+    gone = next(x for x, y in stored if x > full and y == 0)
+    assert 1.0 <= gone <= 3.2 and stored[-1][1] == 0, stored
+
+
+@says("08_memory")
+def purge_empties_the_waiting_and_leaves_the_rest(shown):
+    """"`celery purge` deleted the messages **waiting** in the queue ... It left: the messages the worker already
+    held ... The reserved clicks ran after the purge anyway ... every result key" """
+    before, after = rows(shown, "purge")
+    held = "held by the worker (unacked: reserved + countdown)"
+    assert before["waiting in the queue"] > 0 and after["waiting in the queue"] == 0, (before, after)
+    assert before[held] == after[held] >= 2, (before, after)
+    assert before["result key of an earlier task"] == after["result key of an earlier task"] == 1
+    assert after["clicks that ran after the purge"] == before[held] - 1, (before, after)
+
+
+@says("08_memory")
+def a_result_is_its_whole_return_value_kept_a_day(shown):
+    """"How big is a result? The whole return value, serialized ... The `early` worker keeps results for the
+    default day" and "stores it whole, in Redis, for `result_expires` (a day by default)" """
+    small, big = rows(shown, "result sizes")
+    assert big["bytes in Redis"] > 100 * small["bytes in Redis"] and big["bytes in Redis"] > 300_000, (small, big)
+    assert 86_000 <= small["TTL (s)"] <= 86_400 and 86_000 <= big["TTL (s)"] <= 86_400, (small, big)

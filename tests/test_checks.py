@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S07E,
-                     S07P, S07W, attempt, solution_module, swap)
+                     S07P, S07W, S08M, S08O, S08R, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch07
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch07, ch08
 from coursekit.exercise import Exercise
 
 
@@ -759,6 +759,75 @@ def ws(tmp_path, redis_url, clean_namespace):
     return folder
 
 
+# -- chapter 08: memory and results. Each row boots one worker on the module: a few seconds a row. ----------------
+RECYCLE = '    "worker_max_memory_per_child": 90_000,'
+EXPIRES = '    "result_expires": 3600,'
+IGNORED = "@app.task(ignore_result=True)\ndef track_click"
+SURVIVE = '    "task_acks_late": True,\n    "task_reject_on_worker_lost": True,'
+
+
+def recycle(settings: str) -> str:
+    """The recycle module with these SETTINGS entries."""
+    return swap(S08M, RECYCLE, f"    {settings}")
+
+
+def kept(settings: str = EXPIRES, click: str = IGNORED, report: str = "@app.task\ndef build_report",
+         before: str = "") -> str:
+    """The results module with these SETTINGS entries and decorators (`before`: lines above the module)."""
+    settings = settings if settings.startswith("    ") or not settings else f"    {settings}"
+    return before + swap(swap(swap(S08R, EXPIRES, settings), IGNORED, click), "@app.task\ndef build_report", report)
+
+
+def survive(settings: str, task: str = "@app.task") -> str:
+    """The OOM module with these SETTINGS entries and this decorator on import_batch."""
+    return swap(swap(S08O, SURVIVE, f"    {settings}"), "@app.task\ndef import_batch", f"{task}\ndef import_batch")
+
+
+TABLE += [
+    # -- 08.recycle ---------------------------------------------------------------------------------------------
+    Row(ch08.recycle, "right", "tasks-per-child", recycle('"worker_max_tasks_per_child": 10,')),
+    Row(ch08.recycle, "value", "nothing-set", recycle(""), "above the bound of 100 MiB"),
+    Row(ch08.recycle, "value", "limit-in-mb", recycle('"worker_max_memory_per_child": 100,'),
+        "is in KiB, not MB: 0.098 MiB"),
+    Row(ch08.recycle, "value", "limit-too-high", recycle('"worker_max_memory_per_child": 400_000,'),
+        "worker_max_memory_per_child=400000 is in KiB: 390.6 MiB, more than this child ever held"),
+    Row(ch08.recycle, "mechanism", "just-above-a-fresh-child", recycle('"worker_max_memory_per_child": 62_000,'),
+        "room for hardly a task"),
+    Row(ch08.recycle, "mechanism", "every-task", recycle('"worker_max_tasks_per_child": 1,'),
+        "worker_max_tasks_per_child=1 recycles that often"),
+    Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),
+
+    # -- 08.results ---------------------------------------------------------------------------------------------
+    Row(ch08.results, "right", "timedelta-and-app-wide", kept(
+        '"result_expires": datetime.timedelta(minutes=20),\n    "task_ignore_result": True,',
+        "@app.task\ndef track_click", "@app.task(ignore_result=False)\ndef build_report", before="import datetime\n")),
+    Row(ch08.results, "value", "ignore-on-the-wrong-task", kept(click="@app.task\ndef track_click",
+                                                              report="@app.task(ignore_result=True)\ndef build_report"),
+        "build_report('2026-0"),
+    Row(ch08.results, "value", "app-wide-ignore", kept('"result_expires": 3600,\n    "task_ignore_result": True,',
+                                                      click="@app.task\ndef track_click"),
+        "task_ignore_result=True stores no task's result"),
+    Row(ch08.results, "value", "clicks-stored", kept(click="@app.task\ndef track_click"),
+        "track_click results sat in Redis after the burst"),
+    Row(ch08.results, "timing", "never-expire", kept('"result_expires": None,'), "they never expire"),
+    Row(ch08.results, "timing", "default-day", kept(""), "expire in 86400 s"),
+    Row(ch08.results, "blank", "settings", kept("____"), "placeholder in ex08_results.py (it sits in SETTINGS)"),
+    Row(ch08.results, "timing", "one-second", kept('"result_expires": 5,'), "a caller who reads a minute late"),
+
+    # -- 08.oom -------------------------------------------------------------------------------------------------
+    Row(ch08.oom, "right", "retry-on-worker-lost", survive('"task_retry_on_worker_lost": True,',
+                                                           "@app.task(default_retry_delay=0.3)")),
+    Row(ch08.oom, "mechanism", "nothing-set", survive(""), "early ack, the default"),
+    Row(ch08.oom, "mechanism", "acks-late-only", survive('"task_acks_late": True,'), "with task_acks_late alone"),
+    Row(ch08.oom, "mechanism", "reject-without-acks-late", survive('"task_reject_on_worker_lost": True,'),
+        "task_reject_on_worker_lost does nothing without it"),
+    Row(ch08.oom, "timing", "retry-default-delay", survive('"task_retry_on_worker_lost": True,'),
+        "default_retry_delay (180 s)"),
+    Row(ch08.oom, "blank", "settings", survive("____"), "SETTINGS still holds"),
+]
+
+
+
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
 def test_check(ws, row, request):
     if row.exercise.broker == "rabbitmq":
@@ -1092,3 +1161,4 @@ def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):
     assert verdict.status == "uncheckable", repr(verdict)
     shown = probe.safe(closed)  # the password masked, as every URL the course prints
     assert f"nothing usable answers at COURSEKIT_RABBITMQ_URL={shown}" in verdict.message, repr(verdict)
+
