@@ -689,6 +689,13 @@ CH05: list[Row] = [
         "is the handler's level above INFO"),
     Row(ch05.log_file, "mechanism", "task-logger-only", file_answer(F_BODY, "@signals.after_setup_task_logger.connect\n"),
         "the plain logger line 'label printed for'"),
+    Row(ch05.log_file, "mechanism", "console-reformatted", file_answer(F_BODY + (
+        "\n    for other in logger.handlers:\n        if other is not handler:\n"
+        "            other.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))")),
+        "not as Celery writes it"),
+    Row(ch05.log_file, "mechanism", "console-on-stdout", file_answer(F_BODY + (
+        "\n    for other in logger.handlers:\n        if type(other) is logging.StreamHandler:\n"
+        "            other.setStream(__import__('sys').__stdout__)")), "it came out on stdout instead"),
     Row(ch05.log_file, "right", "a-receiver-per-signal", file_answer("""    pass
 
 

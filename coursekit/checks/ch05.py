@@ -270,11 +270,18 @@ class FileToo(StreamsExercise):
                 what = f"the {kind} line {words!r} of {self.task}({item!r})"
                 console = seen.of(words, item, "stderr")
                 if console.empty:
-                    raise AssertionError(f"{what} is missing from stderr: Celery's own console handler is gone. "
-                                         + self.why_no_console(seen))
+                    raise AssertionError(f"{what} is missing from stderr: " + self.why_no_console(seen, item, words))
                 if len(console) > 1:
                     raise AssertionError(f"{what} came out {len(console)} times on stderr; keep Celery's handler "
                                          "as it is, and write the file with a handler of its own")
+                line = console.iloc[0]
+                if line.format != "celery" or (kind == "task logger" and not isinstance(line.task_id, str)):
+                    raise AssertionError(f"{what} is on stderr as {quoted(line.text)}, not as Celery writes it "
+                                         f"({'`[time: LEVEL/process] task[id]: ...`' if kind == 'task logger' else '`[time: LEVEL/process] ...`'}): "
+                                         "the console must stay as it is: give your own file handler a formatter, and "
+                                         "leave the one on Celery's handler as it is")
+                if kind == "task logger":
+                    self.right_id(seen, item, line, f"{what}, on stderr,")
         for item in seen.items:
             for kind, words in self.says.items():
                 what = f"the {kind} line {words!r} of {self.task}({item!r})"
@@ -298,13 +305,18 @@ class FileToo(StreamsExercise):
                                              "(celery.app.log.TaskFormatter), as Celery's own does")
                     self.right_id(seen, item, line, f"{what}, in LOG_FILE,")
 
-    def why_no_console(self, seen: Seen) -> str:
+    def why_no_console(self, seen: Seen, item: str, words: str) -> str:
         lines = seen.lines
+        moved = seen.of(words, item, "stdout")
+        if len(moved):
+            return (f"it came out on stdout instead, as {quoted(moved.iloc[0].text)}: Celery's console handler writes "
+                    "to stderr; leave its stream as it is")
+        gone = "Celery's own console handler is gone. "
         if not ((lines.stream == "stderr") & (lines.format == "celery")).any():
-            return ("stderr holds no log record at all, not even the worker's own: with a setup_logging receiver "
-                    "Celery configures nothing; keep its set-up and add to it with after_setup_logger / "
+            return (gone + "stderr holds no log record at all, not even the worker's own: with a setup_logging "
+                    "receiver Celery configures nothing; keep its set-up and add to it with after_setup_logger / "
                     "after_setup_task_logger")
-        return "Add your handler to the logger each signal gives you; do not replace its handlers"
+        return gone + "Add your handler to the logger each signal gives you; do not replace its handlers"
 
     def why_not_in_file(self, seen: Seen, item: str, kind: str) -> str:
         failed = logging_error(seen)
