@@ -653,6 +653,10 @@ CH05: list[Row] = [
     Row(ch05.json_logs, "value", "id-of-the-first-task", own_json(task_id="first_id(task)", helpers=FIRST_ID),
         "another of the check's tasks"),
     Row(ch05.json_logs, "value", "logger-name-as-task-name", own_json(task_name="record.name"), "the recorder saw"),
+    Row(ch05.json_logs, "value", "stamped-by-a-filter-on-the-root-logger", swap(own_json(
+        task_id='getattr(record, "task_id", None)', task_name='getattr(record, "task_name", None)'),
+        "    root.handlers = [handler]", "    root.handlers = [handler]\n    from coursekit.labs.jsonlog import StampTask\n"
+        "    root.addFilter(StampTask())"), "carries no task id"),
     Row(ch05.json_logs, "mechanism", "added-again-in-each-child", S05J + (
         "\n\n@signals.worker_process_init.connect\ndef again(**kwargs):\n"
         "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
@@ -736,6 +740,10 @@ def tasks_to_file(logger=None, format=None, **kwargs):
     Row(ch05.once, "mechanism", "one-handler-per-stream", audit_answer(O_BODY + (
         "\n    out = logging.StreamHandler(__import__('sys').stdout)\n    out.setFormatter(TaskFormatter(AUDIT_FORMAT))"
         "\n    audit.addHandler(out)")), "one audit handler per stream"),
+    Row(ch05.once, "mechanism", "filter-on-the-root-logger", audit_answer(O_BODY.replace(
+        "audit.propagate = False", "logging.getLogger().addFilter(lambda record: record.name != 'shop.audit')")),
+        "a filter on the root logger does not"),
+    Row(ch05.once, "right", "on-the-parent-logger", audit_answer(O_BODY.replace("audit.", "logging.getLogger('shop')."))),
     Row(ch05.once, "right", "dict-config", audit_answer("""    import logging.config
 
     logging.config.dictConfig({

@@ -376,7 +376,8 @@ class AuditOnce(StreamsExercise):
                 raise AssertionError(f"{what} came out {len(found)} times: "
                                      f"{' and '.join(quoted(t) for t in found.text)}. Your handler wrote it, and the "
                                      "record went on to the root logger, whose handler (Celery's) wrote it again: "
-                                     "stop the propagation")
+                                     "stop the propagation (a filter on the root logger does not: a logger's filters "
+                                     "see only the records logged on it, not those passed up from below)")
             line = found.iloc[0]
             if len(wrapped):
                 raise AssertionError(f"{what} came out as {quoted(line.text)}: your handler wrote to sys.stderr after "
