@@ -666,6 +666,8 @@ CH05: list[Row] = [
         + "\n\njson_logging()\ntask_handler = logging.StreamHandler(sys.stdout)\n"
           "task_handler.setFormatter(JsonFormatter())\nlogging.getLogger('celery.task').addHandler(task_handler)\n"),
     Row(ch05.json_logs, "right", "own-json-formatter", own_json()),
+    Row(ch05.json_logs, "hang", "receiver-never-returns", json_answer(J_SIGNAL, J_BODY + "\n    time.sleep(10**6)")
+        .replace("import sys\n", "import sys\nimport time\n"), "started but did not answer a ping within 20 s"),
     Row(ch05.json_logs, "blank", "body", swap(S05J, J_BODY, "    ____"), "json_logging() still holds"),
     Row(ch05.json_logs, "crash", "receiver-raises", swap(S05J, "(JsonFormatter())", "(JSONFormatter())"),
         "NameError: name 'JSONFormatter' is not defined"),
