@@ -276,10 +276,11 @@ class FileToo(StreamsExercise):
                                          "as it is, and write the file with a handler of its own")
                 line = console.iloc[0]
                 if line.format != "celery" or (kind == "task logger" and not isinstance(line.task_id, str)):
+                    shape = "[time: LEVEL/process] task[id]: ..." if kind == "task logger" else \
+                        "[time: LEVEL/process] ..."
                     raise AssertionError(f"{what} is on stderr as {quoted(line.text)}, not as Celery writes it "
-                                         f"({'`[time: LEVEL/process] task[id]: ...`' if kind == 'task logger' else '`[time: LEVEL/process] ...`'}): "
-                                         "the console must stay as it is: give your own file handler a formatter, and "
-                                         "leave the one on Celery's handler as it is")
+                                         f"(`{shape}`): the console must stay as it is: give your own file handler a "
+                                         "formatter, and leave the one on Celery's handler as it is")
                 if kind == "task logger":
                     self.right_id(seen, item, line, f"{what}, on stderr,")
         for item in seen.items:
