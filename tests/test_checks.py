@@ -652,6 +652,7 @@ CH05: list[Row] = [
     Row(ch05.json_logs, "value", "empty-task-id", own_json(task_id='""'), "(an empty or missing task_id field)"),
     Row(ch05.json_logs, "value", "id-of-the-first-task", own_json(task_id="first_id(task)", helpers=FIRST_ID),
         "another of the check's tasks"),
+    Row(ch05.json_logs, "value", "no-task-name", own_json(task_name="None"), "(an empty or missing task_name field)"),
     Row(ch05.json_logs, "value", "logger-name-as-task-name", own_json(task_name="record.name"), "the recorder saw"),
     Row(ch05.json_logs, "value", "stamped-by-a-filter-on-the-root-logger", swap(own_json(
         task_id='getattr(record, "task_id", None)', task_name='getattr(record, "task_name", None)'),

@@ -147,8 +147,12 @@ class StreamsExercise(Exercise):
             known = "another of the check's tasks" if carried in seen.ids else "no task the worker ran"
             raise AssertionError(f"{what} {quoted(line.text)} carries task id {carried}, {known}; the task that wrote "
                                  f"it was {task_id}")
-        name = line.task_name if isinstance(line.task_name, str) else None
+        name = line.task_name if isinstance(line.task_name, str) and line.task_name.strip() else None
         recorded = seen.recorded[task_id].get("name") or seen.task_name
+        if name is None and (line.format == "json" or recorded not in line.text):
+            field = " (an empty or missing task_name field)" if line.format == "json" else ""
+            raise AssertionError(f"{what} {quoted(line.text)} carries the task's id but not its name{field}; the "
+                                 f"recorder saw {recorded!r} run with that id")
         if name is not None and name != recorded:
             raise AssertionError(f"{what} {quoted(line.text)} names the task {name!r}; the recorder saw {recorded!r} "
                                  "run with that id")
