@@ -19,7 +19,9 @@ COLUMNS = ["stream", "line", "format", "level", "process", "pid", "logger", "tas
 
 CELERY_LINE = re.compile(r"^\[(?P<time>\d{4}-\d\d-\d\d [\d:,]+): (?P<level>[A-Z]+)/(?P<process>[^\]]+)\] "
                          r"(?P<message>.*)$")
-TASK_PART = re.compile(r"^(?P<task_name>[\w.]+)\[(?P<task_id>[0-9a-f-]{36})\]: (?P<message>.*)$")
+TASK_PART = re.compile(r"^(?P<task_name>[^\s\[\]]+)\[(?P<task_id>[0-9a-f-]{36})\]: (?P<message>.*)$")
+"""A task's name is any string without spaces or brackets (`@app.task(name="billing-v2.charge")`), not only a
+dotted module path."""
 
 
 def parse_line(text: str) -> dict:

@@ -732,11 +732,13 @@ def three_failures(shown):
     def got(name):
         r = table[name]
         return r["gateway lines"], r["with a task id"], r["where"], r["main process's line"]
-    assert got("doubled") == (4, 0, "stderr (raw) + stderr (celery, INFO)", 0)
+    assert got("doubled") == (4, 0, "stderr (raw) + stderr (celery, INFO)", "—")
     assert got("queued") == (0, 0, "nowhere", 1)
     assert got("queued-fixed") == (2, 2, "stdout (json)", 1)
-    assert got("basicConfig") == (2, 0, CELERY_INFO_05, 0)
-    assert got("basicConfig, in plain python") == (1, 0, "stdout (json)", 0)
+    assert got("basicConfig") == (2, 0, CELERY_INFO_05, "—")
+    assert got("basicConfig, in plain python") == (1, 0, "stdout (json)", "—")
+
+
 # -- 08 memory ----------------------------------------------------------------------------------------------
 LEAK_08 = "leak"
 PANELS_08 = ("no limit", "--max-tasks-per-child 8", "--max-memory-per-child 100000 (KiB), then peak(80)")

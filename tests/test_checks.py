@@ -585,6 +585,36 @@ def audit_answer(body: str) -> str:
     return swap(S05O, O_BODY, body)
 
 
+def own_json(message: str = "record.getMessage()", task_id: str = "task.request.id if task else None",
+             task_name: str = "task.name if task else None", helpers: str = "") -> str:
+    """The JSON module with a JSON formatter of the learner's own instead of JsonFormatter, built from these
+    expressions (`record`, and `task`: the task this process runs, or None)."""
+    formatter = f"""{helpers}
+
+class OwnJson(logging.Formatter):
+    def format(self, record):
+        import json
+        from celery import current_task as task
+        return json.dumps({{"level": record.levelname, "message": {message}, "task_id": {task_id},
+                           "task_name": {task_name}}})
+
+
+app = ck.make_app("""
+    return swap(swap(S05J, 'app = ck.make_app(', formatter), "JsonFormatter())", "OwnJson())")
+
+
+FIRST_ID = """
+_ids = []
+
+
+def first_id(task):
+    \"\"\"The id of the first task this process ran.\"\"\"
+    if task and not _ids:
+        _ids.append(task.request.id)
+    return _ids[0] if _ids else None
+"""
+
+
 CH05: list[Row] = [
     # -- 05.json_logs ------------------------------------------------------------------------------------------------
     Row(ch05.json_logs, "right", "replace-celerys-handlers", json_answer(
@@ -615,6 +645,30 @@ CH05: list[Row] = [
     Row(ch05.json_logs, "value", "doubled", swap(S05J, "    root.handlers = [handler]",
                                                 "    root.handlers = [handler]\n    log.addHandler(handler)"),
         "came out 2 times on stdout"),
+    Row(ch05.json_logs, "value", "handler-drops-info", json_answer(J_SIGNAL, J_BODY + "\n    handler.setLevel(logging.WARNING)"),
+        "A level above INFO, on the root logger or on your handler"),
+    Row(ch05.json_logs, "value", "message-without-arguments", own_json(message="record.msg"),
+        "the message without its arguments"),
+    Row(ch05.json_logs, "value", "empty-task-id", own_json(task_id='""'), "(an empty or missing task_id field)"),
+    Row(ch05.json_logs, "value", "id-of-the-first-task", own_json(task_id="first_id(task)", helpers=FIRST_ID),
+        "another of the check's tasks"),
+    Row(ch05.json_logs, "value", "no-task-name", own_json(task_name="None"), "(an empty or missing task_name field)"),
+    Row(ch05.json_logs, "value", "logger-name-as-task-name", own_json(task_name="record.name"), "the recorder saw"),
+    Row(ch05.json_logs, "value", "stamped-by-a-filter-on-the-root-logger", swap(own_json(
+        task_id='getattr(record, "task_id", None)', task_name='getattr(record, "task_name", None)'),
+        "    root.handlers = [handler]", "    root.handlers = [handler]\n    from coursekit.labs.jsonlog import StampTask\n"
+        "    root.addFilter(StampTask())"), "carries no task id"),
+    Row(ch05.json_logs, "mechanism", "added-again-in-each-child", S05J + (
+        "\n\n@signals.worker_process_init.connect\ndef again(**kwargs):\n"
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    logging.getLogger().addHandler(handler)\n"), "two handlers wrote it in the pool child"),
+    Row(ch05.json_logs, "right", "unhijacked-and-task-loggers-too", swap(swap(S05J, J_SIGNAL, ""), 'ck.make_app("ex05_json")',
+                                                                       'ck.make_app("ex05_json", worker_hijack_root_logger=False)')
+        + "\n\njson_logging()\ntask_handler = logging.StreamHandler(sys.stdout)\n"
+          "task_handler.setFormatter(JsonFormatter())\nlogging.getLogger('celery.task').addHandler(task_handler)\n"),
+    Row(ch05.json_logs, "right", "own-json-formatter", own_json()),
+    Row(ch05.json_logs, "hang", "receiver-never-returns", json_answer(J_SIGNAL, J_BODY + "\n    time.sleep(10**6)")
+        .replace("import sys\n", "import sys\nimport time\n"), "started but did not answer a ping within 20 s"),
     Row(ch05.json_logs, "blank", "body", swap(S05J, J_BODY, "    ____"), "json_logging() still holds"),
     Row(ch05.json_logs, "crash", "receiver-raises", swap(S05J, "(JsonFormatter())", "(JSONFormatter())"),
         "NameError: name 'JSONFormatter' is not defined"),
@@ -635,6 +689,36 @@ CH05: list[Row] = [
         "@signals.setup_logging.connect\n"), "with a setup_logging receiver Celery configures nothing"),
     Row(ch05.log_file, "value", "doubled-through-root", file_answer(F_BODY + "\n    logging.getLogger().addHandler(handler)"),
         "in LOG_FILE 2 times"),
+    Row(ch05.log_file, "value", "two-handlers-in-mode-w", file_answer(F_BODY.replace("FileHandler(LOG_FILE)",
+                                                                                   "FileHandler(LOG_FILE, mode='w')")),
+        "written over lines the file held before"),
+    Row(ch05.log_file, "value", "handler-drops-info", file_answer(F_BODY + "\n    handler.setLevel(logging.WARNING)"),
+        "is the handler's level above INFO"),
+    Row(ch05.log_file, "mechanism", "task-logger-only", file_answer(F_BODY, "@signals.after_setup_task_logger.connect\n"),
+        "the plain logger line 'label printed for'"),
+    Row(ch05.log_file, "mechanism", "console-reformatted", file_answer(F_BODY + (
+        "\n    for other in logger.handlers:\n        if other is not handler:\n"
+        "            other.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))")),
+        "not as Celery writes it"),
+    Row(ch05.log_file, "mechanism", "console-on-stdout", file_answer(F_BODY + (
+        "\n    for other in logger.handlers:\n        if type(other) is logging.StreamHandler:\n"
+        "            other.setStream(__import__('sys').__stdout__)")), "it came out on stdout instead"),
+    Row(ch05.log_file, "right", "a-receiver-per-signal", file_answer("""    pass
+
+
+@signals.after_setup_logger.connect
+def root_to_file(logger=None, format=None, **kwargs):
+    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(logging.Formatter(format))
+    logger.addHandler(handler)
+
+
+@signals.after_setup_task_logger.connect
+def tasks_to_file(logger=None, format=None, **kwargs):
+    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(TaskFormatter(format))
+    logger.addHandler(handler)""", "")),
+    Row(ch05.log_file, "right", "task-name-with-a-hyphen", swap(S05F, "@app.task\n", '@app.task(name="parcels-v2.ship")\n')),
     Row(ch05.log_file, "blank", "signals", file_answer(F_BODY, "@____\n"), "file_too() still holds"),
     # -- 05.once ------------------------------------------------------------------------------------------------
     Row(ch05.once, "right", "on-stdout", audit_answer(O_BODY.replace("logging.StreamHandler()",
@@ -651,6 +735,26 @@ CH05: list[Row] = [
     Row(ch05.once, "mechanism", "set-up-again-in-each-child", S05O + (
         "\n\nfrom celery.signals import worker_process_init\n\n\n@worker_process_init.connect\n"
         "def again(**kwargs):\n    setup_audit()\n"), "two audit handlers"),
+    Row(ch05.once, "value", "plain-formatter", audit_answer(O_BODY.replace("TaskFormatter(AUDIT_FORMAT)",
+                                                                          "logging.Formatter(AUDIT_FORMAT)")),
+        "'--- Logging error ---' report: \"KeyError: 'task_name'\""),
+    Row(ch05.once, "value", "level-above-info", audit_answer(O_BODY + "\n    audit.setLevel(logging.WARNING)"),
+        "a level above INFO, on shop.audit or on your handler"),
+    Row(ch05.once, "mechanism", "one-handler-per-stream", audit_answer(O_BODY + (
+        "\n    out = logging.StreamHandler(__import__('sys').stdout)\n    out.setFormatter(TaskFormatter(AUDIT_FORMAT))"
+        "\n    audit.addHandler(out)")), "one audit handler per stream"),
+    Row(ch05.once, "mechanism", "filter-on-the-root-logger", audit_answer(O_BODY.replace(
+        "audit.propagate = False", "logging.getLogger().addFilter(lambda record: record.name != 'shop.audit')")),
+        "a filter on the root logger does not"),
+    Row(ch05.once, "right", "on-the-parent-logger", audit_answer(O_BODY.replace("audit.", "logging.getLogger('shop')."))),
+    Row(ch05.once, "right", "dict-config", audit_answer("""    import logging.config
+
+    logging.config.dictConfig({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"audit": {"()": TaskFormatter, "fmt": AUDIT_FORMAT}},
+        "handlers": {"audit": {"class": "logging.StreamHandler", "formatter": "audit"}},
+        "loggers": {"shop.audit": {"handlers": ["audit"], "propagate": False, "level": "INFO"}},
+    })""")),
     Row(ch05.once, "blank", "body", audit_answer("    ____"), "setup_audit() still holds"),
     Row(ch05.once, "crash", "task-raises", swap(S05O, "    audit.info(", "    audit.info(order.id, "),
         "failed with AttributeError"),

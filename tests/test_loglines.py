@@ -31,6 +31,12 @@ def test_each_line_gets_its_format_and_fields():
                                                                                "gateway accepted o-20")
 
 
+def test_a_task_name_is_read_whatever_its_characters():
+    line = f"[2026-01-31 12:00:00,000: INFO/ForkPoolWorker-1] billing-v2.charge[{TASK_ID}]: charging order o-3"
+    task = loglines.parse_line(line)
+    assert (task["task_name"], task["task_id"], task["message"]) == ("billing-v2.charge", TASK_ID, "charging order o-3")
+
+
 def test_mentioning_stops_at_the_end_of_a_name():
     lines = loglines.frame(TEXTS)
     assert list(loglines.mentioning(lines, "gateway accepted o-2").stream) == ["stderr"]  # not o-20

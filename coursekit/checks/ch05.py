@@ -41,6 +41,9 @@ class Seen:
     recorded: dict[str, dict] = field(default_factory=dict)
     """Task id -> its run as the recorder saw it (`name`, `pid`, `outcome`)."""
     lines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    file_whole: str = ""
+    """LOG_FILE after the run, from its first byte: a handler that writes over older lines leaves the tasks' lines
+    (or part of one) before the point where the file ended when the check's tasks began."""
 
     def of(self, words: str, item: str, stream: str | None = None) -> pd.DataFrame:
         found = loglines.mentioning(self.lines, f"{words} {item}" if words else item)
@@ -53,6 +56,25 @@ class Seen:
 def quoted(line: str, limit: int = 160) -> str:
     line = line.strip()
     return repr(line if len(line) <= limit else line[:limit - 1] + "…")
+
+
+LOGGING_ERROR = "--- Logging error ---"
+EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Warning): ")
+
+
+def logging_error(seen: Seen) -> str:
+    """What a handler that failed said, in a sentence ('' when none did): `logging` reports a record it could not
+    format or write ("--- Logging error ---" and a traceback, on stderr, or through Celery's redirect) and drops it."""
+    for stream, part in seen.lines.groupby("stream", sort=False):
+        messages = list(part.message.astype(str))
+        for at, message in enumerate(messages):
+            if LOGGING_ERROR in message:
+                said = next((m.strip() for m in messages[at + 1:at + 40] if EXCEPTION_LINE.match(m.strip())), "")
+                what = f": {quoted(said)}" if said else ""
+                return (f"the worker's {stream} holds Python's {LOGGING_ERROR!r} report{what}. A handler could not "
+                        "format or write a record, and dropped it (a format naming %(task_name)s or %(task_id)s "
+                        "needs celery.app.log.TaskFormatter, which fills them; logging.Formatter does not)")
+    return ""
 
 
 class StreamsExercise(Exercise):
@@ -92,12 +114,16 @@ class StreamsExercise(Exercise):
         if file is not None:
             texts["file"] = file.read_bytes()[skip:].decode(errors="replace") if file.exists() else ""
         seen = Seen(items, [r.id for r in results], task.name, recorded, loglines.frame(texts))
-        mention = pd.concat([seen.of("", item) for item in items])
-        observed.append(f"sent {self.task}() with {', '.join(map(repr, items))}")
+        if file is not None and file.exists():
+            seen.file_whole = file.read_bytes().decode(errors="replace")
+        theirs = pd.concat([seen.of(words, item) for item in items for words in self.says.values()])
+        observed.append(f"sent {self.task}() with {', '.join(map(repr, items))}; each logs "
+                        f"{' and '.join(repr(w + ' <item>') for w in self.says.values())}: "
+                        f"{len(items) * len(self.says)} line(s) in all")
         for place in ("stdout", "stderr", "file") if file is not None else ("stdout", "stderr"):
-            part = mention[mention.stream == place]
+            part = theirs[theirs.stream == place]
             formats = ", ".join(f"{n} {fmt}" for fmt, n in part.format.value_counts().items()) or "none"
-            observed.append(f"{place}: {len(part)} line(s) naming those items ({formats})")
+            observed.append(f"{place}: {len(part)} of those lines ({formats})")
         return seen
 
     def ran(self, item: str, end: Ending) -> None:
@@ -109,18 +135,24 @@ class StreamsExercise(Exercise):
     def right_id(seen: Seen, item: str, line: pd.Series, what: str) -> None:
         """The task id (and name) `line` carries must be those of the task that wrote it, as the recorder saw it."""
         task_id = seen.id_of(item)
-        carried = line.task_id if isinstance(line.task_id, str) else None
-        if carried is None:
+        carried = line.task_id if isinstance(line.task_id, str) and line.task_id.strip() else None
+        if carried is None and line.format != "json":  # a JSON line's task_id field is all it carries
             found = TASK_ID.search(line.text)
             carried = found["task_id"] if found else None
         if carried is None:
-            raise AssertionError(f"{what} {quoted(line.text)} carries no task id; the check's task was {task_id}")
+            field = " (an empty or missing task_id field)" if line.format == "json" else ""
+            raise AssertionError(f"{what} {quoted(line.text)} carries no task id{field}; the check's task was "
+                                 f"{task_id}")
         if carried != task_id:
             known = "another of the check's tasks" if carried in seen.ids else "no task the worker ran"
             raise AssertionError(f"{what} {quoted(line.text)} carries task id {carried}, {known}; the task that wrote "
                                  f"it was {task_id}")
-        name = line.task_name if isinstance(line.task_name, str) else None
+        name = line.task_name if isinstance(line.task_name, str) and line.task_name.strip() else None
         recorded = seen.recorded[task_id].get("name") or seen.task_name
+        if name is None and (line.format == "json" or recorded not in line.text):
+            field = " (an empty or missing task_name field)" if line.format == "json" else ""
+            raise AssertionError(f"{what} {quoted(line.text)} carries the task's id but not its name{field}; the "
+                                 f"recorder saw {recorded!r} run with that id")
         if name is not None and name != recorded:
             raise AssertionError(f"{what} {quoted(line.text)} names the task {name!r}; the recorder saw {recorded!r} "
                                  "run with that id")
@@ -147,22 +179,49 @@ class JsonOnStdout(StreamsExercise):
                 found = seen.of(words, item, "stdout")
                 what = f"the {kind} line {words!r} of {self.task}({item!r})"
                 if found.empty:
-                    raise AssertionError(f"{what} reached neither stream: {self.why_missing(seen, kind)}")
+                    raise AssertionError(f"{what} reached neither stream: {self.why_missing(seen, item, kind)}")
                 raw = found[found.format != "json"]
                 if len(raw):
                     raise AssertionError(f"{what} came out on stdout as {quoted(raw.iloc[0].text)}: not a JSON object; "
                                          "format it with a JSON formatter (e.g. coursekit.labs.jsonlog.JsonFormatter)")
                 if len(found) > 1:
-                    raise AssertionError(f"{what} came out {len(found)} times on stdout: two handlers wrote it (one on "
-                                         "the logger, one on a logger above it that the record propagates to); a "
-                                         "shipper would count every event twice")
+                    raise AssertionError(f"{what} came out {len(found)} times on stdout: {self.why_twice(seen)}; "
+                                         "a shipper would count every event twice")
                 self.right_id(seen, item, found.iloc[0], f"{what}, {found.iloc[0].format} on stdout,")
 
-    def why_missing(self, seen: Seen, kind: str) -> str:
-        if kind == "task logger":
-            return ("task loggers hang under `celery.task`, which does not pass records on to the root logger "
-                    "(propagate=False): a handler on the root never sees them")
-        return "no handler on its way wrote it (is the logger's level, or the root's, above INFO?)"
+    def why_missing(self, seen: Seen, item: str, kind: str) -> str:
+        """Why a line is nowhere, from what did come out: a handler's error, the message without its arguments, the
+        other line of the same task (a task logger line alone missing is celery.task not propagating), or nothing."""
+        failed = logging_error(seen)
+        if failed:
+            return failed
+        words = self.says[kind]
+        bare = loglines.mentioning(seen.lines, words)
+        bare = bare[bare.message.str.contains("%s", regex=False)]
+        if len(bare):
+            return (f"lines came out as {quoted(bare.iloc[0].text)}: the message without its arguments. A formatter "
+                    "gets it from record.getMessage() (record.msg is the format string before the arguments)")
+        plain = seen.of(self.says["plain logger"], item, "stdout")
+        if kind == "task logger" and len(plain):
+            return ("the plain logger's line of the same task did come out, on stdout. Task loggers hang under "
+                    "`celery.task`, to which Celery gives a handler of its own and propagate=False when it sets up "
+                    "logging: a handler on the root never sees their records")
+        return ("no line of the task's reached a stream at all. A level above INFO, on the root logger or on your "
+                "handler, drops them: the worker runs with -l INFO and passes that to a setup_logging receiver as "
+                "`loglevel`")
+
+    @staticmethod
+    def why_twice(seen: Seen) -> str:
+        """Two handlers wrote each line; when the worker's main process wrote its own lines once and the pool child
+        twice, the second handler was added in the child, on top of what the child inherited through the fork."""
+        json_out = seen.lines[(seen.lines.stream == "stdout") & (seen.lines.format == "json")]
+        main = json_out[json_out.process == "MainProcess"]
+        if len(main) and not main.text.duplicated().any():
+            return ("two handlers wrote it in the pool child, while the main process wrote its own lines once: the "
+                    "child inherits the main process's handlers through the fork, and a set-up run again there "
+                    "(worker_process_init) adds a second")
+        return ("two handlers on its way wrote it: two on one logger (a set-up run twice), or one on the logger "
+                "and one on a logger above it that the record propagates to")
 
     def why_stderr(self, seen: Seen, item: str, line: pd.Series) -> str:
         said = f"stderr got {quoted(line.text)}"
@@ -215,17 +274,25 @@ class FileToo(StreamsExercise):
                 what = f"the {kind} line {words!r} of {self.task}({item!r})"
                 console = seen.of(words, item, "stderr")
                 if console.empty:
-                    raise AssertionError(f"{what} is missing from stderr: Celery's own console handler is gone. "
-                                         + self.why_no_console(seen))
+                    raise AssertionError(f"{what} is missing from stderr: " + self.why_no_console(seen, item, words))
                 if len(console) > 1:
                     raise AssertionError(f"{what} came out {len(console)} times on stderr; keep Celery's handler "
                                          "as it is, and write the file with a handler of its own")
+                line = console.iloc[0]
+                if line.format != "celery" or (kind == "task logger" and not isinstance(line.task_id, str)):
+                    shape = "[time: LEVEL/process] task[id]: ..." if kind == "task logger" else \
+                        "[time: LEVEL/process] ..."
+                    raise AssertionError(f"{what} is on stderr as {quoted(line.text)}, not as Celery writes it "
+                                         f"(`{shape}`): the console must stay as it is: give your own file handler a "
+                                         "formatter, and leave the one on Celery's handler as it is")
+                if kind == "task logger":
+                    self.right_id(seen, item, line, f"{what}, on stderr,")
         for item in seen.items:
             for kind, words in self.says.items():
                 what = f"the {kind} line {words!r} of {self.task}({item!r})"
                 in_file = seen.of(words, item, "file")
                 if in_file.empty:
-                    raise AssertionError(f"{what} is not in LOG_FILE. " + self.why_not_in_file(seen, kind))
+                    raise AssertionError(f"{what} is not in LOG_FILE. " + self.why_not_in_file(seen, item, kind))
                 if len(in_file) > 1:
                     raise AssertionError(f"{what} is in LOG_FILE {len(in_file)} times: two of your file handlers "
                                          "lie on its way (after_setup_logger and after_setup_task_logger each ran "
@@ -243,17 +310,31 @@ class FileToo(StreamsExercise):
                                              "(celery.app.log.TaskFormatter), as Celery's own does")
                     self.right_id(seen, item, line, f"{what}, in LOG_FILE,")
 
-    def why_no_console(self, seen: Seen) -> str:
+    def why_no_console(self, seen: Seen, item: str, words: str) -> str:
         lines = seen.lines
+        moved = seen.of(words, item, "stdout")
+        if len(moved):
+            return (f"it came out on stdout instead, as {quoted(moved.iloc[0].text)}: Celery's console handler writes "
+                    "to stderr; leave its stream as it is")
+        gone = "Celery's own console handler is gone. "
         if not ((lines.stream == "stderr") & (lines.format == "celery")).any():
-            return ("stderr holds no log record at all, not even the worker's own: with a setup_logging receiver "
-                    "Celery configures nothing; keep its set-up and add to it with after_setup_logger / "
+            return (gone + "stderr holds no log record at all, not even the worker's own: with a setup_logging "
+                    "receiver Celery configures nothing; keep its set-up and add to it with after_setup_logger / "
                     "after_setup_task_logger")
-        return "Add your handler to the logger each signal gives you; do not replace its handlers"
+        return gone + "Add your handler to the logger each signal gives you; do not replace its handlers"
 
-    def why_not_in_file(self, seen: Seen, kind: str) -> str:
+    def why_not_in_file(self, seen: Seen, item: str, kind: str) -> str:
+        failed = logging_error(seen)
+        if failed:
+            return failed[0].upper() + failed[1:]
+        if re.search(re.escape(f"{self.says[kind]} {item}") + r"(?![\w@-])", seen.file_whole):
+            return ("It is in the file, but written over lines the file held before the check's tasks ran: two "
+                    "handlers each opened LOG_FILE with a write position of its own (mode='w' empties the file for "
+                    "each, and each then writes from its own offset, over the other's lines). Open it in append "
+                    "mode, the default 'a'")
         if not len(seen.lines[seen.lines.stream == "file"]):
-            return "Nothing reached the file at all: did the receiver run, and add a FileHandler on LOG_FILE?"
+            return ("Nothing reached the file at all: did the receiver run and add a FileHandler on LOG_FILE, and is "
+                    "the handler's level above INFO?")
         if kind == "task logger":
             return ("Task loggers hang under `celery.task`, which does not pass records on to the root logger: a "
                     "handler on the root never sees them; after_setup_task_logger gives you that logger")
@@ -280,21 +361,28 @@ class AuditOnce(StreamsExercise):
             audit = found[found.message.str.lstrip().str.startswith("AUDIT")]  # its own, or wrapped by Celery
             wrapped = audit[audit.format == "celery"]
             if found.empty:
-                raise AssertionError(f"{what} reached neither stream: a logger with propagate=False and no handler "
-                                     "of its own falls back to Python's last-resort handler, which drops records "
-                                     "below WARNING (and a disabled logger drops everything)")
+                raise AssertionError(f"{what} reached neither stream: " + (logging_error(seen) or (
+                    "a level above INFO, on shop.audit or on your handler, drops it; and a logger with "
+                    "propagate=False and no handler of its own falls back to Python's last-resort handler, which "
+                    "drops records below WARNING (a disabled logger drops everything)")))
             if len(found) > 1 and len(audit) == len(found):
                 how = (" One of them was created inside the worker after Celery had replaced sys.stderr "
                        "(worker_redirect_stdouts), so it wrote into Celery's redirect logger: "
                        f"{quoted(wrapped.iloc[0].text)}") if len(wrapped) else ""
-                raise AssertionError(f"{what} came out {len(found)} times, each in the audit format: two audit "
-                                     "handlers on the logger (setup_audit ran twice in the process that ran the "
-                                     f"task?).{how}")
+                places = sorted(set(found.stream))
+                if len(places) > 1:
+                    raise AssertionError(f"{what} came out {len(found)} times, each in the audit format, on "
+                                         f"{' and on '.join(places)}: one audit handler per stream. Once means one "
+                                         f"handler, on either stream.{how}")
+                raise AssertionError(f"{what} came out {len(found)} times on {places[0]}, each in the audit format: "
+                                     "two audit handlers on the logger (setup_audit ran twice in the process that ran "
+                                     f"the task, or added two).{how}")
             if len(found) > 1:
                 raise AssertionError(f"{what} came out {len(found)} times: "
                                      f"{' and '.join(quoted(t) for t in found.text)}. Your handler wrote it, and the "
                                      "record went on to the root logger, whose handler (Celery's) wrote it again: "
-                                     "stop the propagation")
+                                     "stop the propagation (a filter on the root logger does not: a logger's filters "
+                                     "see only the records logged on it, not those passed up from below)")
             line = found.iloc[0]
             if len(wrapped):
                 raise AssertionError(f"{what} came out as {quoted(line.text)}: your handler wrote to sys.stderr after "
