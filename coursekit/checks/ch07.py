@@ -46,15 +46,41 @@ def overlapped(runs: list[dict]) -> bool:
     return first["ended"] != first["ended"] or second["started"] < first["ended"]  # NaN: the first never ended
 
 
-def keys_naming(order: str) -> list[str]:
-    """Redis keys in the course namespace (or anywhere the client may look) whose name holds `order`: where a task
-    that wrote its idempotency flag left it."""
-    from ..labs.duplicates import db
+def keys_naming(word: str) -> list[str]:
+    """Redis keys in the course namespace (or anywhere the client may look) whose name holds `word` (an order, a
+    task id): where a task that wrote its idempotency flag left it."""
+    from ..ledger import client
 
     try:
-        return sorted(k.decode() if isinstance(k, bytes) else k for k in db().scan_iter(match=f"*{order}*", count=500))
+        return sorted(k.decode() if isinstance(k, bytes) else k for k in client().scan_iter(match=f"*{word}*",
+                                                                                           count=500))
     except Exception:  # an ACL that forbids SCAN: the verdict does without this detail
         return []
+
+
+def charged_yet(order: str, bound: float) -> None:
+    """Wait up to `bound` s until the ledger holds a charge for `order`: the copy that charged is then done with it
+    (whatever it does after, releasing a lock say, takes well under LATE_COPY_GAP_S)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline and not any(e["key"] == order for e in payments().entries()):
+        time.sleep(0.05)
+
+
+def late_why(seen: dict, keys: list[str]) -> str:
+    """Why a delivery that came after the first charge had ended charged again, from the keys left behind."""
+    by_id = [key for key in keys_naming(seen["copy_id"]) + keys_naming(seen["late"])
+             if "celery-task-meta-" not in key]  # the result backend's own keys name the task id too
+    if by_id:
+        return (f"the claim ({by_id[0]}) is keyed on the task id. Key it on the order, the business key, which every "
+                "delivery of this payment shares")
+    if len(keys) >= 2:
+        return (f"each delivery claimed a key of its own ({', '.join(keys[:3])}): the key holds something that "
+                "changes from one delivery to the next. Key the claim on the order alone")
+    if not keys:
+        return ("no key for the order was left by then: the claim was deleted after the charge (a lock released in "
+                "finally) or expired (a TTL shorter than the time between deliveries). An idempotency key must "
+                "outlive every redelivery: keep it, with a long expiry (ex=3600 or more)")
+    return "key the claim on the order, the business key, not on the task id, and keep it"
 
 
 class Payment(Exercise):
@@ -74,6 +100,9 @@ class Payment(Exercise):
         pair = [send(pay, (twice, amount), s.source, task_id=copy_id) for _ in range(2)]
         begun = time.monotonic()
         first_end = ending(pair[0], budget(PAY_WAIT_S), sent=begun)
+        # The copy that skips stores its result first: wait for the one that charged, so that the next delivery
+        # comes after the first payment is over, as a client's retry does (a claim deleted or expired by then shows)
+        charged_yet(twice, max(0.1, begun + budget(PAY_WAIT_S) - time.monotonic()))
         time.sleep(LATE_COPY_GAP_S)
         late_sent = time.time()
         late = send(pay, (twice, amount), s.source)  # the client called again: a new task id
@@ -125,14 +154,17 @@ class Payment(Exercise):
             why = ("the two copies that ran at the same time were both charged: the check and the write are two "
                    "steps, and both copies read 'unpaid' before either wrote. Claim the order with ONE atomic "
                    "command before charging: db().set(business_key(order), 1, nx=True, ex=3600)")
-            if n >= 3 and keys:
+            if n >= 3 and len(keys) >= 2:
+                why = (f"each delivery claimed a key of its own ({', '.join(keys[:3])}): the key holds something that "
+                       "changes from one delivery to the next (a time, a task id). Key the claim on the order alone")
+            elif n >= 3 and keys:
                 why = (f"a key for the order exists ({keys[0]}), yet every delivery charged: it was written after "
                        "the charge, or never read before it. Claim the order atomically BEFORE the side effect")
             elif n >= 3:
                 why = "nothing stopped a copy: claim the order (its business key) atomically before charging"
             raise AssertionError(f"{said}: {why}")
         raise AssertionError(f"{said}: the copies with one task id charged once, but the second publish (a new task "
-                             "id) charged again: key the claim on the order, the business key, not on the task id")
+                             f"id), sent after the first charge had ended, charged again: {late_why(seen, keys)}")
 
 
 class Export(Exercise):
@@ -193,9 +225,22 @@ class Export(Exercise):
                                  "kills the pool process, so no except or finally runs. Use soft_time_limit, which "
                                  "raises SoftTimeLimitExceeded inside the task, and clean up there")
         if not cleaned:
+            said = f"{hung_call} {hung_end.describe()}, but cleanup(job) never ran for it"
+            wrong_key = [key for key in (seen["quick"][1], seen["hung"][1]) if seen["cleaned"][key]]
+            if wrong_key:
+                raise AssertionError(f"{said}: cleanup ran for {wrong_key[0]!r}, the seconds, not the job: call "
+                                     "cleanup(job)")
+            if seen["cleaned"][seen["quick"][0]]:
+                raise AssertionError(f"{said}, only for the normal export, which succeeded: clean up where the "
+                                     "limit is caught (except SoftTimeLimitExceeded), not on success")
             raise AssertionError(
-                f"{hung_call} {hung_end.describe()}, but cleanup(job) never ran: a soft limit with no handler only "
-                "fails the task. Catch SoftTimeLimitExceeded around render(), call cleanup(job), then re-raise")
+                f"{said}: nothing caught SoftTimeLimitExceeded, the exception a soft limit raises inside the task "
+                "(with no handler, or one for another exception, the limit only fails the task). Catch "
+                "SoftTimeLimitExceeded around render(), call cleanup(job), then re-raise")
+        if seen["cleaned"][seen["quick"][0]]:
+            raise AssertionError(f"cleanup(job) ran for {quick_call} too, which succeeded: it deletes the file the "
+                                 "export has just written. Clean up only when the limit interrupts the task (except "
+                                 "SoftTimeLimitExceeded), not in finally")
         if hung_end.state == "SUCCESS":
             raise AssertionError(f"{hung_call} cleaned up, then returned {hung_end.value!r}, so it ended SUCCESS: "
                                  "re-raise after cleanup(job), so the caller (and your monitoring) see that the "
