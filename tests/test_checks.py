@@ -740,6 +740,11 @@ TABLE += [
     Row(ch07.export, "mechanism", "catches-the-wrong-exception", export(
         GUARDED_EXPORT, GUARDED_EXPORT.replace("except SoftTimeLimitExceeded", "except TimeoutError")),
         "nothing caught SoftTimeLimitExceeded"),
+    Row(ch07.export, "timing", "hard-limit-equal-to-the-soft-one", export("soft_time_limit=1",
+                                                                         "soft_time_limit=1, time_limit=1"),
+        "Give time_limit room above soft_time_limit"),
+    Row(ch07.export, "right", "soft-and-hard-with-room", export("soft_time_limit=1",
+                                                                "soft_time_limit=0.8, time_limit=1.8")),
     Row(ch07.export, "timing", "soft-limit-2.5-s", export("soft_time_limit=1", "soft_time_limit=2.5"),
         "did not stop it within 2 s"),
     Row(ch07.export, "right", "app-wide-soft-limit", swap(export("@app.task(soft_time_limit=1)", "@app.task"),

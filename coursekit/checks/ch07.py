@@ -221,10 +221,18 @@ class Export(Exercise):
                                  "export a soft_time_limit under 2 s")
         run = seen["runs"][1][0] if seen["runs"][1] else None
         took = run["ended"] - run["started"] if run and run["ended"] == run["ended"] else None
+        if hung_end.error == "TimeLimitExceeded" and soft is not None and not cleaned:
+            raise AssertionError(f"{hung_call} {hung_end.describe()}, and cleanup(job) never ran: the hard limit "
+                                 f"killed its process as the soft one fired {limits}, with no time left to clean up. "
+                                 "Give time_limit room above soft_time_limit (or leave it out)")
         if hung_end.error == "TimeLimitExceeded" and not cleaned:
             raise AssertionError(f"{hung_call} {hung_end.describe()}, and cleanup(job) never ran: a hard time_limit "
                                  "kills the pool process, so no except or finally runs. Use soft_time_limit, which "
                                  "raises SoftTimeLimitExceeded inside the task, and clean up there")
+        if hung_end.error == "TimeLimitExceeded" and cleaned:
+            raise AssertionError(f"{hung_call} {hung_end.describe()}: the hard limit killed its process while it was "
+                                 f"still cleaning up after the soft one {limits}. cleanup(job) finished this time only "
+                                 "because it is quick. Give time_limit room above soft_time_limit (or leave it out)")
         if not cleaned:
             said = f"{hung_call} {hung_end.describe()}, but cleanup(job) never ran for it"
             wrong_key = [key for key in (seen["quick"][1], seen["hung"][1]) if seen["cleaned"][key]]
