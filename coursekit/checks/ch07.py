@@ -1,7 +1,9 @@
 """Chapter 07 exercises: duplicates and stuck tasks, judged by side effects and states, not by code.
 
 07.payment delivers one payment three times, as production does: two copies of one message at once (a redelivery
-while the first still runs), then a second publish with a new task id; and another order once. The side-effect
+while the first still runs), then, once the first charge has ended, a second publish with a new task id; and another
+order once. The lab's `db()` answers each command 0.1 s late, as a database over a network does, so a read-then-write
+race between the two copies shows on every run. The side-effect
 ledger `payments` (written by the lab's `charge`) must hold exactly one charge per order.
 07.export runs a normal export and one whose render never returns: the stuck one must end within 2 s of its start,
 FAILED, with its cleanup run (a marker in the ledger `cleanups`); the normal one must succeed, with no cleanup (it
@@ -28,7 +30,7 @@ from ..workerlines import parse_workers
 PAY_WAIT_S = 5.0
 """How long the check waits for the first two copies to end, and then again for the last two deliveries."""
 LATE_COPY_GAP_S = 0.3
-"""How long after the first two copies end the check publishes the third."""
+"""How long after the first charge is in the ledger the check publishes the third delivery."""
 EXPORT_BOUND_S = 2.0
 """The stuck export must end within this long of its start."""
 EVENT_SLACK_S = 0.3
