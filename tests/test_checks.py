@@ -797,7 +797,7 @@ TABLE += [
         "the two copies that ran at the same time were both charged"),
     Row(ch07.payment, "hidden", "task-id-as-key", payment(
         "    if not db().set(business_key(pay.request.id), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
-        "    return charge(order, amount)"), "key the claim on the order, the business key, not on the task id"),
+        "    return charge(order, amount)"), "is keyed on the task id"),
     Row(ch07.payment, "hidden", "one-key-for-every-order", payment(
         "    if not db().set(business_key('payments'), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
         "    return charge(order, amount)"), "another order, was charged 0 time(s)"),
@@ -805,6 +805,27 @@ TABLE += [
         payment("    return charge(order, amount)"), 'ck.make_app("ex07_payment")',
         'ck.make_app("ex07_payment", task_acks_late=True, worker_deduplicate_successful_tasks=True)'),
         "worker_deduplicate_successful_tasks only skips a redelivered acks_late message"),
+    Row(ch07.payment, "right", "setnx-then-expire", payment(
+        "    key = business_key(order)\n    if db().setnx(key, 1):\n        db().expire(key, 3600)\n"
+        "        return charge(order, amount)\n    return None")),
+    Row(ch07.payment, "mechanism", "set-nx-answer-unread", payment(
+        "    db().set(business_key(order), 'paid', nx=True, ex=3600)\n    return charge(order, amount)"),
+        "yet every delivery charged"),
+    Row(ch07.payment, "mechanism", "get-then-set-before-the-charge", payment(
+        "    if db().get(business_key(order)):\n        return 'duplicate'\n"
+        "    db().set(business_key(order), 'paid', ex=3600)\n    return charge(order, amount)"),
+        "the two copies that ran at the same time were both charged"),
+    Row(ch07.payment, "mechanism", "lock-released-in-finally", payment(
+        "    if not db().set(business_key(order), 1, nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    try:\n        return charge(order, amount)\n    finally:\n        db().delete(business_key(order))"),
+        "the claim was deleted after the charge"),
+    Row(ch07.payment, "timing", "claim-expires-too-soon", payment(
+        "    if not db().set(business_key(order), 1, nx=True, px=300):\n        return 'duplicate'\n"
+        "    return charge(order, amount)"), "or expired"),
+    Row(ch07.payment, "hidden", "key-holds-a-time", payment(
+        "    if not db().set(business_key(f'{order}@{time.time()}'), 1, nx=True, ex=3600):\n"
+        "        return 'duplicate'\n    return charge(order, amount)").replace(
+        "import coursekit as ck", "import time\n\nimport coursekit as ck"), "each delivery claimed a key of its own"),
     Row(ch07.payment, "value", "duplicate-raises", payment(
         "    if not db().set(business_key(order), 'paid', nx=True, ex=3600):\n"
         "        raise ValueError('already paid')\n    return charge(order, amount)"), "must end quietly"),
@@ -813,14 +834,29 @@ TABLE += [
     Row(ch07.payment, "blank", "pay", payment("    return ____"), "pay() still holds"),
 
     # -- 07.export ----------------------------------------------------------------------------------------------
-    Row(ch07.export, "right", "finally-cleans-up", export(
-        GUARDED_EXPORT, "    try:\n        return render(job, seconds)\n    finally:\n        cleanup(job)")),
+    Row(ch07.export, "right", "own-error-after-cleanup", export("        raise", "        raise RuntimeError(job)")),
+    Row(ch07.export, "mechanism", "finally-cleans-up-a-good-export-too", export(
+        GUARDED_EXPORT, "    try:\n        return render(job, seconds)\n    finally:\n        cleanup(job)"),
+        "cleanup(job) ran for export("),
+    Row(ch07.export, "mechanism", "cleanup-only-on-success", export(GUARDED_EXPORT, (
+        "    try:\n        result = render(job, seconds)\n    except SoftTimeLimitExceeded:\n        raise\n"
+        "    else:\n        cleanup(job)\n        return result")), "only for the normal export, which succeeded"),
+    Row(ch07.export, "mechanism", "catches-the-wrong-exception", export(
+        GUARDED_EXPORT, GUARDED_EXPORT.replace("except SoftTimeLimitExceeded", "except TimeoutError")),
+        "nothing caught SoftTimeLimitExceeded"),
+    Row(ch07.export, "timing", "hard-limit-equal-to-the-soft-one", export("soft_time_limit=1",
+                                                                         "soft_time_limit=1, time_limit=1"),
+        "Give time_limit room above soft_time_limit"),
+    Row(ch07.export, "right", "soft-and-hard-with-room", export("soft_time_limit=1",
+                                                                "soft_time_limit=0.8, time_limit=1.8")),
+    Row(ch07.export, "timing", "soft-limit-2.5-s", export("soft_time_limit=1", "soft_time_limit=2.5"),
+        "did not stop it within 2 s"),
     Row(ch07.export, "right", "app-wide-soft-limit", swap(export("@app.task(soft_time_limit=1)", "@app.task"),
                                                           'ck.make_app("ex07_export")',
                                                           'ck.make_app("ex07_export", task_soft_time_limit=1.5)')),
     Row(ch07.export, "mechanism", "a-soft-limit-with-no-handler", export(GUARDED_EXPORT,
                                                                          "    return render(job, seconds)"),
-        "a soft limit with no handler only fails the task"),
+        "nothing caught SoftTimeLimitExceeded"),
     Row(ch07.export, "mechanism", "hard-limit-only", export("soft_time_limit=1", "time_limit=1"),
         "a hard time_limit kills the pool process"),
     Row(ch07.export, "mechanism", "catches-the-hard-limit", swap(export(
@@ -850,6 +886,9 @@ TABLE += [
         "the threads pool ignores time limits"),
     Row(ch07.pool, "value", "limit-removed", swap(S07W, "@app.task(time_limit=1)", "@app.task"),
         "crunch has no time limit"),
+    Row(ch07.pool, "mechanism", "gevent", pool_line("-P gevent -c 10"), "runs to its end before it fails"),
+    Row(ch07.pool, "mechanism", "eventlet", pool_line("--pool eventlet -c 10"), "ignores both time limits"),
+    Row(ch07.pool, "right", "prefork-c-0-means-every-cpu", pool_line("-P prefork -c 0")),
     Row(ch07.pool, "crash", "pool-name-typo", pool_line("-P thread -c 2"), "'-P'"),
     Row(ch07.pool, "blank", "workers", swap(S07W, '    "reports": "celery -A workspace.ex07_pool worker -P prefork -c 2",',
                                             "    ____"), "WORKERS still holds"),

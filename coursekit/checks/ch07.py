@@ -1,10 +1,13 @@
 """Chapter 07 exercises: duplicates and stuck tasks, judged by side effects and states, not by code.
 
 07.payment delivers one payment three times, as production does: two copies of one message at once (a redelivery
-while the first still runs), then a second publish with a new task id; and another order once. The side-effect
+while the first still runs), then, once the first charge has ended, a second publish with a new task id; and another
+order once. The lab's `db()` answers each command 0.1 s late, as a database over a network does, so a read-then-write
+race between the two copies shows on every run. The side-effect
 ledger `payments` (written by the lab's `charge`) must hold exactly one charge per order.
 07.export runs a normal export and one whose render never returns: the stuck one must end within 2 s of its start,
-FAILED, with its cleanup run (a marker in the ledger `cleanups`); the normal one must succeed.
+FAILED, with its cleanup run (a marker in the ledger `cleanups`); the normal one must succeed, with no cleanup (it
+would delete the file just written).
 07.pool starts the learner's worker line and sends a CPU loop longer than its hard time limit: the limit must fire.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ..workerlines import parse_workers
 PAY_WAIT_S = 5.0
 """How long the check waits for the first two copies to end, and then again for the last two deliveries."""
 LATE_COPY_GAP_S = 0.3
-"""How long after the first two copies end the check publishes the third."""
+"""How long after the first charge is in the ledger the check publishes the third delivery."""
 EXPORT_BOUND_S = 2.0
 """The stuck export must end within this long of its start."""
 EVENT_SLACK_S = 0.3
@@ -46,15 +49,41 @@ def overlapped(runs: list[dict]) -> bool:
     return first["ended"] != first["ended"] or second["started"] < first["ended"]  # NaN: the first never ended
 
 
-def keys_naming(order: str) -> list[str]:
-    """Redis keys in the course namespace (or anywhere the client may look) whose name holds `order`: where a task
-    that wrote its idempotency flag left it."""
-    from ..labs.duplicates import db
+def keys_naming(word: str) -> list[str]:
+    """Redis keys in the course namespace (or anywhere the client may look) whose name holds `word` (an order, a
+    task id): where a task that wrote its idempotency flag left it."""
+    from ..ledger import client
 
     try:
-        return sorted(k.decode() if isinstance(k, bytes) else k for k in db().scan_iter(match=f"*{order}*", count=500))
+        return sorted(k.decode() if isinstance(k, bytes) else k for k in client().scan_iter(match=f"*{word}*",
+                                                                                           count=500))
     except Exception:  # an ACL that forbids SCAN: the verdict does without this detail
         return []
+
+
+def charged_yet(order: str, bound: float) -> None:
+    """Wait up to `bound` s until the ledger holds a charge for `order`: the copy that charged is then done with it
+    (whatever it does after, releasing a lock say, takes well under LATE_COPY_GAP_S)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline and not any(e["key"] == order for e in payments().entries()):
+        time.sleep(0.05)
+
+
+def late_why(seen: dict, keys: list[str]) -> str:
+    """Why a delivery that came after the first charge had ended charged again, from the keys left behind."""
+    by_id = [key for key in keys_naming(seen["copy_id"]) + keys_naming(seen["late"])
+             if "celery-task-meta-" not in key]  # the result backend's own keys name the task id too
+    if by_id:
+        return (f"the claim ({by_id[0]}) is keyed on the task id. Key it on the order, the business key, which every "
+                "delivery of this payment shares")
+    if len(keys) >= 2:
+        return (f"each delivery claimed a key of its own ({', '.join(keys[:3])}): the key holds something that "
+                "changes from one delivery to the next. Key the claim on the order alone")
+    if not keys:
+        return ("no key for the order was left by then: the claim was deleted after the charge (a lock released in "
+                "finally) or expired (a TTL shorter than the time between deliveries). An idempotency key must "
+                "outlive every redelivery: keep it, with a long expiry (ex=3600 or more)")
+    return "key the claim on the order, the business key, not on the task id, and keep it"
 
 
 class Payment(Exercise):
@@ -74,6 +103,9 @@ class Payment(Exercise):
         pair = [send(pay, (twice, amount), s.source, task_id=copy_id) for _ in range(2)]
         begun = time.monotonic()
         first_end = ending(pair[0], budget(PAY_WAIT_S), sent=begun)
+        # The copy that skips stores its result first: wait for the one that charged, so that the next delivery
+        # comes after the first payment is over, as a client's retry does (a claim deleted or expired by then shows)
+        charged_yet(twice, max(0.1, begun + budget(PAY_WAIT_S) - time.monotonic()))
         time.sleep(LATE_COPY_GAP_S)
         late_sent = time.time()
         late = send(pay, (twice, amount), s.source)  # the client called again: a new task id
@@ -125,14 +157,17 @@ class Payment(Exercise):
             why = ("the two copies that ran at the same time were both charged: the check and the write are two "
                    "steps, and both copies read 'unpaid' before either wrote. Claim the order with ONE atomic "
                    "command before charging: db().set(business_key(order), 1, nx=True, ex=3600)")
-            if n >= 3 and keys:
+            if n >= 3 and len(keys) >= 2:
+                why = (f"each delivery claimed a key of its own ({', '.join(keys[:3])}): the key holds something that "
+                       "changes from one delivery to the next (a time, a task id). Key the claim on the order alone")
+            elif n >= 3 and keys:
                 why = (f"a key for the order exists ({keys[0]}), yet every delivery charged: it was written after "
                        "the charge, or never read before it. Claim the order atomically BEFORE the side effect")
             elif n >= 3:
                 why = "nothing stopped a copy: claim the order (its business key) atomically before charging"
             raise AssertionError(f"{said}: {why}")
         raise AssertionError(f"{said}: the copies with one task id charged once, but the second publish (a new task "
-                             "id) charged again: key the claim on the order, the business key, not on the task id")
+                             f"id), sent after the first charge had ended, charged again: {late_why(seen, keys)}")
 
 
 class Export(Exercise):
@@ -188,14 +223,35 @@ class Export(Exercise):
                                  "export a soft_time_limit under 2 s")
         run = seen["runs"][1][0] if seen["runs"][1] else None
         took = run["ended"] - run["started"] if run and run["ended"] == run["ended"] else None
+        if hung_end.error == "TimeLimitExceeded" and soft is not None and not cleaned:
+            raise AssertionError(f"{hung_call} {hung_end.describe()}, and cleanup(job) never ran: the hard limit "
+                                 f"killed its process as the soft one fired {limits}, with no time left to clean up. "
+                                 "Give time_limit room above soft_time_limit (or leave it out)")
         if hung_end.error == "TimeLimitExceeded" and not cleaned:
             raise AssertionError(f"{hung_call} {hung_end.describe()}, and cleanup(job) never ran: a hard time_limit "
                                  "kills the pool process, so no except or finally runs. Use soft_time_limit, which "
                                  "raises SoftTimeLimitExceeded inside the task, and clean up there")
+        if hung_end.error == "TimeLimitExceeded" and cleaned:
+            raise AssertionError(f"{hung_call} {hung_end.describe()}: the hard limit killed its process while it was "
+                                 f"still cleaning up after the soft one {limits}. cleanup(job) finished this time only "
+                                 "because it is quick. Give time_limit room above soft_time_limit (or leave it out)")
         if not cleaned:
+            said = f"{hung_call} {hung_end.describe()}, but cleanup(job) never ran for it"
+            wrong_key = [key for key in (seen["quick"][1], seen["hung"][1]) if seen["cleaned"][key]]
+            if wrong_key:
+                raise AssertionError(f"{said}: cleanup ran for {wrong_key[0]!r}, the seconds, not the job: call "
+                                     "cleanup(job)")
+            if seen["cleaned"][seen["quick"][0]]:
+                raise AssertionError(f"{said}, only for the normal export, which succeeded: clean up where the "
+                                     "limit is caught (except SoftTimeLimitExceeded), not on success")
             raise AssertionError(
-                f"{hung_call} {hung_end.describe()}, but cleanup(job) never ran: a soft limit with no handler only "
-                "fails the task. Catch SoftTimeLimitExceeded around render(), call cleanup(job), then re-raise")
+                f"{said}: nothing caught SoftTimeLimitExceeded, the exception a soft limit raises inside the task "
+                "(with no handler, or one for another exception, the limit only fails the task). Catch "
+                "SoftTimeLimitExceeded around render(), call cleanup(job), then re-raise")
+        if seen["cleaned"][seen["quick"][0]]:
+            raise AssertionError(f"cleanup(job) ran for {quick_call} too, which succeeded: it deletes the file the "
+                                 "export has just written. Clean up only when the limit interrupts the task (except "
+                                 "SoftTimeLimitExceeded), not in finally")
         if hung_end.state == "SUCCESS":
             raise AssertionError(f"{hung_call} cleaned up, then returned {hung_end.value!r}, so it ended SUCCESS: "
                                  "re-raise after cleanup(job), so the caller (and your monitoring) see that the "
@@ -207,6 +263,14 @@ class Export(Exercise):
             f": its limits {limits} did not stop it within 2 s"
 
 
+GREEN_POOLS = {
+    "gevent": "gevent ignores soft_time_limit and enforces time_limit only when the task yields (gevent.Timeout), so "
+              "a CPU loop such as crunch runs to its end before it fails",
+    "eventlet": "eventlet ignores both time limits, without a warning",
+}
+"""What the greenlet pools do with time limits (celery-facts 9), for a line that names one."""
+
+
 class Pool(Exercise):
     id = "07.pool"
     module = "ex07_pool"
@@ -214,7 +278,14 @@ class Pool(Exercise):
     fleet = True
 
     def run(self, s, observed):
-        lines = parse_workers(getattr(s.mod, "WORKERS", None), s.name, mod=s.mod)
+        try:
+            lines = parse_workers(getattr(s.mod, "WORKERS", None), s.name, mod=s.mod)
+        except Uncheckable as exc:  # a pool the course does not install: here it is the wrong answer anyway
+            pool = next((p for p in GREEN_POOLS if f"-P {p} needs" in str(exc)), None)
+            if pool is None:
+                raise
+            raise Incorrect(f"{exc}, and it would not pass either: {GREEN_POOLS[pool]}",
+                            fix="pick a pool that can signal or kill the process running the task") from None
         if len(lines) != 1:
             raise Incorrect(f"WORKERS names {len(lines)} workers; deploy one, for the reports",
                             fix='e.g. {"reports": "celery -A workspace.ex07_pool worker -c 2"}')

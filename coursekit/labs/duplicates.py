@@ -4,14 +4,21 @@ Every task here "charges a card": it writes one entry per charge to the side-eff
 (`coursekit.Ledger`), keyed by the order. The ledger, not the task's own return value, says how many times a card
 was charged. `gateway_s` stands for the payment gateway's latency: long enough that two copies of one task overlap.
 """
+import os
 import time
 
+import redis
+
 from . import lab_app
-from ..ledger import Ledger, _client
+from .. import ledger
+from ..ledger import Ledger
 
 app = lab_app(__name__)
 GATEWAY_S = 0.5
 """How long the payment gateway takes to answer a charge."""
+DB_RTT_S = 0.1
+"""How long `db()` takes for each command: a database across a network. It is what makes a read-then-write race
+show on every run, as it does in production, instead of hiding in the microseconds between two local commands."""
 
 
 def payments() -> Ledger:
@@ -25,9 +32,23 @@ def charge(order, amount=10, how=""):
     return f"charged {order} {amount}"
 
 
-def db():
-    """A Redis client on the course broker: where an idempotent task keeps its business keys."""
-    return _client(None)
+class _Remote(redis.Redis):
+    """A Redis client whose every command takes DB_RTT_S longer, as over a network."""
+
+    def execute_command(self, *args, **options):
+        time.sleep(DB_RTT_S)
+        return super().execute_command(*args, **options)
+
+
+_dbs: dict[int, redis.Redis] = {}
+
+
+def db() -> redis.Redis:
+    """A Redis client on the course broker, each command DB_RTT_S away: where an idempotent task keeps its business
+    keys. (One per process: a forked pool child must not share its parent's socket.)"""
+    if os.getpid() not in _dbs:
+        _dbs[os.getpid()] = _Remote(connection_pool=ledger.client().connection_pool)
+    return _dbs[os.getpid()]
 
 
 def business_key(order) -> str:
