@@ -82,6 +82,11 @@ class MemoryCap:
         self._oom_kills = self._kernel_kills()
         self._thread.start()
 
+    def limit_mb(self, pid: int) -> float | None:
+        """The RSS (MiB) at which capped process `pid` is killed: what it held when capped, plus the cap."""
+        start = self._baseline.get(int(pid))
+        return None if start is None else round(start + self.mb, 1)
+
     @property
     def how(self) -> str:
         if self.kind == "cgroup":
