@@ -798,7 +798,7 @@ TABLE += [
     Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),
     Row(ch08.recycle, "right", "set-on-conf-after", swap(recycle(""), 'app = ck.make_app("ex08_recycle", **SETTINGS)',
                                                         'app = ck.make_app("ex08_recycle", **SETTINGS)\n'
-                                                        "app.conf.worker_max_memory_per_child = 80_000")),
+                                                        "app.conf.worker_max_memory_per_child = 88_000")),
     Row(ch08.recycle, "value", "limit-in-bytes", recycle('"worker_max_memory_per_child": 90 * 1024 * 1024,'),
         "Written in bytes? 94371840 bytes would be 92160 KiB"),
     Row(ch08.recycle, "value", "never-reached-task-count", recycle('"worker_max_tasks_per_child": 1000,'),

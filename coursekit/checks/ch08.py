@@ -81,8 +81,9 @@ class Recycle(Exercise):
         results = [send(task, (f"page-{tag}-{i}", mb), s.source) for i in range(1, self.tasks + 1)]
         # 30 renders take 3-4 s; a child forked for every task makes it 10 s or more: judge what ended by then
         deadline = time.monotonic() + budget(self.wait_s)
-        while time.monotonic() < deadline and not all(r.ready() for r in results):
+        while time.monotonic() < deadline and not all(r.ready() for r in results) and not self._crawling(results):
             time.sleep(0.1)
+        waited = time.monotonic() - begun
         endings = [ending(r, 2.0, sent=begun) if r.ready() else Ending("NO RESULT", waited=round(time.monotonic() - begun))
                    for r in results]
         rec = s.recording(expect=[r.id for r in results])
@@ -100,7 +101,7 @@ class Recycle(Exercise):
                         f"worker_max_memory_per_child={setting(s.app, 'worker_max_memory_per_child')}")
         observed.append(f"pool children: {len(ran)}; tasks per child: {sorted(ran.values(), reverse=True)}; "
                         f"peak RSS per child (MiB): {sorted(peaks.values(), reverse=True)[:8]}")
-        return {"endings": endings, "peaks": peaks, "ran": ran, "mb": mb, "app": s.app, "task": task,
+        return {"endings": endings, "peaks": peaks, "ran": ran, "mb": mb, "app": s.app, "task": task, "waited": waited,
                 "labels": [f"render('page-{tag}-{i}', {mb})" for i in range(1, self.tasks + 1)]}
 
     def judge(self, seen, observed):
@@ -110,10 +111,10 @@ class Recycle(Exercise):
         each = finished / len(ran) if ran else 0
         # said first: recycling that often also makes the burst too slow to end within the check's wait
         if finished >= 3 and (each < self.fewest_tasks or (unfinished and each < 5)):
-            self._too_often(ran, finished, app)
+            self._too_often(ran, finished, app, seen["waited"])
         limit_kib = setting(app, "worker_max_memory_per_child")
         if limit_kib is not None and not number(limit_kib):
-            self._not_a_number(ran, finished, limit_kib)
+            self._not_a_number(ran, finished, limit_kib, seen["waited"])
         for label, end in zip(seen["labels"], seen["endings"]):
             assert end.state == "SUCCESS", f"{label} {end.describe()}; every render must run and succeed"
         assert peaks, "the recorder sampled no pool child of the check's worker: nothing to judge"
@@ -140,21 +141,29 @@ class Recycle(Exercise):
                          "set as worker_max_memory_per_child / worker_max_tasks_per_child in the app's settings")
             raise AssertionError(said)
 
-    def _not_a_number(self, ran: dict, finished: int, limit) -> None:
+    @staticmethod
+    def _crawling(results) -> bool:
+        """Whether the renders ended so far make it plain already that children are replaced after (nearly) every
+        task: 3 ended, each in a child of its own, or 6 on fewer than 1.5 tasks a child. Then waiting for the rest
+        (each replacement can take seconds) only makes the learner wait: _too_often says so either way."""
+        pids = [r.result.get("pid") for r in results if r.ready() and isinstance(r.result, dict)]
+        return (len(pids) >= 3 and len(set(pids)) == len(pids)) or (len(pids) >= 6 and len(pids) / len(set(pids)) < 1.5)
+
+    def _not_a_number(self, ran: dict, finished: int, limit, waited: float) -> None:
         said = (f"worker_max_memory_per_child={limit!r} is a {type(limit).__name__}, not a number of KiB: "
                 "each pool child compares it with its memory after its first task, fails, and exits")
         if ran:
-            said += (f" ({len(ran)} pool children ran {finished} of {self.tasks} renders within {self.wait_s:g} s, at "
+            said += (f" ({len(ran)} pool children ran {finished} of {self.tasks} renders in {waited:.0f} s, at "
                      f"most {max(ran.values())} in one)")
         raise AssertionError(said)
 
-    def _too_often(self, ran: dict, finished: int, app) -> None:
+    def _too_often(self, ran: dict, finished: int, app, waited: float) -> None:
         limit_kib = setting(app, "worker_max_memory_per_child")
         per_task = setting(app, "worker_max_tasks_per_child")
         if limit_kib is not None and not number(limit_kib):
-            self._not_a_number(ran, finished, limit_kib)
+            self._not_a_number(ran, finished, limit_kib, waited)
         if finished:
-            within = f" of {self.tasks} within {self.wait_s:g} s" if finished < self.tasks else ""
+            within = f" of {self.tasks} in {waited:.0f} s" if finished < self.tasks else ""
             said = (f"{len(ran)} pool children ran {finished} renders{within} (at most {max(ran.values())} in one): "
                     "a child was replaced every task or few, a fork and a wait each time, so the burst crawled")
             if limit_kib and limit_kib < 10_000:
