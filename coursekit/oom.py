@@ -9,7 +9,8 @@ same thing: a pool child gone by signal 9.
 
 A cgroup counts only what its processes allocate after they join it (their earlier memory stays charged where it
 was), so in both kinds the cap is "this much more than now". The cap stays with the processes given: a child the
-worker forks to replace a killed one is not capped.
+worker forks to replace a killed one is not capped. (With `follow`, children forked to replace capped ones BEFORE
+the first kill are capped too: a worker that recycles its children still meets the cap.)
 """
 from __future__ import annotations
 
@@ -60,8 +61,11 @@ class MemoryCap:
     """`with MemoryCap(worker.children, mb=60) as cap:` ... `cap.kills`. `cap.kind` is "cgroup" (the kernel
     kills) or "watchdog" (this process kills, standing in for the kernel); `cap.how` says which in a sentence."""
 
-    def __init__(self, pids, mb: float, interval: float = 0.01, prefer: str = "cgroup"):
+    def __init__(self, pids, mb: float, interval: float = 0.01, prefer: str = "cgroup", follow=None):
+        """`follow`: a callable giving the processes to cap now (a worker's `children`, say), asked until the first
+        kill: a process it names that was not capped yet is capped from then on."""
         self.pids = [int(p) for p in pids]
+        self._follow = follow
         self.mb = mb
         self.interval = interval
         self.kills: list[Kill] = []
@@ -77,6 +81,11 @@ class MemoryCap:
             self._into_cgroup()
         self._oom_kills = self._kernel_kills()
         self._thread.start()
+
+    def limit_mb(self, pid: int) -> float | None:
+        """The RSS (MiB) at which capped process `pid` is killed: what it held when capped, plus the cap."""
+        start = self._baseline.get(int(pid))
+        return None if start is None else round(start + self.mb, 1)
 
     @property
     def how(self) -> str:
@@ -171,9 +180,33 @@ class MemoryCap:
         except psutil.Error:
             return False
 
+    def _adopt(self, alive: set[int]) -> None:
+        """Cap the processes `follow` names that are new (a recycled child's replacement), until the first kill."""
+        if self._follow is None or self.kills:
+            return
+        try:
+            now = [int(p) for p in self._follow()]
+        except Exception:  # the worker is going away: nothing new to cap
+            return
+        for pid in now:
+            if pid in self._baseline or not self._running(pid):
+                continue
+            if self.kind == "cgroup":
+                try:
+                    (self.folder / "cgroup.procs").write_text(str(pid))
+                except OSError:
+                    continue  # gone already, or the cgroup refuses it: not capped
+            self._baseline[pid] = self._last[pid] = self._rss(pid)
+            self.pids.append(pid)
+            alive.add(pid)
+
     def _watch(self) -> None:
         alive = set(self.pids)
-        while alive and not self._stopping.is_set():
+        rounds = 0
+        while (alive or (self._follow is not None and not self.kills)) and not self._stopping.is_set():
+            if rounds % 5 == 0:
+                self._adopt(alive)
+            rounds += 1
             for pid in sorted(alive):
                 if not self._running(pid):
                     alive.discard(pid)

@@ -404,15 +404,20 @@ def child_lives(rec: Recording, node: str) -> list[dict]:
 
 
 def child_memory(rec: Recording, nodes: dict[str, str], title: str = "Resident memory of each pool child",
-                 bound_mb: float | None = None, name: str | None = None) -> Figure:
+                 bound_mb: float | None = None, name: str | None = None,
+                 limits: dict[str, tuple[float, str]] | None = None) -> Figure:
     """One panel per worker (`nodes`: node name -> panel title), one line per pool child, each child's start
-    marked with a triangle and its end (replaced or killed) with a cross. `facts["children"]` holds each panel's
-    child lives, as `child_lives` gives them."""
+    marked with a triangle and its end (replaced or killed) with a cross. `limits` (node name -> (MiB, label)) draws
+    a worker's memory limit as a dashed line, labelled, in its panel; (MiB, label, pid): a limit of that child
+    alone, drawn over its life only. `facts["children"]` holds each panel's child
+    lives, as `child_lives` gives them; `facts["limits"]` each labelled limit."""
     fig = CourseFigure(figsize=(8, 1.9 * len(nodes) + 0.6), layout="constrained", name=name or title)
     axes = fig.subplots(len(nodes), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     fig.suptitle(title)
     m = rec.memory
     fig.facts["children"] = {}
+    fig.facts["limits"] = {}
+    limits = limits or {}
     for ax, (node, label) in zip(axes, nodes.items()):
         ax.set_title(label, fontsize="small", loc="left")
         ax.set_ylabel("RSS (MiB)")
@@ -431,7 +436,21 @@ def child_memory(rec: Recording, nodes: dict[str, str], title: str = "Resident m
                         markersize=8, markeredgewidth=2)
         if bound_mb:
             ax.axhline(bound_mb, color="grey", linestyle=":", linewidth=1)
-        top = max(float(m[(m.node.isin(list(nodes))) & (m.role == "child")].rss.max()) / 2**20, bound_mb or 0)
+        if node in limits:
+            limit_mb, said, *child = limits[node]
+            life = next((life for life in lives if child and life["pid"] == child[0]), None)
+            if life is None:  # the worker's limit: for every child
+                ax.axhline(limit_mb, color="tab:red", linestyle="--", linewidth=1)
+                ax.annotate(said, xy=(1, limit_mb), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                            textcoords="offset points", ha="right", va="bottom", fontsize="x-small", color="tab:red")
+            else:  # one child's: over its life, so that its successors are not read as bound by it
+                part = kids[kids.pid == life["pid"]]
+                ax.hlines(limit_mb, part.t.iloc[0], part.t.iloc[-1], color="tab:red", linestyle="--", linewidth=1.5)
+                ax.annotate(said, xy=(part.t.iloc[0], limit_mb), xytext=(0, 4), textcoords="offset points",
+                            ha="left", va="bottom", fontsize="x-small", color="tab:red")
+            fig.facts["limits"][label] = {"mb": limit_mb, "label": said, "child": child[0] if child else None}
+        top = max([float(m[(m.node.isin(list(nodes))) & (m.role == "child")].rss.max()) / 2**20, bound_mb or 0,
+                   *(limit[0] for limit in limits.values())])
         ax.set_ylim(bottom=0, top=top * 1.15)
         ax.margins(x=0.02)
     axes[-1].set_xlabel(TIME_AXIS)

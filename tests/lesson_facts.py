@@ -841,6 +841,32 @@ def the_killed_children_end_on_the_plot(shown):
 
 
 @says("08_memory")
+def the_limit_lines_are_drawn_and_labelled(shown):
+    """"the dashed line in the last panel is its worker's memory limit", and on the second plot each capped child's
+    cap, "its start + 40 MiB": a killed child never went far past its line, the memory worker's first child ended
+    at it."""
+    limits = shown[LEAK_08]["limits"]
+    assert list(limits) == [PANELS_08[2]] and abs(limits[PANELS_08[2]]["mb"] - 100_000 / 1024) < 0.1, limits
+    assert "100 000 KiB" in limits[PANELS_08[2]]["label"], limits
+    first = _children_08(shown, PANELS_08[2])[0]
+    assert first["peak_mb"] >= limits[PANELS_08[2]]["mb"] - 3, first
+    caps = shown["oom kill"]["limits"]
+    for panel, lives in shown["oom kill"]["children"].items():
+        cap = caps[panel]
+        assert "+ 40 MiB" in cap["label"] and 80 <= cap["mb"] <= 115, (panel, cap)
+        assert lives[0]["peak_mb"] <= cap["mb"] + 5, (panel, lives[0], cap)  # 4 MiB a piece: one piece past, at most
+
+
+@says("08_memory")
+def the_redelivered_batch_ran_past_the_cap_on_an_uncapped_child(shown):
+    """"The cap stayed with the killed child (its dashed line); the new child has no cap ... so the batch ran to its
+    end there": on the late worker's panel, the next child went above the first child's cap line."""
+    panel = "late: task_acks_late + task_reject_on_worker_lost"
+    lives = shown["oom kill"]["children"][panel]
+    assert max(life["peak_mb"] for life in lives[1:]) > shown["oom kill"]["limits"][panel]["mb"], lives
+
+
+@says("08_memory")
 def stored_results_climb_then_expire_by_themselves(shown):
     """"The stored results climb to 40 and then vanish about 2 s after they were written, with no process deleting
     them; `ignore_result=True` never wrote one." """

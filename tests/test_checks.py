@@ -939,6 +939,20 @@ TABLE += [
     Row(ch08.recycle, "mechanism", "every-task", recycle('"worker_max_tasks_per_child": 1,'),
         "worker_max_tasks_per_child=1 recycles that often"),
     Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),
+    Row(ch08.recycle, "right", "set-on-conf-after", swap(recycle(""), 'app = ck.make_app("ex08_recycle", **SETTINGS)',
+                                                        'app = ck.make_app("ex08_recycle", **SETTINGS)\n'
+                                                        "app.conf.worker_max_memory_per_child = 88_000")),
+    Row(ch08.recycle, "value", "limit-in-bytes", recycle('"worker_max_memory_per_child": 90 * 1024 * 1024,'),
+        "Written in bytes? 94371840 bytes would be 92160 KiB"),
+    Row(ch08.recycle, "value", "never-reached-task-count", recycle('"worker_max_tasks_per_child": 1000,'),
+        "worker_max_tasks_per_child=1000 lets one child run 1000 leaky tasks"),
+    Row(ch08.recycle, "mechanism", "limit-on-the-task", swap(recycle(""), "@app.task\ndef render",
+                                                              "@app.task(max_memory_per_child=90_000)\ndef render"),
+        "max_memory_per_child=90000 on the task is not read by anyone"),
+    Row(ch08.recycle, "timing", "limit-at-the-bound", recycle('"worker_max_memory_per_child": 100 * 1024,'),
+        "is checked only after a task ends, against the child's peak"),
+    Row(ch08.recycle, "crash", "limit-as-text", recycle('"worker_max_memory_per_child": "90000",'),
+        "worker_max_memory_per_child='90000' is a str, not a number of KiB"),
 
     # -- 08.results ---------------------------------------------------------------------------------------------
     Row(ch08.results, "right", "timedelta-and-app-wide", kept(
@@ -956,6 +970,14 @@ TABLE += [
     Row(ch08.results, "timing", "default-day", kept(""), "expire in 86400 s"),
     Row(ch08.results, "blank", "settings", kept("____"), "placeholder in ex08_results.py (it sits in SETTINGS)"),
     Row(ch08.results, "timing", "one-second", kept('"result_expires": 5,'), "a caller who reads a minute late"),
+    Row(ch08.results, "right", "annotations", kept(
+        '"result_expires": 1800,\n    "task_annotations": {"workspace.ex08_results.track_click": {"ignore_result": True}},',
+        "@app.task\ndef track_click")),
+    Row(ch08.results, "timing", "zero-expires", kept('"result_expires": 0,'), "result_expires=0: 0 or None means"),
+    Row(ch08.results, "crash", "no-result-backend", kept('"result_expires": 3600,\n    "result_backend": None,'),
+        "has no result backend (result_backend=None)"),
+    Row(ch08.results, "mechanism", "message-expiry-on-clicks", kept(click="@app.task(expires=1)\ndef track_click"),
+        "expires=1 on the task"),
 
     # -- 08.oom -------------------------------------------------------------------------------------------------
     Row(ch08.oom, "right", "retry-on-worker-lost", survive('"task_retry_on_worker_lost": True,',
@@ -967,6 +989,18 @@ TABLE += [
     Row(ch08.oom, "timing", "retry-default-delay", survive('"task_retry_on_worker_lost": True,'),
         "default_retry_delay (180 s)"),
     Row(ch08.oom, "blank", "settings", survive("____"), "SETTINGS still holds"),
+    Row(ch08.oom, "right", "task-options", survive("", "@app.task(acks_late=True, reject_on_worker_lost=True)")),
+    Row(ch08.oom, "mechanism", "recycling-instead", survive('"worker_max_memory_per_child": 50_000,'),
+        "cannot save the task running when the kill comes"),
+    Row(ch08.oom, "mechanism", "autoretry", survive('"task_acks_late": True,',
+                                                    "@app.task(autoretry_for=(Exception,), max_retries=3)"),
+        "a child killed by signal 9 raises nothing in it"),
+    Row(ch08.oom, "mechanism", "acks-on-failure-off",
+        survive('"task_acks_late": True,\n    "task_acks_on_failure_or_timeout": False,'),
+        "rejects the failed message WITHOUT requeueing it"),
+    Row(ch08.oom, "value", "retry-but-no-retries", survive('"task_retry_on_worker_lost": True,',
+                                                           "@app.task(default_retry_delay=0.3, max_retries=0)"),
+        "import_batch has max_retries=0"),
 ]
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -62,3 +63,33 @@ def test_under_the_cap_the_process_lives(kind):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("kind", kinds())
+def test_follow_caps_a_replacement_until_the_first_kill(kind):
+    """A worker that recycles its children forks new ones the cap was not given: with `follow`, a process named
+    later is capped too (08.oom's check relies on it); after the first kill, a new one is left alone, so that a
+    redelivered task can run to its end."""
+    first, second, third = greedy(8), greedy(80), greedy(80)
+    current = [first.pid]
+    try:
+        with MemoryCap([first.pid], mb=30, prefer=kind, follow=lambda: list(current)) as cap:
+            first.stdin.write("go\n"); first.stdin.flush()
+            assert first.stdout.readline().strip() == "done"
+            current[:] = [second.pid]  # the first child is recycled, the second forked in its place
+            deadline = time.monotonic() + 5
+            while second.pid not in cap.pids and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert second.pid in cap.pids, "the replacement was not capped"
+            second.stdin.write("go\n"); second.stdin.flush()
+            assert second.wait(timeout=15) == -signal.SIGKILL
+            assert cap.wait_for_kill(3).pid == second.pid
+            current[:] = [third.pid]  # forked after the kill: not capped
+            time.sleep(0.3)
+            third.stdin.write("go\n"); third.stdin.flush()
+            assert third.stdout.readline().strip() == "done"
+            assert third.pid not in cap.pids and len(cap.kills) == 1
+    finally:
+        for proc in (first, second, third):
+            proc.kill()
+            proc.wait()

@@ -29,6 +29,24 @@ def setting(app, name: str):
     return app.conf.get(name)
 
 
+def number(value) -> bool:
+    """Whether a limit is a number billiard can compare (True and "90000" are not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def mib(kib) -> str:
+    """A limit in KiB as MiB, or GiB once it is that big, in plain digits (never 9.2e+04)."""
+    return f"{kib / 1024:,.4g} MiB" if kib < 1 << 20 else f"{kib / (1 << 20):,.0f} GiB"
+
+
+def ignored_task_options(task) -> list[str]:
+    """Worker settings given as options of the task (@app.task(max_memory_per_child=...)): Celery keeps any
+    keyword as an attribute of the task and never reads these."""
+    names = ("max_memory_per_child", "max_tasks_per_child", "worker_max_memory_per_child",
+             "worker_max_tasks_per_child")
+    return [f"{name}={getattr(task, name)!r}" for name in names if getattr(task, name, None) is not None]
+
+
 def child_peaks(rec, node: str) -> dict[int, float]:
     """Each pool child of `node` -> the highest RSS the recorder sampled, in MiB."""
     mem = rec.memory
@@ -63,8 +81,9 @@ class Recycle(Exercise):
         results = [send(task, (f"page-{tag}-{i}", mb), s.source) for i in range(1, self.tasks + 1)]
         # 30 renders take 3-4 s; a child forked for every task makes it 10 s or more: judge what ended by then
         deadline = time.monotonic() + budget(self.wait_s)
-        while time.monotonic() < deadline and not all(r.ready() for r in results):
+        while time.monotonic() < deadline and not all(r.ready() for r in results) and not self._crawling(results):
             time.sleep(0.1)
+        waited = time.monotonic() - begun
         endings = [ending(r, 2.0, sent=begun) if r.ready() else Ending("NO RESULT", waited=round(time.monotonic() - begun))
                    for r in results]
         rec = s.recording(expect=[r.id for r in results])
@@ -82,7 +101,7 @@ class Recycle(Exercise):
                         f"worker_max_memory_per_child={setting(s.app, 'worker_max_memory_per_child')}")
         observed.append(f"pool children: {len(ran)}; tasks per child: {sorted(ran.values(), reverse=True)}; "
                         f"peak RSS per child (MiB): {sorted(peaks.values(), reverse=True)[:8]}")
-        return {"endings": endings, "peaks": peaks, "ran": ran, "mb": mb, "app": s.app,
+        return {"endings": endings, "peaks": peaks, "ran": ran, "mb": mb, "app": s.app, "task": task, "waited": waited,
                 "labels": [f"render('page-{tag}-{i}', {mb})" for i in range(1, self.tasks + 1)]}
 
     def judge(self, seen, observed):
@@ -92,32 +111,59 @@ class Recycle(Exercise):
         each = finished / len(ran) if ran else 0
         # said first: recycling that often also makes the burst too slow to end within the check's wait
         if finished >= 3 and (each < self.fewest_tasks or (unfinished and each < 5)):
-            self._too_often(ran, finished, app)
+            self._too_often(ran, finished, app, seen["waited"])
+        limit_kib = setting(app, "worker_max_memory_per_child")
+        if limit_kib is not None and not number(limit_kib):
+            self._not_a_number(ran, finished, limit_kib, seen["waited"])
         for label, end in zip(seen["labels"], seen["endings"]):
             assert end.state == "SUCCESS", f"{label} {end.describe()}; every render must run and succeed"
         assert peaks, "the recorder sampled no pool child of the check's worker: nothing to judge"
-        limit_kib = setting(app, "worker_max_memory_per_child")
         per_task = setting(app, "worker_max_tasks_per_child")
         worst = max(peaks, key=peaks.get)
         if peaks[worst] > self.bound_mb:
             said = (f"pool child {worst} reached {peaks[worst]:g} MiB of RSS, above the bound of {self.bound_mb} MiB, "
                     f"after {ran.get(worst, 0)} renders in it: its cache grew by {seen['mb']} MiB a task and nothing "
                     "replaced the child")
-            if limit_kib and limit_kib / 1024 > peaks[worst]:
-                said += (f". worker_max_memory_per_child={limit_kib} is in KiB: {limit_kib / 1024:.4g} MiB, more "
+            if limit_kib and limit_kib > 10_000_000:
+                said += (f". worker_max_memory_per_child={limit_kib} is in KiB: {mib(limit_kib)}. Written in bytes? "
+                         f"{limit_kib} bytes would be {limit_kib // 1024} KiB, the unit the setting wants")
+            elif limit_kib and limit_kib / 1024 > peaks[worst]:
+                said += (f". worker_max_memory_per_child={limit_kib} is in KiB: {mib(limit_kib)}, more "
                          "than this child ever held, so it was never replaced")
             elif limit_kib:
                 said += (f". worker_max_memory_per_child={limit_kib} KiB ({limit_kib / 1024:.4g} MiB) is checked "
                          "only after a task ends, against the child's peak: set it lower by a task's growth")
             elif per_task:
                 said += f". worker_max_tasks_per_child={per_task} lets one child run {per_task} leaky tasks"
+            on_task = ignored_task_options(seen["task"])
+            if on_task and not (limit_kib or per_task):
+                said += (f". {', '.join(on_task)} on the task is not read by anyone: recycling is the worker's, "
+                         "set as worker_max_memory_per_child / worker_max_tasks_per_child in the app's settings")
             raise AssertionError(said)
 
-    def _too_often(self, ran: dict, finished: int, app) -> None:
+    @staticmethod
+    def _crawling(results) -> bool:
+        """Whether the renders ended so far make it plain already that children are replaced after (nearly) every
+        task: 3 ended, each in a child of its own, or 6 on fewer than 1.5 tasks a child. Then waiting for the rest
+        (each replacement can take seconds) only makes the learner wait: _too_often says so either way."""
+        pids = [r.result.get("pid") for r in results if r.ready() and isinstance(r.result, dict)]
+        return (len(pids) >= 3 and len(set(pids)) == len(pids)) or (len(pids) >= 6 and len(pids) / len(set(pids)) < 1.5)
+
+    def _not_a_number(self, ran: dict, finished: int, limit, waited: float) -> None:
+        said = (f"worker_max_memory_per_child={limit!r} is a {type(limit).__name__}, not a number of KiB: "
+                "each pool child compares it with its memory after its first task, fails, and exits")
+        if ran:
+            said += (f" ({len(ran)} pool children ran {finished} of {self.tasks} renders in {waited:.0f} s, at "
+                     f"most {max(ran.values())} in one)")
+        raise AssertionError(said)
+
+    def _too_often(self, ran: dict, finished: int, app, waited: float) -> None:
         limit_kib = setting(app, "worker_max_memory_per_child")
         per_task = setting(app, "worker_max_tasks_per_child")
+        if limit_kib is not None and not number(limit_kib):
+            self._not_a_number(ran, finished, limit_kib, waited)
         if finished:
-            within = f" of {self.tasks} within {self.wait_s:g} s" if finished < self.tasks else ""
+            within = f" of {self.tasks} in {waited:.0f} s" if finished < self.tasks else ""
             said = (f"{len(ran)} pool children ran {finished} renders{within} (at most {max(ran.values())} in one): "
                     "a child was replaced every task or few, a fork and a wait each time, so the burst crawled")
             if limit_kib and limit_kib < 10_000:
@@ -151,6 +197,8 @@ class Results(Exercise):
         rng = random.SystemRandom()
         n, tag = rng.randint(40, 70), rng.randint(100, 999)
         s.consume()
+        if not hasattr(s.app.backend, "get_key_for_task"):
+            self._no_backend(s, report, observed)
         begun = time.monotonic()
         clicks = [send(click, (f"/page/{tag}/{i}",), s.source) for i in range(n)]
         days = [f"2026-0{rng.randint(1, 9)}-{d:02d}" for d in rng.sample(range(10, 28), 3)]
@@ -171,7 +219,22 @@ class Results(Exercise):
         observed.append(f"result keys left in Redis: {len(click_ttls)} of track_click, "
                         f"{sum(t != -2 for t in report_ttls)} of build_report; report TTLs (s): {report_ttls}")
         return {"clicks": clicks, "ran": runs, "click_ttls": click_ttls, "reports": list(zip(days, endings)),
-                "report_ttls": report_ttls, "app": s.app, "report": report}
+                "report_ttls": report_ttls, "app": s.app, "report": report, "click": click}
+
+    def _no_backend(self, s, report, observed) -> None:
+        """The learner's app has no result backend at all: run the reports anyway, and say what their callers got."""
+        reports = [send(report, (f"2026-01-{d}",), s.source) for d in (11, 12)]
+        ran = s.runs([r.id for r in reports])
+        try:
+            reports[0].get(timeout=1)
+            got = "a result"
+        except Exception as exc:  # what the caller meets: Celery refuses, since it has nowhere to look
+            got = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        observed.append(f"result_backend={s.app.conf.result_backend!r}; backend {type(s.app.backend).__name__}")
+        raise AssertionError(f"build_report ran ({sum(bool(v) for v in ran.values())} of {len(reports)}) but its app "
+                             f"has no result backend (result_backend={s.app.conf.result_backend!r}), so no task's "
+                             f"result is stored and its caller's .get() meets {got}. Keep the backend; skip storing "
+                             "per task (ignore_result)")
 
     def judge(self, seen, observed):
         app, report = seen["app"], seen["report"]
@@ -184,13 +247,22 @@ class Results(Exercise):
                                      "nothing. Ignore the results nobody reads, not the ones a caller waits for")
             assert end.state == "SUCCESS", f"build_report({day!r}) {end.describe()}"
         not_run = [c for c in seen["clicks"] if not seen["ran"].get(c.id)]
+        if not_run and seen["click"].expires is not None:
+            raise AssertionError(
+                f"{len(not_run)} of {len(seen['clicks'])} track_click never ran on the worker: expires="
+                f"{seen['click'].expires!r} on the task drops a message that waited longer than that in the queue. It "
+                "is not how long a result is kept (result_expires), and it stores the result all the same")
         assert not not_run, f"{len(not_run)} of {len(seen['clicks'])} track_click never ran on the worker"
         left = seen["click_ttls"]
         if left:
             ttl = max(left)
-            raise AssertionError(f"{len(left)} of {len(seen['clicks'])} track_click results sat in Redis after the "
-                                 f"burst, keys celery-task-meta-<id>, each for {ttl} s more: nobody reads them. "
-                                 "Tell the task not to store them (ignore_result)")
+            said = (f"{len(left)} of {len(seen['clicks'])} track_click results sat in Redis after the burst, keys "
+                    f"celery-task-meta-<id>, each for {ttl} s more: nobody reads them. Tell the task not to store "
+                    "them (ignore_result)")
+            if seen["click"].expires is not None:
+                said += (f". expires={seen['click'].expires!r} on the task is about the message (dropped if it waits "
+                         "that long), not the result")
+            raise AssertionError(said)
         ttls = seen["report_ttls"]
         assert all(t != -1 for t in ttls), (
             f"build_report's result keys have no TTL ({ttls}): they never expire. result_expires="
@@ -228,7 +300,9 @@ class SurviveOOM(Exercise):
         if not kids:
             raise Uncheckable("the check's worker had no pool child to cap", fix="check again")
         batches = [f"batch-{tag}-{i}" for i in range(n)]
-        with MemoryCap(kids, mb=self.cap_mb) as cap:
+        # follow: a child the worker forks to replace one it recycled is capped too, so that recycling (a fix for
+        # leaks, not for a task killed midway) meets the same kill as any other answer
+        with MemoryCap(kids, mb=self.cap_mb, follow=lambda: s.worker.children) as cap:
             begun = time.monotonic()
             results = [send(task, (b, self.big_mb if i == victim else 8), s.source) for i, b in enumerate(batches)]
             kill = cap.wait_for_kill(budget(8))
@@ -248,9 +322,14 @@ class SurviveOOM(Exercise):
 
     def judge(self, seen, observed):
         app, victim = seen["app"], seen["batches"][seen["victim"]]
-        late = bool(app.conf.task_acks_late)
-        reject = bool(app.conf.task_reject_on_worker_lost)
+        task = seen["task"]
+        late = bool(task.acks_late)  # the app's task_acks_late, unless the task says otherwise
+        reject = bool(task.reject_on_worker_lost if task.reject_on_worker_lost is not None
+                      else app.conf.task_reject_on_worker_lost)
         retry = bool(app.conf.get("task_retry_on_worker_lost"))
+        acks_on_failure = app.conf.get("task_acks_on_failure")
+        if acks_on_failure is None:
+            acks_on_failure = app.conf.get("task_acks_on_failure_or_timeout", True)
         for batch, end, result in zip(seen["batches"], seen["endings"], seen["results"]):
             if end.state == "FAILURE" and end.error == "WorkerLostError":
                 if not late and not retry:
@@ -258,13 +337,28 @@ class SurviveOOM(Exercise):
                            "there was nothing to deliver again: acknowledge late (task_acks_late)")
                     if reject:
                         why += "; task_reject_on_worker_lost does nothing without it"
+                elif late and not reject and not acks_on_failure:
+                    why = ("with task_acks_late and acks on failure turned off, Celery rejects the failed message "
+                           "WITHOUT requeueing it (requeue is what task_reject_on_worker_lost asks for): it is dropped "
+                           "all the same")
                 elif late and not reject:
                     why = ("with task_acks_late alone Celery still acknowledges a task that failed, and a lost worker "
                            "is a failure (task_acks_on_failure, which falls back to task_acks_on_failure_or_timeout, "
                            "True by default): the message is gone. Say that a lost worker means 'deliver again' "
                            "(task_reject_on_worker_lost)")
+                elif retry and task.max_retries is not None and task.max_retries < 1:
+                    why = (f"task_retry_on_worker_lost retries at most max_retries times, and import_batch has "
+                           f"max_retries={task.max_retries}: no retry was left")
                 else:
                     why = "the message was not delivered again"
+                if getattr(task, "autoretry_for", None):
+                    why += (". autoretry_for catches exceptions raised inside the task; a child killed by signal 9 "
+                            "raises nothing in it, the worker's main process sees it die")
+                recycled = [f"{name}={setting(app, name)}" for name in
+                            ("worker_max_memory_per_child", "worker_max_tasks_per_child") if setting(app, name)]
+                if recycled:
+                    why += (f". {', '.join(recycled)} recycles a child between tasks, which bounds a slow leak; it "
+                            "cannot save the task running when the kill comes")
                 raise AssertionError(f"{batch} {end.describe()}: its child was killed by signal 9 ({seen['kill'].by}) "
                                      f"and the batch ended FAILURE, never re-run; {why}")
             if end.state == "NO RESULT":

@@ -21,6 +21,9 @@ app = lab_app(__name__)
 MB = 1 << 20
 CHUNK_MB = 4
 """Memory is allocated in pieces of this size, a few ms apart, so that RSS climbs instead of jumping."""
+CHUNK_GAP_S = 0.02
+"""The pause between two pieces in load_batch: 4 MiB every 20 ms, so that a recorder sampling every 50 ms sees
+the climb towards a memory cap before the kill (at 5 ms a piece, a 40 MiB cap was hit between two samples)."""
 
 _cache: list[bytes] = []
 """The leak: one entry per page rendered in this process, kept until the process ends."""
@@ -69,7 +72,7 @@ def load_batch(batch, mb: int, ledger: str = "batches", seconds: float = 0.2) ->
     held = []
     for _ in range(max(1, mb // CHUNK_MB)):
         held.append(filled(CHUNK_MB))
-        time.sleep(0.005)
+        time.sleep(CHUNK_GAP_S)
     time.sleep(seconds)
     Ledger(ledger).write(batch, mb=mb)
     measured = memory_now()
