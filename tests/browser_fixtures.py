@@ -12,8 +12,9 @@ from coursekit import course
 
 IN_THE_BROWSER = [ch for ch in course.chapters() if ch.id >= "03"]
 """Chapters whose lesson and solutions tests/test_browser_chapters.py runs in JupyterLab (00-02 have their own
-tests in test_browser.py). Their solutions are not run a second time on a bare kernel: a Passed card per exercise
-in the browser asks what strict mode asks there."""
+tests in test_browser.py). They are not run a second time on a bare kernel (test_notebooks.py): the lesson's facts
+and walls are checked on the notebook as the browser saved it, and a Passed card per exercise in the browser asks
+what strict mode asks."""
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +41,21 @@ def lab(chromium, redis_url, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def walled_lab(chromium, walls, tmp_path_factory):
+    """A lab whose kernels work for the learner of `walls` (walls.py), on the team Redis: the lessons run in the
+    browser there, so one run shows what a learner sees and proves the lesson keeps inside her namespace."""
+    server = LabServer(tmp_path_factory.mktemp("walled-lab"), env=walls.environment())
+    try:
+        server.start()
+    except LabDidNotStart as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def context(chromium, lab):
+def context(chromium):
     context = chromium.new_context(viewport=VIEWPORT)
     yield context
     context.close()

@@ -77,8 +77,9 @@ class LabServer:
 
     def environment(self) -> dict:
         jupyter = self.workdir / "jupyter"
-        return dict(os.environ, JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"), JUPYTER_CONFIG_DIR=str(jupyter / "config"),
-                    JUPYTER_DATA_DIR=str(jupyter / "data"), IPYTHONDIR=str(jupyter / "ipython"), **self.extra_env)
+        env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"), JUPYTER_CONFIG_DIR=str(jupyter / "config"),
+                   JUPYTER_DATA_DIR=str(jupyter / "data"), IPYTHONDIR=str(jupyter / "ipython"), **self.extra_env)
+        return {k: v for k, v in env.items() if v is not None}  # a None in `env` unsets the variable
 
     def start(self, timeout: float = 90.0) -> "LabServer":
         if self.copy and not self.root.exists():
@@ -265,6 +266,23 @@ class Notebook:
             time.sleep(0.25)
         path.parent.mkdir(parents=True, exist_ok=True)
         (cell.locator(".jp-Cell-outputWrapper") if outputs_only else cell).screenshot(path=str(path))
+
+    def save(self, timeout: float = 30) -> "nbformat.NotebookNode":
+        """File > Save Notebook, then the notebook as JupyterLab wrote it to disk: its outputs, and their metadata
+        (the facts a lesson's figures and tables carry), as the learner's browser holds them."""
+        import nbformat
+
+        path = self.lab.root / self.path
+        before = path.stat().st_mtime_ns
+        self.page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
+        self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Save Notebook$")).click()
+        deadline = time.monotonic() + timeout
+        while path.stat().st_mtime_ns == before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"JupyterLab did not save {self.path} within {timeout:.0f} s")
+            time.sleep(0.2)
+        time.sleep(0.5)  # the contents API writes the file whole, but give a slow disk a moment
+        return nbformat.read(path, as_version=4)
 
     def close(self) -> None:
         self.lab.shut_down_kernels()

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from browser_fixtures import IN_THE_BROWSER
 from labui import Notebook
+from lesson_facts import failures
 
-from coursekit import course
+from coursekit import course, facts
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +25,11 @@ DRAWN = "img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 10
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
-def test_lesson_runs_and_draws_every_figure(lab, context, chapter):
+def test_lesson_runs_and_draws_every_figure(walled_lab, walls, context, chapter):
+    """Run All as a learner of a team Redis (walls.py); then, on the notebook as the browser saved it, every
+    sentence the lesson says about its figures and tables (lesson_facts.py), and nothing outside her namespace."""
+    lab = walled_lab
+    walls.clear()
     nb = Notebook.open(context, lab, f"notebooks/{chapter.stem}.ipynb")
     nb.run_all(timeout=240)
     nb.page.screenshot(path=str(SHOTS / f"lesson{chapter.id}.png"))
@@ -37,8 +42,13 @@ def test_lesson_runs_and_draws_every_figure(lab, context, chapter):
         assert image.evaluate(DRAWN), f"figure {n + 1} of {chapter.stem} is not drawn"
     if chapter.id in MAIN_FIGURE:
         nb.screenshot(MAIN_FIGURE[chapter.id], SHOTS / f"lesson{chapter.id}-figure.png", outputs_only=True)
+    saved = nb.save()
     nb.close()
     assert lab.new_log_lines() == [], "JupyterLab logged lines a learner would have to decode"
+    broken = failures(chapter.stem, "notebooks", facts.read(saved))
+    assert not broken, f"{chapter.stem} shows something other than its text says:\n" + "\n".join(broken)
+    assert walls.keys() > 0, f"{chapter.stem} left no key on the team Redis: it ran elsewhere"
+    assert walls.breaches() == [], f"{chapter.stem} reached outside the learner's namespace"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])

@@ -12,8 +12,8 @@ from coursekit import course, facts, runner
 
 LISTED = course.notebooks(("notebooks", "solutions"))
 IDS = [f"{path.parent.name}/{path.name}" for _, path in LISTED]
-# Solutions of the chapters run in the browser are run there only (browser_fixtures.IN_THE_BROWSER).
-RUN_HERE = [(ch, path) for ch, path in LISTED if path.parent.name == "notebooks" or ch not in IN_THE_BROWSER]
+# The chapters run in the browser are run there only (browser_fixtures.IN_THE_BROWSER).
+RUN_HERE = [(ch, path) for ch, path in LISTED if ch not in IN_THE_BROWSER]
 
 
 def test_every_chapter_has_its_lesson():
@@ -50,6 +50,7 @@ def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch, requ
     lesson = path.parent.name == "notebooks"
     if lesson:
         room = request.getfixturevalue("walls")
+        room.clear()
         room.enter(monkeypatch)
     else:
         monkeypatch.setenv("COURSEKIT_STRICT", "1")  # every check in a solution must pass, or the cell raises

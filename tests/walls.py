@@ -37,11 +37,24 @@ class Walls:
     group: team.Team
     learner: str
 
+    def environment(self) -> dict:
+        """What her set-up line sets (None: unset): the learner, and her URL on the team Redis."""
+        return {"COURSEKIT_NAMESPACE": None, "COURSEKIT_LEARNER": self.learner,
+                "COURSEKIT_BROKER_URL": self.group.url_of(self.learner)}
+
     def enter(self, monkeypatch) -> None:
         """This test's kernels and workers work for the learner, on the team Redis, as her set-up line says."""
-        monkeypatch.delenv("COURSEKIT_NAMESPACE", raising=False)
-        monkeypatch.setenv("COURSEKIT_LEARNER", self.learner)
-        monkeypatch.setenv("COURSEKIT_BROKER_URL", self.group.url_of(self.learner))
+        for name, value in self.environment().items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+
+    def clear(self) -> None:
+        """Delete her keys, so that `keys()` after a lesson counts what that lesson left."""
+        with redis.Redis.from_url(self.group.admin_url) as admin:
+            for key in admin.scan_iter(match=namespace.of_learner(self.learner) + "*", count=1000):
+                admin.delete(key)
 
     def keys(self) -> int:
         """How many keys she has on the team Redis: none after a lesson means it ran on another broker."""
