@@ -83,9 +83,10 @@ class CheckWorker(Worker):
     `coursekit.checks.host` the way the check loads it. It reads only IDLE_QUEUE until `consume()`."""
 
     def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path, exercise_id: str,
-                 broker_url: str | None = None):
+                 broker_url: str | None = None, concurrency: int = 1):
         self.broker_url = broker_url or broker.current().url
         super().__init__(lab or HOST, name="check", queues=[idle_queue(self.broker_url)], cwd=cwd,
+                         concurrency=concurrency,
                          started_by=f"the check of exercise {exercise_id}",
                          config={"broker_transport_options": {"polling_interval": POLL_S}})
         self.hosting = hosting
@@ -204,7 +205,7 @@ class Session:
         hosting = None if ex.lab else (self.path, self.name)
         if not ex.fleet:
             self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id,
-                                      broker_url=tasks_url)
+                                      broker_url=tasks_url, concurrency=ex.concurrency)
             if rabbit.is_amqp(tasks_url):  # declared by an earlier check, maybe with other arguments
                 rabbit.drop(tasks_url, [idle_queue(tasks_url)])
             self.worker.spawn()

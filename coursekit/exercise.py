@@ -97,6 +97,8 @@ class Exercise:
     """True: the check boots no worker of its own; `run` starts several, named, with `session.start_fleet`."""
     broker = "redis"
     """The broker the learner's app and the check's worker use: "redis" or "rabbitmq" (results stay on Redis)."""
+    concurrency = 1
+    """Pool processes of the check's worker (`-c`)."""
     timeout = CHECK_TIMEOUT_S
     import_timeout = IMPORT_TIMEOUT_S
 

@@ -22,8 +22,9 @@ from .labs.losing import started
 SLOW_S = 0.8
 """How long the two aimed-at payments take: the kill lands 0.1 s into a half of 0.4 s."""
 FAST_S = 0.02
-PLAN = (("before", 0.2), ("worker", 0.5), ("after", 0.75))
-"""Each kill and the share of the batch at which it comes (the slow payments sit at the child kills' shares)."""
+PLAN = (("before", 0.2), ("worker", 0.5), ("after", 1.0))
+"""Each kill and the share of the batch at which it comes (the slow payments sit at the child kills' shares; the last
+one is the batch's last payment, which no worker can have reached before the whole-worker kill)."""
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Storm:
     tally: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     """What kept a kill from landing where the plan meant it (a busy machine), said rather than hidden."""
+    skipped: list[str] = field(default_factory=list)
+    """Kills that did not happen because the payment they aimed at had been lost by an earlier kill."""
 
     def describe(self) -> str:
         t = self.tally
@@ -56,7 +59,7 @@ class Storm:
 
 def orders(n: int, tag: str) -> list[tuple[str, float]]:
     """`n` payments (order id, seconds), two of them slow: those the child kills aim at."""
-    slow = {int(share * n) for kind, share in PLAN if kind != "worker"}
+    slow = {min(int(share * n), n - 1) for kind, share in PLAN if kind != "worker"}
     return [(f"{tag}-{i:03d}", SLOW_S if i in slow else FAST_S) for i in range(n)]
 
 
@@ -88,6 +91,15 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
         send(order, seconds)
     begun = started(ledger.name)
     aims = iter(slow)
+    still = {"n": -1, "since": time.monotonic()}
+
+    def calm() -> float:
+        """Seconds since the ledger last grew."""
+        n = len(ledger)
+        if n != still["n"]:
+            still.update(n=n, since=time.monotonic())
+        return time.monotonic() - still["since"]
+
     for kind, share in PLAN:
         if kind == "worker":
             reached = _wait(lambda: len(ledger) >= share * len(batch), deadline)
@@ -101,9 +113,11 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
             continue
         order = next(aims)
         book = begun if kind == "before" else ledger
-        entry = _wait(lambda: next((e for e in book.entries() if e["key"] == order), None), deadline)
-        if entry is None:
-            run.problems.append(f"payment {order} never {'began' if kind == 'before' else 'charged'}; no kill")
+        entry = _wait(lambda: next((e for e in book.entries() if e["key"] == order and e["pid"] in worker.children),
+                                   None) or (calm() >= patience_s and "stalled"), deadline)
+        if not isinstance(entry, dict):  # nothing more happens: an earlier kill lost it
+            run.skipped.append(f"payment {order} never {'began' if kind == 'before' else 'charged'}, so its kill "
+                               "did not happen")
             continue
         if kind == "before":
             time.sleep(0.1)  # well inside the first half (SLOW_S / 2) of its work
@@ -119,15 +133,9 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
         # a whole-worker kill before that would hide what the child kill did to its task
         if not _wait(lambda: _replaced(worker, entry["pid"], size), deadline, step=0.05):
             run.problems.append(f"the worker did not replace its killed child {entry['pid']}")
-    still = {"n": -1, "since": time.monotonic()}
-
     def finished() -> bool:
-        n = len(ledger)
-        if n != still["n"]:
-            still.update(n=n, since=time.monotonic())
-            return False
-        calm = time.monotonic() - still["since"]
-        return calm >= 0.5 and (held() == 0 or calm >= patience_s)
+        quiet = calm()
+        return quiet >= 0.5 and (held() == 0 or quiet >= patience_s)
 
     _wait(finished, deadline, step=0.05)
     run.ended = time.time()
@@ -189,3 +197,64 @@ def unpark(app, task_ids) -> int:
                 client.zrem(index, tag)
                 dropped += 1
     return dropped
+
+
+RIGHT = {"task_acks_late": True, "task_reject_on_worker_lost": True,
+         "broker_transport_options": {"visibility_timeout": 2, "unacked_restore_interval": 1,
+                                      "unacked_restore_throttle": 1}}
+"""The settings under which the lab loses nothing: a killed child's message requeued, a dead worker's messages back
+from `unacked` 2 s after delivery, looked for every second."""
+
+
+@dataclass
+class LabRun:
+    storm: Storm
+    ledger: Ledger
+    sent: dict[str, str]
+    """Order -> task id of its message."""
+    queue: str
+
+
+def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: str | None = None) -> LabRun:
+    """One run of the kill lab on `coursekit.labs.losing`: `n` payments to a worker (`-c 2`) with these Celery
+    settings, killed as PLAN says, on queue `queue` (default l06.lab.<label>), charges in the ledger lesson06-<label>.
+    Every worker it started is SIGKILLed before it returns; the ledger is left for the caller to read (and clear)."""
+    import itertools
+
+    from . import queues
+    from .labs.losing import app, charge
+    from .worker import Worker
+
+    queue = queue or f"l06.lab.{label}"
+    book = Ledger(f"lesson06-{label}")
+    for b in (book, started(book.name)):
+        b.clear()
+    queues.purge(app, queue)
+    numbers, workers, sent = itertools.count(1), [], {}
+
+    def start():
+        return Worker("coursekit.labs.losing", name=f"{label}{next(numbers)}", queues=queue, concurrency=2,
+                      config=config).start()
+
+    def send(order, seconds):
+        sent[order] = charge.apply_async((order, seconds, book.name), queue=queue).id
+
+    def held():
+        return queues.depth(app, queue) + sum(q == queue for q in parked(app).values())
+
+    try:
+        run = storm(start, send, book, orders(n, label), held=held, patience_s=patience_s, on_worker=workers.append)
+    finally:
+        for w in workers:
+            w.kill()
+    return LabRun(run, book, sent, queue)
+
+
+def clean(app, run: LabRun) -> None:
+    """Delete what a lab run left: its messages in `unacked` and its queue, its two ledgers."""
+    from . import queues
+
+    unpark(app, run.sent.values())
+    queues.purge(app, run.queue)
+    for b in (run.ledger, started(run.ledger.name)):
+        b.clear()

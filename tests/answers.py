@@ -21,3 +21,4 @@ def attempt(ws: Path, exercise, source: str):
 S00, S01, S02 = (solution_module(m) for m in ("ex00_first", "ex01_calling", "ex02_retries"))
 S03_ROUTING, S03_PREFETCH, S03_BURST = (solution_module(m) for m in ("ex03_routing", "ex03_prefetch", "ex03_burst"))
 S04U, S04R, S04T = (solution_module(m) for m in ("ex04_urgent", "ex04_rabbitmq", "ex04_tiers"))
+S06N, S06F, S06X = (solution_module(m) for m in ("ex06_no_loss", "ex06_find", "ex06_fail_fast"))

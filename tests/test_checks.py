@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, attempt, solution_module, swap
+from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S06F, S06N, S06X, attempt,
+                     solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch06
 from coursekit.exercise import Exercise
 
 
@@ -558,6 +559,81 @@ def ws(tmp_path, redis_url, clean_namespace):
     folder = tmp_path / "workspace"
     folder.mkdir()
     return folder
+
+
+# -- chapter 06: lost tasks. Each no_loss row kills its worker three times and restarts it: 10-15 s a row. ----------
+N_SETTINGS = ('    task_acks_late=True,\n    task_reject_on_worker_lost=True,\n    broker_transport_options={'
+              '"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1},')
+SWEEP = 'broker_transport_options={"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}'
+F_ID = 'entry["request"]["id"] if place == "scheduled" else entry["id"]'
+X_SETTINGS = ('    task_acks_late=True,\n    task_retry_on_worker_lost=True,\n'
+              '    task_annotations={"*": {"max_retries": 1, "default_retry_delay": 0.2}},')
+
+
+def no_loss(settings: str, task: str = "@app.task") -> str:
+    return swap(swap(S06N, N_SETTINGS, settings), "@app.task\ndef charge", f"{task}\ndef charge")
+
+
+def find_body(body: str) -> str:
+    old = S06F[S06F.index("    inspect = app.control"):S06F.index("    return places") + len("    return places")]
+    return swap(S06F, old, textwrap.indent(textwrap.dedent(body).strip("\n"), "    "))
+
+
+def fail_fast(settings: str, task: str = "@app.task") -> str:
+    return swap(swap(S06X, X_SETTINGS, settings), "@app.task\ndef work", f"{task}\ndef work")
+
+
+QUERY_TASK = """
+    answers = app.control.inspect(timeout=1).query_task(*task_ids) or {}
+    return {task_id: place for found in answers.values() for task_id, (place, _) in found.items()}"""
+BY_STATE = """
+    return {task_id: "reserved" for task_id in task_ids if app.AsyncResult(task_id).state == "PENDING"}"""
+
+TABLE += [
+    # -- 06.no_loss ---------------------------------------------------------------------------------------------
+    Row(ch06.no_loss, "right", "on-the-task", no_loss(f"    {SWEEP},",
+                                                      "@app.task(acks_late=True, reject_on_worker_lost=True)")),
+    Row(ch06.no_loss, "right", "retry-on-worker-lost", no_loss(
+        f"    task_acks_late=True, task_retry_on_worker_lost=True, {SWEEP},\n"
+        '    task_annotations={"*": {"default_retry_delay": 0.2, "max_retries": 5}},')),
+    Row(ch06.no_loss, "mechanism", "defaults", no_loss(""), "acknowledged when it started (early ack)"),
+    Row(ch06.no_loss, "mechanism", "acks-late-alone", no_loss(f"    task_acks_late=True, {SWEEP},"),
+        "failed with WorkerLostError when its pool process was killed, and its message was acknowledged"),
+    Row(ch06.no_loss, "timing", "default-visibility-timeout", no_loss(
+        "    task_acks_late=True, task_reject_on_worker_lost=True,"), "visibility_timeout (3600 s here)"),
+    Row(ch06.no_loss, "timing", "longer-than-the-check-waits", no_loss(
+        f"    task_acks_late=True, task_reject_on_worker_lost=True, {SWEEP.replace(': 2,', ': 30,')},"),
+        "visibility_timeout (30 s here), and the check waited 6 s"),
+    Row(ch06.no_loss, "value", "timeout-as-a-setting", no_loss(
+        "    task_acks_late=True, task_reject_on_worker_lost=True, visibility_timeout=2,"),
+        "Celery knows no such setting"),
+    Row(ch06.no_loss, "blank", "settings", no_loss("    ____"), "charge() still holds"),
+
+    # -- 06.find ------------------------------------------------------------------------------------------------
+    Row(ch06.find, "right", "query-task", find_body(QUERY_TASK)),
+    Row(ch06.find, "value", "forgets-scheduled", swap(S06F, '("active", "reserved", "scheduled")',
+                                                      '("active", "reserved")'), "inspect().scheduled() lists it"),
+    Row(ch06.find, "crash", "scheduled-id-key", swap(S06F, F_ID, 'entry["id"]'), "raised KeyError"),
+    Row(ch06.find, "crash", "no-none-guard", swap(S06F, "(getattr(inspect, place)() or {})",
+                                                   "getattr(inspect, place)()"),
+        "find(ids) with no worker running raised AttributeError"),
+    Row(ch06.find, "mechanism", "result-state", find_body(BY_STATE), "the worker lists it under active"),
+    Row(ch06.find, "blank", "body", find_body("return ____"), "find() still holds"),
+
+    # -- 06.fail_fast -------------------------------------------------------------------------------------------
+    Row(ch06.fail_fast, "right", "early-ack-on-the-task", fail_fast(
+        "    task_retry_on_worker_lost=True,", "@app.task(max_retries=2, default_retry_delay=0.1)")),
+    Row(ch06.fail_fast, "mechanism", "reject-forever", fail_fast(
+        "    task_acks_late=True, task_reject_on_worker_lost=True,"), "task_reject_on_worker_lost requeues it each time"),
+    Row(ch06.fail_fast, "mechanism", "acks-late-alone", fail_fast("    task_acks_late=True,"),
+        "With acks_late alone Celery acknowledges it as failed"),
+    Row(ch06.fail_fast, "timing", "default-retry-delay", fail_fast(
+        "    task_acks_late=True, task_retry_on_worker_lost=True,"), "default_retry_delay (180 s unless set)"),
+    Row(ch06.fail_fast, "value", "retries-forever", fail_fast(
+        '    task_acks_late=True, task_retry_on_worker_lost=True,\n'
+        '    task_annotations={"*": {"max_retries": None, "default_retry_delay": 0.1}},'), "without end"),
+    Row(ch06.fail_fast, "blank", "settings", fail_fast("    ____"), "work() still holds"),
+]
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])

@@ -45,8 +45,14 @@ def nap(label, seconds=1.0):
     return {"label": label, **ran_here()}
 
 
-def pay(order, ledger: str = "ex06", seconds: float = 0.1):
-    """Exercise 06.no_loss: the body of the learner's task. Records the payment half way through."""
+SLOW = "/slow"
+"""An order ending in SLOW takes PAY_SLOW_S: the checks aim their child kills at such payments."""
+PAY_S, PAY_SLOW_S = 0.05, 0.8
+
+
+def pay(order, ledger: str = "ex06"):
+    """Exercise 06.no_loss: the body of the learner's task. Records the payment half way through its work."""
+    seconds = PAY_SLOW_S if str(order).endswith(SLOW) else PAY_S
     started(ledger).write(order)
     time.sleep(seconds / 2)
     Ledger(ledger).write(order)
