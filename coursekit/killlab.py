@@ -217,24 +217,31 @@ class LabRun:
 
 def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: str | None = None) -> LabRun:
     """One run of the kill lab on `coursekit.labs.losing`: `n` payments to a worker (`-c 2`) with these Celery
-    settings, killed as PLAN says, on queue `queue` (default l06.lab.<label>), charges in the ledger lesson06-<label>.
+    settings, killed as PLAN says (a standby worker with the same settings takes over the queue after the
+    whole-worker kill), on queue `queue` (default l06.lab.<label>), charges in the ledger lesson06-<label>.
     Every worker it started is SIGKILLed before it returns; the ledger is left for the caller to read (and clear)."""
-    import itertools
-
     from . import queues
     from .labs.losing import app, charge
-    from .worker import Worker
+    from .worker import Worker, start_all
 
     queue = queue or f"l06.lab.{label}"
     book = Ledger(f"lesson06-{label}")
     for b in (book, started(book.name)):
         b.clear()
     queues.purge(app, queue)
-    numbers, workers, sent = itertools.count(1), [], {}
+    # Two workers boot side by side: the first reads the queue; the second, a standby, reads nothing until the first is
+    # killed, then takes the queue over at once (as a restarted worker would, without waiting for another boot).
+    workers = [Worker("coursekit.labs.losing", name=f"{label}{n}", queues=queue if n == 1 else f"{queue}.standby",
+                      concurrency=2, config=config) for n in (1, 2)]
+    lives = iter(workers)
+    sent = {}
+    start_all(*workers)
 
     def start():
-        return Worker("coursekit.labs.losing", name=f"{label}{next(numbers)}", queues=queue, concurrency=2,
-                      config=config).start()
+        worker = next(lives)
+        if worker is not workers[0]:
+            app.control.add_consumer(queue, destination=[worker.nodename], reply=True, timeout=3)
+        return worker
 
     def send(order, seconds):
         sent[order] = charge.apply_async((order, seconds, book.name), queue=queue).id
@@ -243,7 +250,7 @@ def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: 
         return queues.depth(app, queue) + sum(q == queue for q in parked(app).values())
 
     try:
-        run = storm(start, send, book, orders(n, label), held=held, patience_s=patience_s, on_worker=workers.append)
+        run = storm(start, send, book, orders(n, label), held=held, patience_s=patience_s)
     finally:
         for w in workers:
             w.kill()
@@ -256,5 +263,6 @@ def clean(app, run: LabRun) -> None:
 
     unpark(app, run.sent.values())
     queues.purge(app, run.queue)
+    queues.purge(app, f"{run.queue}.standby")
     for b in (run.ledger, started(run.ledger.name)):
         b.clear()

@@ -1,4 +1,4 @@
-"""Chapters 03 and 04 as a learner meets them in JupyterLab: each lesson with Run All (its figures drawn, nothing on
+"""Chapters 03, 04 and 06 as a learner meets them in JupyterLab: each lesson with Run All (its figures drawn, nothing on
 stderr), and each solutions notebook, whose checks must show Passed cards. A lab of its own (see
 browser_fixtures.py), so these run beside tests/test_browser.py."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from coursekit import course
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parent / "screenshots"
-CHAPTERS = [ch for ch in course.chapters() if ch.id in ("03", "04")]
+CHAPTERS = [ch for ch in course.chapters() if ch.id in ("03", "04", "06")]
 DRAWN = "img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 100"
 
 
