@@ -71,3 +71,29 @@ def test_kill_lab_five_rounds():
     runs = lab_rounds(5)
     print("\n".join(json.dumps(r) for r in runs))
     judge(runs)
+
+
+def test_a_check_that_kills_leaves_nothing(tmp_path):
+    """Check 06.no_loss kills its worker three times; with an answer that loses payments (the default
+    visibility_timeout parks the dead worker's messages in `unacked` for an hour), the check still leaves no process,
+    nothing in `unacked`, no key outside the namespace, and no ledger."""
+    from answers import S06N, swap
+
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    (ws / "ex06_no_loss.py").write_text(swap(S06N, "    broker_transport_options={", "    _unused={"))
+    with PrivateRedis() as private:
+        env = {**os.environ, "COURSEKIT_BROKER_URL": private.url}
+        done = subprocess.run([sys.executable, "-m", "coursekit", "check", "06.no_loss", "--workspace", str(ws)],
+                              env=env, capture_output=True, text=True, timeout=90, cwd=tmp_path)
+        assert "visibility_timeout (3600 s here)" in done.stdout, done.stdout + done.stderr[-2000:]
+        alive = [p.pid for p in psutil.process_iter() if _uses(p, private.url)]
+        assert not alive, f"processes of the check still alive: {alive}"
+        client = redis.Redis.from_url(private.url)
+        try:
+            keys = [k.decode() for k in client.scan_iter(count=1000)]
+            assert client.hlen(f"{namespace.prefix()}unacked") == 0, "the killed workers' messages are still in unacked"
+        finally:
+            client.close()
+        assert all(k.startswith(namespace.prefix()) for k in keys), keys
+        assert not [k for k in keys if ":ledger:" in k], keys
