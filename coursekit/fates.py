@@ -14,25 +14,36 @@ from .plots import OUTCOME_COLOURS, OUTCOME_RANK, figure
 
 def fates(rec: Recording, rows: list[dict], title: str, name: str | None = None):
     """`rows`: dicts with `label` (the experiment), `task_id`, `kill` (Unix time of the SIGKILL, or None) and `state`
-    (what the backend holds at the end). Time is seconds since the recording started."""
+    (what the backend holds at the end). Time is seconds since the recording started. A run with no end event was
+    killed: it is drawn LOST, up to the kill (or to the next run of the task)."""
     fig, ax = figure(title, height=1.2 + 0.55 * len(rows), width=9, name=name)
     runs = rec.runs
     end = max([rec.duration, *runs.started.dropna(), *runs.ended.dropna()])
     drawn_rows = []
     for y, row in enumerate(reversed(rows)):
         mine = runs[runs.task_id == row["task_id"]].sort_values("started")
+        kill = None if row.get("kill") is None else row["kill"] - rec.started_at
+        starts = list(mine.started)
         bars = []
-        for run in mine.itertuples():
-            stop = run.ended if pd.notna(run.ended) else end
+        for i, run in enumerate(mine.itertuples()):
+            stop, outcome = run.ended, run.outcome
+            if pd.isna(stop):  # no end event: its process was killed (LOST), or it still runs
+                later = starts[i + 1] if i + 1 < len(starts) else None
+                if kill is not None and kill >= run.started and (later is None or kill <= later):
+                    stop, outcome = kill, "LOST"
+                elif later is not None:
+                    stop, outcome = later, "LOST"
+                else:
+                    stop = end
             again = run.kind != "first"
             ax.broken_barh([(run.started, max(stop - run.started, end * 0.006))], (y - 0.3, 0.6),
-                           facecolors=OUTCOME_COLOURS.get(run.outcome, "tab:blue"), edgecolor="black",
-                           linewidth=0.5, hatch="//" if again else None, zorder=2 + OUTCOME_RANK.get(run.outcome, 0))
-            bars.append({"outcome": run.outcome, "kind": run.kind, "x0": float(run.started), "x1": float(stop),
+                           facecolors=OUTCOME_COLOURS.get(outcome, "tab:blue"), edgecolor="black",
+                           linewidth=0.5, hatch="//" if again else None, zorder=2 + OUTCOME_RANK.get(outcome, 0))
+            bars.append({"outcome": outcome, "kind": run.kind, "x0": float(run.started), "x1": float(stop),
                          "pid": int(run.pid) if pd.notna(run.pid) else None})
-        kill = None if row.get("kill") is None else row["kill"] - rec.started_at
         if kill is not None:
-            ax.plot([kill], [y], marker="X", color="black", markersize=9, zorder=20, linestyle="none")
+            ax.plot([kill], [y], marker="X", color="black", markeredgecolor="white", markersize=10, zorder=20,
+                    linestyle="none")
         drawn_rows.append({"label": row["label"], "state": row["state"], "kill": kill, "runs": bars})
     ax.set_yticks(range(len(rows)), [f"{r['label']}\n→ {r['state']}" for r in reversed(rows)], fontsize="small")
     ax.set_ylim(-0.6, len(rows) - 0.4)
@@ -41,7 +52,8 @@ def fates(rec: Recording, rows: list[dict], title: str, name: str | None = None)
     handles = [Patch(color=c, label=o) for o, c in OUTCOME_COLOURS.items() if o in present]
     if any(b["kind"] != "first" for r in drawn_rows for b in r["runs"]):
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="same id again"))
-    handles.append(ax.plot([], [], marker="X", color="black", linestyle="none", label="SIGKILL")[0])
+    handles.append(ax.plot([], [], marker="X", color="black", markeredgecolor="white", linestyle="none",
+                           label="SIGKILL")[0])
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     fig.facts.update(rows=list(reversed(drawn_rows)))
     return fig
