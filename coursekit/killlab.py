@@ -110,6 +110,7 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
             run.kills.append(Kill("worker", time.time(), pid))
             worker = start_worker()
             on_worker and on_worker(worker)
+            still["since"] = time.monotonic()  # a worker's boot is no silence: patience counts from its start
             continue
         order = next(aims)
         book = begun if kind == "before" else ledger
