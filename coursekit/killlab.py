@@ -4,7 +4,8 @@ the ledger's count of what really happened. The lesson, its tests and check 06.n
 The three kills, always in this order:
 1. `before`: a pool child SIGKILLed while it runs a slow payment that has begun but not yet charged;
 2. `worker`: the whole worker SIGKILLed (main process and children, as an OOM killer or `kill -9` of a deploy
-   does) once about half of the payments are charged; a new worker is started at once, as a supervisor would;
+   does) just after the second half of the batch has begun (it is sent once the first kill has been noticed, so
+   that the worker holds some of it); a new worker takes over at once, as a supervisor would;
 3. `after`: a pool child SIGKILLed while it runs a slow payment that has charged but not yet returned.
 The slow payments are the two that the child kills aim at: a kill lands in the half the lab means, whatever the
 machine's load. Every number comes from the ledger (what was charged) and the recorder (what the worker did), never
@@ -23,8 +24,9 @@ SLOW_S = 0.8
 """How long the two aimed-at payments take: a kill aimed at a half of 0.4 s lands in it on a busy machine too."""
 FAST_S = 0.02
 PLAN = (("before", 0.2), ("worker", 0.5), ("after", 1.0))
-"""Each kill and the share of the batch at which it comes (the slow payments sit at the child kills' shares; the last
-one is the batch's last payment, which no worker can have reached before the whole-worker kill)."""
+"""Each kill and the share of the batch at which it comes. The slow payments sit at the child kills' shares: the first
+in the first half of the batch, which is sent at the start; the last is the batch's last payment. The second half is
+sent once the worker has noticed the first kill, and the whole worker is killed when two of it are charged."""
 
 
 @dataclass
@@ -80,14 +82,14 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
     second and no message left anywhere (`held()`: messages waiting in the queue or held unacknowledged), or the
     ledger still for `patience_s` while messages stay held (they come back only after a visibility timeout the lab
     does not wait for); at the latest after `budget_s`. So a payment charged twice is counted twice. `on_worker` hears of every worker started, so that its owner can reap it."""
-    by_id = dict(batch)
     slow = [o for o, s in batch if s == SLOW_S]
     run = Storm(orders=[o for o, _ in batch])
     worker = start_worker()
     on_worker and on_worker(worker)
     run.began = time.time()
     deadline = time.monotonic() + budget_s
-    for order, seconds in batch:
+    half = len(batch) // 2
+    for order, seconds in batch[:half]:
         send(order, seconds)
     begun = started(ledger.name)
     aims = iter(slow)
@@ -102,7 +104,11 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
 
     for kind, share in PLAN:
         if kind == "worker":
-            reached = _wait(lambda: len(ledger) >= share * len(batch), deadline)
+            # the second half goes out now, once the child kill has been noticed: the worker is busy with it, and
+            # holds some of it prefetched, when the whole-worker kill comes after two of it are charged
+            for order, seconds in batch[half:]:
+                send(order, seconds)
+            reached = _wait(lambda: len(ledger) >= half + 2, deadline)
             if not reached:
                 run.problems.append(f"only {len(ledger)} charges before the whole-worker kill was due")
             pid = worker.pid
