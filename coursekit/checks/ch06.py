@@ -105,7 +105,8 @@ class NoLoss(LostTaskExercise):
                 observed.append("charged twice (allowed: a payment killed after its charge runs again): "
                                 + ", ".join(sorted(storm.tally["duplicated"])))
             options = s.app.conf.broker_transport_options or {}
-            return {"storm": storm, "fates": fates, "n": n, "vt": options.get("visibility_timeout", 3600)}
+            return {"storm": storm, "fates": fates, "n": n, "vt": options.get("visibility_timeout", 3600),
+                    "late": bool(getattr(task, "acks_late", s.app.conf.task_acks_late))}
         finally:
             killlab.unpark(s.app, [r.id for r in sent.values()])  # nothing of this check stays in `unacked`
             _reset(book)
@@ -116,10 +117,14 @@ class NoLoss(LostTaskExercise):
             return
         by = {kind: sorted(o for o, f in fates.items() if f == kind) for kind in ("failed", "held", "acked", "waiting")}
         why = []
-        if by["failed"]:
+        if by["failed"] and seen["late"]:
             why.append(f"{', '.join(by['failed'])} failed with WorkerLostError when its pool process was killed, and "
                        "its message was acknowledged: Celery acknowledges a failed task, even with acks_late "
                        "(task_acks_on_failure=True); a lost worker must requeue it instead")
+        elif by["failed"]:
+            why.append(f"{', '.join(by['failed'])} failed with WorkerLostError when its pool process was killed: its "
+                       "message had been acknowledged when it started (early ack, Celery's default), so nothing "
+                       "could bring it back")
         if by["held"]:
             why.append(f"{len(by['held'])} ({', '.join(by['held'][:4])}{' ...' if len(by['held']) > 4 else ''}) were "
                        "still held unacknowledged by the killed worker (Redis's `unacked`): kombu brings such a "
