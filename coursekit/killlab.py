@@ -75,13 +75,14 @@ def _wait(condition: Callable[[], object], until: float, step: float = 0.01):
 
 
 def storm(start_worker: Callable[[], object], send: Callable[[str, float], object], ledger: Ledger,
-          batch: list[tuple[str, float]], budget_s: float = 40.0, held: Callable[[], int] = lambda: 0, patience_s: float = 2.0,
-          on_worker: Callable[[object], None] | None = None) -> Storm:
+          batch: list[tuple[str, float]], budget_s: float = 40.0, held: Callable[[], int] = lambda: 0,
+          patience_s: float = 2.0, on_worker: Callable[[object], None] | None = None) -> Storm:
     """Run the batch on workers from `start_worker()` (a started `Worker`, pool of 2 or more), killing as PLAN says;
     `send(order, seconds)` publishes one payment. Return once nothing more happens: the ledger still for half a
     second and no message left anywhere (`held()`: messages waiting in the queue or held unacknowledged), or the
     ledger still for `patience_s` while messages stay held (they come back only after a visibility timeout the lab
-    does not wait for); at the latest after `budget_s`. So a payment charged twice is counted twice. `on_worker` hears of every worker started, so that its owner can reap it."""
+    does not wait for); at the latest after `budget_s`. So a payment charged twice is counted twice. `on_worker`
+    hears of every worker started, so that its owner can reap it."""
     slow = [o for o, s in batch if s == SLOW_S]
     run = Storm(orders=[o for o, _ in batch])
     worker = start_worker()

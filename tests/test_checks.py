@@ -564,7 +564,8 @@ def ws(tmp_path, redis_url, clean_namespace):
 # -- chapter 06: lost tasks. Each no_loss row kills its worker three times and restarts it: 10-15 s a row. ----------
 N_SETTINGS = ('    task_acks_late=True,\n    task_reject_on_worker_lost=True,\n    broker_transport_options={'
               '"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1},')
-SWEEP = 'broker_transport_options={"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}'
+SWEEP = ('broker_transport_options={"visibility_timeout": 2, "unacked_restore_interval": 1, '
+         '"unacked_restore_throttle": 1}')
 F_ID = 'entry["request"]["id"] if place == "scheduled" else entry["id"]'
 X_SETTINGS = ('    task_acks_late=True,\n    task_retry_on_worker_lost=True,\n'
               '    task_annotations={"*": {"max_retries": 1, "default_retry_delay": 0.2}},')
@@ -624,7 +625,8 @@ TABLE += [
     Row(ch06.fail_fast, "right", "early-ack-on-the-task", fail_fast(
         "    task_retry_on_worker_lost=True,", "@app.task(max_retries=2, default_retry_delay=0.1)")),
     Row(ch06.fail_fast, "mechanism", "reject-forever", fail_fast(
-        "    task_acks_late=True, task_reject_on_worker_lost=True,"), "task_reject_on_worker_lost requeues it each time"),
+        "    task_acks_late=True, task_reject_on_worker_lost=True,"),
+        "task_reject_on_worker_lost requeues it each time"),
     Row(ch06.fail_fast, "mechanism", "acks-late-alone", fail_fast("    task_acks_late=True,"),
         "With acks_late alone Celery acknowledges it as failed"),
     Row(ch06.fail_fast, "timing", "default-retry-delay", fail_fast(

@@ -222,7 +222,7 @@ def _short(value) -> str:
 
 
 # -- 3. a poison message fails fast ------------------------------------------------------------------------------
-class FailFast(LostTaskExercise):
+class FailFast(Exercise):
     id = "06.fail_fast"
     module = "ex06_fail_fast"
     functions = ("work",)
@@ -278,14 +278,15 @@ class FailFast(LostTaskExercise):
             raise AssertionError(f"{said}, and nothing more happened within {seen['waited']:.0f} s")
         runs, (bad, bad_error) = seen["poison_runs"], seen["bad"]
         if bad != "FAILURE":
-            said = f"work({poison!r}) kills its pool process every time; it ran {runs} time(s) in {seen['waited']:.0f} s"
+            said = (f"work({poison!r}) kills its pool process every time; it ran {runs} time(s) in "
+                    f"{seen['waited']:.0f} s")
             if runs > 4:
                 raise AssertionError(f"{said} and was still going ({bad}): it is sent again after every death, "
                                      "without end (task_reject_on_worker_lost requeues it each time; retries with "
                                      "max_retries=None never stop). Bound the attempts")
             if bad == "RETRY":
-                raise AssertionError(f"{said} and was waiting for a retry: a retry after a lost worker waits the task's "
-                                     "default_retry_delay (180 s unless set), and max_retries bounds how many come; "
+                raise AssertionError(f"{said} and was waiting for a retry: a retry after a lost worker waits the "
+                                     "task's default_retry_delay (180 s unless set), and max_retries bounds how many come; "
                                      "it must end FAILURE soon")
             if runs >= 2:
                 raise AssertionError(f"{said} and was still {bad}, with no failure recorded: its message is put back "
