@@ -286,8 +286,8 @@ class FailFast(Exercise):
                                      "max_retries=None never stop). Bound the attempts")
             if bad == "RETRY":
                 raise AssertionError(f"{said} and was waiting for a retry: a retry after a lost worker waits the "
-                                     "task's default_retry_delay (180 s unless set), and max_retries bounds how many come; "
-                                     "it must end FAILURE soon")
+                                     "task's default_retry_delay (180 s unless set), and max_retries bounds how many "
+                                     "come; it must end FAILURE soon")
             if runs >= 2:
                 raise AssertionError(f"{said} and was still {bad}, with no failure recorded: its message is put back "
                                      "in the queue after every death (task_reject_on_worker_lost), with no limit")
