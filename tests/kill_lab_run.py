@@ -9,7 +9,7 @@ import sys
 from coursekit import killlab
 from coursekit.labs.losing import app
 
-RUNS = (("defaults", {}, 1.0), ("right", killlab.RIGHT, 3.0))
+RUNS = (("defaults", {}, 1.0), ("right", killlab.RIGHT, 6.0))
 
 
 def main(rounds: int) -> None:
