@@ -597,14 +597,16 @@ TABLE += [
     Row(ch06.no_loss, "right", "retry-on-worker-lost", no_loss(
         f"    task_acks_late=True, task_retry_on_worker_lost=True, {SWEEP},\n"
         '    task_annotations={"*": {"default_retry_delay": 0.2, "max_retries": 5}},')),
-    Row(ch06.no_loss, "mechanism", "defaults", no_loss(""), "acknowledged when it started (early ack)"),
-    Row(ch06.no_loss, "mechanism", "acks-late-alone", no_loss(f"    task_acks_late=True, {SWEEP},"),
+    Row(ch06.no_loss, "mechanism", "defaults", no_loss(""), "acknowledged when it started (early ack"),
+    # acks_late alone, as the common advice has it (with a short visibility_timeout as well, kombu's sweep may restore
+    # the killed child's message before the worker notices the death, up to 5 s later: a race, so not a row)
+    Row(ch06.no_loss, "mechanism", "acks-late-alone", no_loss("    task_acks_late=True,"),
         "failed with WorkerLostError when its pool process was killed, and its message was acknowledged"),
     Row(ch06.no_loss, "timing", "default-visibility-timeout", no_loss(
         "    task_acks_late=True, task_reject_on_worker_lost=True,"), "visibility_timeout (3600 s here)"),
     Row(ch06.no_loss, "timing", "longer-than-the-check-waits", no_loss(
         f"    task_acks_late=True, task_reject_on_worker_lost=True, {SWEEP.replace(': 2,', ': 30,')},"),
-        "visibility_timeout (30 s here), and the check waited 6 s"),
+        "visibility_timeout (30 s here), and the check waits at most 6 s"),
     Row(ch06.no_loss, "value", "timeout-as-a-setting", no_loss(
         "    task_acks_late=True, task_reject_on_worker_lost=True, visibility_timeout=2,"),
         "Celery knows no such setting"),
