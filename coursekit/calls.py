@@ -58,11 +58,11 @@ def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called
     return Called(box["value"], box["ended"] - box["begun"], box["begun"], box["ended"])
 
 
-def send(task, args: tuple, source=None):
-    """`task.apply_async(args)` for the check; a raise (wrong arguments for the task's signature, a task that
-    cannot be built) is Incorrect, naming the learner's line."""
+def send(task, args: tuple, source=None, **options):
+    """`task.apply_async(args, **options)` for the check; a raise (wrong arguments for the task's signature, a task
+    that cannot be built) is Incorrect, naming the learner's line."""
     label = f"{task.name.rsplit('.', 1)[-1]}.delay{args}".replace(",)", ")")
     try:
-        return task.apply_async(args)
+        return task.apply_async(args, **options)
     except Exception as exc:
         raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}{at_line(exc, source)}") from None

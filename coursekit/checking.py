@@ -36,6 +36,8 @@ IDLE_QUEUE = "coursekit.check.idle"
 """What a check's worker reads until the check calls `consume()`: no message is ever sent there."""
 POLL_S = 0.05
 """The check worker's BRPOP timeout (kombu's default is 1 s): a queue added by `consume()` is read within it."""
+READY_WAIT_S = 20.0
+"""How long, at most, a check waits for its worker to answer a ping once spawned."""
 HOST = "coursekit.checks.host"
 FILE_ENV, NAME_ENV = "COURSEKIT_CHECK_FILE", "COURSEKIT_CHECK_MODULE"
 
@@ -152,7 +154,10 @@ def clear_slate(app: Celery, exercise_id: str) -> int:
         finally:
             client.close()
     for task_id in ids:
-        app.AsyncResult(task_id).forget()
+        try:
+            app.AsyncResult(task_id).forget()
+        except NotImplementedError:  # an app without a result backend: nothing stored, nothing to forget
+            break
     listing.write_text("")
     return purged
 
@@ -295,13 +300,19 @@ class Session:
     def _wait_for_worker(self) -> None:
         worker = self.worker
         try:
-            worker.wait_until_ready(time.monotonic() - worker._spawned_at + budget(20))
+            worker.wait_until_ready(time.monotonic() - worker._spawned_at + budget(READY_WAIT_S))
         except WorkerError as exc:
             if out_of_time():
                 raise Uncheckable(f"the check ran out of its time while its worker started ({exc.problem})",
                                   fix="the machine may be busy: run the check again") from None
             if not worker.hosting:
                 raise
+            if "did not answer a ping" in exc.problem and "Traceback (most recent call last)" not in worker.logs():
+                # alive and silent: its log's last line (often a warning printed at start) would explain nothing
+                raise Incorrect(f"the worker on {self.path.name} started but did not answer a ping within "
+                                f"{READY_WAIT_S:.0f} s, and was stopped: code of "
+                                "your module that runs while the worker starts (a signal receiver, such as "
+                                "setup_logging's or worker_init's) waits") from None
             raise Incorrect(f"the worker could not load {self.path.name}: "
                             f"{learner.stopped_by(worker.logs(), self.source) or exc.problem}") from None
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -76,7 +77,7 @@ def start(port: int | None = None, *, bind: str = "127.0.0.1", password: str | N
     record = {"kind": "embedded", "url": url, "port": chosen, "pid": int(pidfile.read_text().strip()),
               "binary": exe, "dir": str(folder), "ready_s": round(time.monotonic() - begun, 4),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    state.write(record_as, record)
+    state.write(record_as, record, private=bool(password))  # the URL in it carries the password
     return record
 
 
@@ -89,8 +90,9 @@ def is_ours(record: dict) -> bool:
         return False
 
 
-def stop(record: dict, timeout: float = 5.0) -> bool:
-    """Stop the recorded server if it is still ours. Returns True when something was stopped."""
+def stop(record: dict, timeout: float = 5.0, record_as: str = STATE_FILE) -> bool:
+    """Stop the recorded server if it is still ours, and forget it: its record (the state file `record_as`) and
+    its config file, which holds a team's admin password. Returns True when something was stopped."""
     stopped = False
     if is_ours(record):
         pid = int(record["pid"])
@@ -102,7 +104,9 @@ def stop(record: dict, timeout: float = 5.0) -> bool:
         except psutil.NoSuchProcess:
             pass
         stopped = True
-    state.remove(STATE_FILE)
+    state.remove(record_as)
+    if record.get("dir") and record.get("port"):
+        (Path(record["dir"]) / f"redis-{record['port']}.conf").unlink(missing_ok=True)
     return stopped
 
 

@@ -95,6 +95,8 @@ class Exercise:
     learner's module itself, whose tasks are the answer."""
     fleet = False
     """True: the check boots no worker of its own; `run` starts several, named, with `session.start_fleet`."""
+    concurrency = 1
+    """Pool processes of the check's worker (prefork): 2 when the check runs two copies of a task at once."""
     broker = "redis"
     """The broker the learner's app and the check's worker use: "redis" or "rabbitmq" (results stay on Redis)."""
     concurrency = 1

@@ -8,6 +8,7 @@ the lesson, reads it back with `read(nb)` and asserts each sentence on it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -34,10 +35,11 @@ def jsonable(value):
 
 
 class Table:
-    """A DataFrame shown as pandas shows it, with its rows kept in the output's metadata under `name`."""
+    """A DataFrame shown as pandas shows it, with its rows kept in the output's metadata under `name`. `wide`:
+    long texts shown whole (pandas cuts them at 50 characters)."""
 
-    def __init__(self, df: pd.DataFrame, name: str):
-        self.df, self.name = df, name
+    def __init__(self, df: pd.DataFrame, name: str, wide: bool = False):
+        self.df, self.name, self.wide = df, name, wide
 
     def facts(self) -> dict:
         index = [n for n in self.df.index.names if n is not None]
@@ -46,8 +48,9 @@ class Table:
                          "rows": rows.to_dict(orient="records")})
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        data = {"text/plain": repr(self.df)}
-        html = self.df._repr_html_()
+        with pd.option_context("display.max_colwidth", None) if self.wide else contextlib.nullcontext():
+            data = {"text/plain": repr(self.df)}
+            html = self.df._repr_html_()
         if html:
             data["text/html"] = html
         return data, {KEY: self.facts()}
@@ -56,9 +59,9 @@ class Table:
         return repr(self.df)
 
 
-def table(df: pd.DataFrame, name: str) -> Table:
-    """Show `df` as a table whose rows the lesson's tests can read back by `name`."""
-    return Table(df, name)
+def table(df: pd.DataFrame, name: str, wide: bool = False) -> Table:
+    """Show `df` as a table whose rows the lesson's tests can read back by `name` (`wide`: long texts whole)."""
+    return Table(df, name, wide)
 
 
 def read(nb) -> dict[str, dict]:

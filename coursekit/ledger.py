@@ -30,6 +30,12 @@ def _client(url: str | None) -> redis.Redis:
     return _clients[key]
 
 
+def client(url: str | None = None) -> redis.Redis:
+    """The Redis client ledgers use (the course broker unless `url`), for a lab that keeps its own keys beside
+    its ledger, such as an idempotent task's business keys."""
+    return _client(url)
+
+
 class Ledger:
     """The ledger `name`, e.g. Ledger("payments"). Entries are dicts: key, pid, at, plus what the writer adds."""
 

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -21,9 +22,9 @@ from .observe import Recording
 from .worker import short_name
 
 OUTCOME_COLOURS = {"SUCCESS": "tab:green", "FAILURE": "tab:red", "RETRY": "tab:orange", "LOST": "black",
-                   "RUNNING": "tab:gray"}
+                   "RUNNING": "tab:gray", "REVOKED": "tab:purple"}
 # Drawn in this order, so that the rarer, more important outcomes lie on top.
-OUTCOME_RANK = {"SUCCESS": 0, "RUNNING": 1, "RETRY": 2, "LOST": 3, "FAILURE": 4}
+OUTCOME_RANK = {"SUCCESS": 0, "RUNNING": 1, "RETRY": 2, "REVOKED": 3, "LOST": 3, "FAILURE": 4}
 STATE_ORDER = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "REJECTED"]
 TIME_AXIS = "seconds since the recording started"
 UNACKED = "unacked (held by workers)"
@@ -385,6 +386,77 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
     ax.legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_ylim(bottom=0)
     ax.margins(x=0.03)
+    return fig
+
+
+def child_lives(rec: Recording, node: str) -> list[dict]:
+    """Each pool child of worker `node` as the memory samples saw it: pid, first and last sample (s), its RSS at
+    the first sample and its peak (MiB), and whether it ended before the recording did (no sample in its last
+    0.5 s)."""
+    m = rec.memory
+    kids = m[(m.node == node) & (m.role == "child") & (m.rss > 0)]  # an exited child not yet reaped reads 0
+    end = m.t.max() if len(m) else 0.0
+    lives = [{"pid": int(pid), "start": float(part.t.min()), "end": float(part.t.max()),
+              "first_mb": round(float(part.sort_values("t").rss.iloc[0]) / 2**20, 1),
+              "peak_mb": round(float(part.rss.max()) / 2**20, 1), "ended": bool(part.t.max() < end - 0.5)}
+             for pid, part in kids.groupby("pid")]
+    return sorted(lives, key=lambda life: life["start"])
+
+
+def child_memory(rec: Recording, nodes: dict[str, str], title: str = "Resident memory of each pool child",
+                 bound_mb: float | None = None, name: str | None = None,
+                 limits: dict[str, tuple[float, str]] | None = None) -> Figure:
+    """One panel per worker (`nodes`: node name -> panel title), one line per pool child, each child's start
+    marked with a triangle and its end (replaced or killed) with a cross. `limits` (node name -> (MiB, label)) draws
+    a worker's memory limit as a dashed line, labelled, in its panel; (MiB, label, pid): a limit of that child
+    alone, drawn over its life only. `facts["children"]` holds each panel's child
+    lives, as `child_lives` gives them; `facts["limits"]` each labelled limit."""
+    fig = CourseFigure(figsize=(8, 1.9 * len(nodes) + 0.6), layout="constrained", name=name or title)
+    axes = fig.subplots(len(nodes), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    fig.suptitle(title)
+    m = rec.memory
+    fig.facts["children"] = {}
+    fig.facts["limits"] = {}
+    limits = limits or {}
+    for ax, (node, label) in zip(axes, nodes.items()):
+        ax.set_title(label, fontsize="small", loc="left")
+        ax.set_ylabel("RSS (MiB)")
+        kids = m[(m.node == node) & (m.role == "child") & (m.rss > 0)] if len(m) else m
+        lives = child_lives(rec, node) if len(m) else []
+        fig.facts["children"][label] = lives
+        if kids.empty:
+            _empty(ax, "memory samples")
+            continue
+        for life in lives:
+            part = kids[kids.pid == life["pid"]]
+            line, = ax.plot(part.t, part.rss / 2**20, linewidth=1.5)
+            ax.plot(part.t.iloc[0], part.rss.iloc[0] / 2**20, marker="^", color=line.get_color(), markersize=7)
+            if life["ended"]:
+                ax.plot(part.t.iloc[-1], part.rss.iloc[-1] / 2**20, marker="x", color=line.get_color(),
+                        markersize=8, markeredgewidth=2)
+        if bound_mb:
+            ax.axhline(bound_mb, color="grey", linestyle=":", linewidth=1)
+        if node in limits:
+            limit_mb, said, *child = limits[node]
+            life = next((life for life in lives if child and life["pid"] == child[0]), None)
+            if life is None:  # the worker's limit: for every child
+                ax.axhline(limit_mb, color="tab:red", linestyle="--", linewidth=1)
+                ax.annotate(said, xy=(1, limit_mb), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                            textcoords="offset points", ha="right", va="bottom", fontsize="x-small", color="tab:red")
+            else:  # one child's: over its life, so that its successors are not read as bound by it
+                part = kids[kids.pid == life["pid"]]
+                ax.hlines(limit_mb, part.t.iloc[0], part.t.iloc[-1], color="tab:red", linestyle="--", linewidth=1.5)
+                ax.annotate(said, xy=(part.t.iloc[0], limit_mb), xytext=(0, 4), textcoords="offset points",
+                            ha="left", va="bottom", fontsize="x-small", color="tab:red")
+            fig.facts["limits"][label] = {"mb": limit_mb, "label": said, "child": child[0] if child else None}
+        top = max([float(m[(m.node.isin(list(nodes))) & (m.role == "child")].rss.max()) / 2**20, bound_mb or 0,
+                   *(limit[0] for limit in limits.values())])
+        ax.set_ylim(bottom=0, top=top * 1.15)
+        ax.margins(x=0.02)
+    axes[-1].set_xlabel(TIME_AXIS)
+    handles = [Line2D([], [], marker="^", linestyle="", color="black", label="child started"),
+               Line2D([], [], marker="x", linestyle="", color="black", markeredgewidth=2, label="child ended")]
+    axes[0].legend(handles=handles, fontsize="x-small", frameon=False, loc="upper left")
     return fig
 
 

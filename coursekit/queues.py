@@ -35,6 +35,26 @@ def unacked(app: Celery) -> int:
         return int(client.hlen("unacked"))  # the channel's client adds the namespace prefix itself
 
 
+def held(app: Celery, queue: str | None = None) -> int:
+    """Messages of `queue` (default: the app's default queue) that a worker holds unacknowledged on Redis: reserved
+    by prefetch, or waiting for their eta or countdown. kombu keeps each in the `unacked` hash as
+    [message, exchange, routing key] until it is acknowledged; other queues' entries are not counted."""
+    import redis
+
+    name = queue or app.conf.task_default_queue
+    if rabbit.is_amqp(app):
+        raise ValueError("held() reads the Redis transport's `unacked` hash")
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    count = 0
+    with redis.Redis.from_url(str(app.conf.broker_url)) as client:  # HSCAN: kombu's client would not prefix it
+        for _, payload in client.hscan_iter(f"{prefix}unacked"):
+            try:
+                count += json.loads(payload)[2] == name
+            except (ValueError, IndexError, TypeError):
+                continue
+    return count
+
+
 def key_of(app: Celery, queue: str | None = None) -> str:
     """The Redis key that holds `queue`'s highest-priority messages, as `redis-cli` would name it."""
     return f"{namespace.prefix()}{queue or app.conf.task_default_queue}"

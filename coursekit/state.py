@@ -47,10 +47,14 @@ def read(name: str) -> dict | None:
         return None
 
 
-def write(name: str, record: dict) -> None:
-    """Rewrite the whole record atomically, so a crash never leaves half a file."""
+def write(name: str, record: dict, private: bool = False) -> None:
+    """Rewrite the whole record atomically, so a crash never leaves half a file. A `private` record (it holds a
+    password) is readable by this user only from its first byte on."""
     target = state_dir() / name
     tmp = target.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    if private:
+        tmp.touch(mode=0o600)
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(target)
 

@@ -203,8 +203,7 @@ def up(learners: list[str], host: str = "127.0.0.1", port: int | None = None, pa
                             record_as=STATE_FILE, folder_name="team-redis")
     record["bind"] = host
     record["advertise"] = advertise or (host if host not in ("0.0.0.0", "::", "*") else socket.getfqdn())
-    state.write(STATE_FILE, record)
-    (state.state_dir() / STATE_FILE).chmod(0o600)  # it holds the admin password
+    state.write(STATE_FILE, record, private=True)  # it holds the admin password
     return configure(record["url"], learners, record["advertise"])
 
 
@@ -219,10 +218,8 @@ def down() -> str:
     record = state.read(STATE_FILE)
     if record is None:
         return "nothing to stop: coursekit runs no team Redis"
-    if embedded.stop(record):
-        state.remove(STATE_FILE)
+    if embedded.stop(record, record_as=STATE_FILE):
         return f"stopped the team Redis on port {record['port']} (pid {record['pid']})"
-    state.remove(STATE_FILE)
     return f"removed stale state for port {record.get('port')}: that team Redis had already stopped"
 
 

@@ -100,7 +100,8 @@ class Worker(OwnedProcess):
                  concurrency: int | None = 1, pool: str = "prefork", prefetch_multiplier: int | None = None,
                  loglevel: str = "INFO", max_tasks_per_child: int | None = None,
                  max_memory_per_child: int | None = None, config: dict | None = None,
-                 mingle: bool = False, cwd: str | os.PathLike | None = None, started_by: str | None = None):
+                 logfile: str | os.PathLike | None = None, mingle: bool = False, cwd: str | os.PathLike | None = None,
+                 started_by: str | None = None, env: dict[str, str] | None = None):
         if not isinstance(app, str):
             app = getattr(app, "__name__", None) or ""
             if not app:
@@ -115,6 +116,10 @@ class Worker(OwnedProcess):
         self.prefetch_multiplier = prefetch_multiplier
         self.max_tasks_per_child, self.max_memory_per_child = max_tasks_per_child, max_memory_per_child
         self.config = dict(config or {})
+        self.log_to = None if logfile is None else Path(logfile).resolve()
+        """`-f FILE`: where the worker writes its log records instead of stderr (its streams keep the rest)."""
+        self.env = dict(env or {})
+        """Extra environment variables for this worker alone (e.g. MP_LOG=1 for billiard's own messages)."""
         self.mingle = mingle
         self.cwd = Path(cwd or os.getcwd()).resolve()
         self.logfile = state.logs_dir() / f"{self.name}-{os.getpid()}-{self.index}.log"
@@ -139,6 +144,8 @@ class Worker(OwnedProcess):
             cmd += ["--max-tasks-per-child", str(self.max_tasks_per_child)]
         if self.max_memory_per_child is not None:
             cmd += ["--max-memory-per-child", str(self.max_memory_per_child)]
+        if self.log_to is not None:
+            cmd += ["-f", str(self.log_to)]
         if not self.mingle:
             cmd.append("--without-mingle")  # mingle waits 1 s for other workers' replies at every start
         return cmd
@@ -158,6 +165,7 @@ class Worker(OwnedProcess):
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self.cwd), env.get("PYTHONPATH", "")] if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(census.marks(self.started_by))  # how `coursekit status` tells this course's workers apart
+        env.update(self.env)
         return env
 
     # -- lifecycle -----------------------------------------------------------------------------------

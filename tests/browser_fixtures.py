@@ -1,14 +1,22 @@
-"""The fixtures of a browser test module: chromium, JupyterLab served from a copy of the repository (as `make lab`
-does), and a fresh browser context per test. Each module that imports them gets a lab of its own, so two
-modules' browser tests run side by side on two of the suite's processes."""
+"""The fixtures of the browser tests: chromium, JupyterLab served from a copy of the repository (as `make lab`
+does), and a fresh browser context per test (conftest.py imports them). Chromium and the lab are started once per test process that runs a
+browser test (session scope), so the browser tests spread over the suite's processes instead of queueing in one
+behind a module's shared lab."""
 from __future__ import annotations
 
 import pytest
 from labui import VIEWPORT, LabDidNotStart, LabServer, launch_chromium, missing_browser
 from required import missing
 
+from coursekit import course
 
-@pytest.fixture(scope="module")
+IN_THE_BROWSER = [ch for ch in course.chapters() if ch.id >= "03"]
+"""Chapters whose lesson and solutions tests/test_browser_chapters.py runs in JupyterLab (00-02 have their own
+tests in test_browser.py). Their solutions are not run a second time on a bare kernel: a Passed card per exercise
+in the browser asks what strict mode asks there."""
+
+
+@pytest.fixture(scope="session")
 def chromium():
     reason = missing_browser()
     if reason:
@@ -21,7 +29,7 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(chromium, redis_url, tmp_path_factory):
     server = LabServer(tmp_path_factory.mktemp("lab"))
     try:

@@ -27,6 +27,10 @@ os.environ.pop("COURSEKIT_RABBITMQ_URL", None)
 import coursekit as ck  # noqa: E402
 from coursekit import broker, namespace, rabbit  # noqa: E402
 from parallel import name_groups_file, pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: E402,F401
+# Session fixtures live here, not in the modules that use them: a fixture imported into two test modules is two
+# fixtures to pytest, each set up once (two Playwrights in one process fail).
+from browser_fixtures import chromium, context, lab  # noqa: E402,F401
+from walls import walls  # noqa: E402,F401
 
 name_groups_file(SUITE_STATE)
 

@@ -526,6 +526,109 @@ def round_robin_alternates_and_priority_drains_the_first_queue(shown):
     assert [r["priority"] for r in table] == ["hi"] * 6 + ["lo"] * 6
 
 
+# -- 07 duplicates and stuck tasks ---------------------------------------------------------------------------
+CHARGES_07 = "Charges per payment, counted by the ledger"
+NAPS_07 = "limited_nap(1.5) under soft 0.5 s / hard 1 s limits"
+TIMELINE_07 = "The stuck app: which process ran what, and when it stopped"
+DEDUP_TASK_S_07 = 4.0 + 0.5
+"""slow_charge(order, 4) on the dedup worker: the gateway's 0.5 s, then 4 s more."""
+
+
+@says("07_duplicates")
+def only_the_early_ack_is_charged_once(shown):
+    """"Only the early-acknowledged task was charged once. Every other payment was charged at least twice" (and the
+    bars are the table's numbers)"""
+    table = {r["source"]: r for r in rows(shown, "charges per payment")}
+    assert table["early_ack"]["charges in the ledger"] == 1, table["early_ack"]
+    for source in ("acks_late", "countdown", "retry", "published_twice"):
+        assert table[source]["charges in the ledger"] >= 2, table[source]
+    assert table["retry"]["charges in the ledger"] >= 2  # the retry runs the whole task again
+    bars = shown[CHARGES_07]["bars"]
+    assert [h for _, h in bars["charges in the ledger"]] == [r["charges in the ledger"] for r in table.values()]
+    assert [h for _, h in bars["payments meant"]] == [1] * len(table)
+
+
+@says("07_duplicates")
+def dedup_skips_after_success_but_not_two_at_once(shown):
+    """"Both at once. The second charge started while the first was still running (compare its start with the 4 s the
+    task takes) ... The copy that came after the first run had stored SUCCESS was skipped (the log line above)" """
+    charges = rows(shown, "dedup charges")
+    assert len(charges) >= 2, charges
+    first, second = (r["started (s after sending)"] for r in charges[:2])
+    assert 0.8 <= second - first < DEDUP_TASK_S_07, f"charges at {first} and {second} s: not overlapping copies"
+    assert charges[0]["process"] != charges[1]["process"], "two copies at once run in two processes"
+    skipped = rows(shown, "dedup skipped")
+    assert len(skipped) >= 1, "the worker skipped no copy"
+    assert all("already completed successfully" in r["copies the worker skipped (its log)"] for r in skipped)
+
+
+@says("07_duplicates")
+def only_set_nx_charges_once(shown):
+    """"`pay` charged every delivery. `pay_if_unpaid` caught the late third copy but not the two that overlapped
+    ... `pay_once` charged once" """
+    table = {r["task"]: r["charges in the ledger"] for r in rows(shown, "idempotent or not")}
+    assert table == {"pay": 3, "pay_if_unpaid": 2, "pay_once": 1}, table
+
+
+@says("07_duplicates")
+def inspect_active_shows_the_stuck_task(shown):
+    """"`inspect active` asks each worker what it is running, with the arguments, the process and the start time" """
+    active = rows(shown, "inspect active")
+    assert [r["task"] for r in active] == ["hang"], active
+    assert "nightly-report" in active[0]["args"]
+    assert 1.0 <= active[0]["running for (s)"] < 10, active
+
+
+@says("07_duplicates")
+def soft_cleans_up_hard_kills_expires_does_not_stop(shown):
+    """"`export` failed with `SoftTimeLimitExceeded` after about 1 s and its cleanup ran ... in the same process,
+    which lives on. `crunch` failed with `TimeLimitExceeded` after about 1 s; its process is gone ... `hang` with
+    `expires=1` ran its full 2 s and succeeded" """
+    table = {r["call"]: r for r in rows(shown, "limits")}
+    export, crunch, late = (table[k] for k in ("export (soft 1 s, hard 3 s)", "crunch (hard 1 s)", "hang, expires=1"))
+    assert (export["state"], export["error"]) == ("FAILURE", "SoftTimeLimitExceeded"), export
+    assert 0.95 <= export["ran for (s)"] < 2.0 and export["cleanup ran"] and export["process still in the pool"]
+    assert (crunch["state"], crunch["error"]) == ("FAILURE", "TimeLimitExceeded"), crunch
+    assert 0.95 <= crunch["ran for (s)"] < 2.0 and not crunch["process still in the pool"], crunch
+    assert late["state"] == "SUCCESS" and late["ran for (s)"] >= 1.95, late
+
+
+@says("07_duplicates")
+def only_prefork_stops_the_nap(shown):
+    """"Only prefork stopped it, after 0.5 s (its log says so ...). The threads and solo pools ran it to the end and
+    reported `SUCCESS`, and neither logged a word about it" (the bars are the table's)"""
+    table = {r["pool"]: r for r in rows(shown, "limits by pool")}
+    prefork = table["prefork"]
+    assert (prefork["state"], prefork["error"]) == ("FAILURE", "SoftTimeLimitExceeded"), prefork
+    assert 0.45 <= prefork["ran for (s)"] < 1.0 and prefork["log mentions a time limit"], prefork
+    for pool in ("threads", "solo"):
+        row = table[pool]
+        assert row["state"] == "SUCCESS" and row["ran for (s)"] >= 1.45 and not row["log mentions a time limit"], row
+    bars = shown[NAPS_07]["bars"]["ran for (red: stopped, green: SUCCESS)"]
+    assert [h for _, h in bars] == [table[p]["ran for (s)"] for p in ("prefork", "threads", "solo")]
+
+
+@says("07_duplicates")
+def the_timeline_shows_where_each_stopped(shown):
+    """"the `hang` bar ends where `revoke(terminate=True)` stopped it; `export` and `crunch` end in failure after about
+    1 s, and nothing runs on `crunch`'s lane after it (the process is gone); the threads and solo naps run their full
+    1.5 s" """
+    bars = shown[TIMELINE_07]["bars"]
+    by = {}
+    for bar in bars:
+        by.setdefault(bar["label"], []).append(bar)
+    hang, = by["hang"]
+    assert hang["outcome"] == "REVOKED" and 1.0 <= hang["x1"] - hang["x0"] < 5, hang
+    assert [b["lane"] for b in bars if b["lane"].split()[0] not in ("prefork", "threads", "solo")] == [], "other apps"
+    for name in ("export", "crunch"):
+        bar, = by[name]
+        assert bar["outcome"] == "FAILURE" and 0.95 <= bar["x1"] - bar["x0"] < 2.0, bar
+    crunch = by["crunch"][0]
+    assert not [b for b in bars if b["lane"] == crunch["lane"] and b["x0"] > crunch["x1"]], "a run on a dead process"
+    naps = sorted(by["nap"], key=lambda b: b["x1"] - b["x0"])
+    assert len(naps) == 3 and all(b["x1"] - b["x0"] >= 1.45 for b in naps[1:]), naps
+
+
 # -- notebooks/facilitator.ipynb (not a chapter: the facilitator's team table) ------------------------------
 @says("facilitator")
 def facilitator_rows_are_learners(shown):
@@ -684,3 +787,253 @@ def the_procedure_places_every_planted_task(shown):
     assert where["unread queue"] == "waiting in queue l06.unread", where
     assert where["section 2, acks_late"] == "done: SUCCESS", where
     assert where["section 2, early ack"].startswith("nowhere"), where
+# -- 05 logging -----------------------------------------------------------------------------------------------
+CELERY_INFO_05, CELERY_WARNING_05 = "stderr (celery, INFO)", "stderr (celery, WARNING)"
+OWN_SETUP_05 = {
+    "defaults": [CELERY_INFO_05, CELERY_INFO_05, CELERY_WARNING_05],
+    "-f worker-f.log": ["file (celery, INFO)", "file (celery, INFO)", "file (celery, WARNING)"],
+    "worker_redirect_stdouts_level='INFO'": [CELERY_INFO_05, CELERY_INFO_05, CELERY_INFO_05],
+    "worker_redirect_stdouts=False": [CELERY_INFO_05, CELERY_INFO_05, "stdout (raw)"],
+}
+WAYS_05 = {
+    "setup_logging receiver": ["stdout (json)", "stdout (json)", "stdout (raw)"],
+    "after_setup_logger + after_setup_task_logger": ["stdout (json) + stderr (celery, INFO)",
+                                                     "stdout (json) + stderr (celery, INFO)",
+                                                     "stdout (json) + stderr (celery, WARNING)"],
+    "worker_hijack_root_logger=False": [CELERY_INFO_05, "stdout (json)", "stdout (json)"],
+}
+KINDS_05 = ["task logger", "plain logger", "print"]
+
+
+def _by_setup(table: list[dict]) -> dict[str, list[str]]:
+    return {r["set-up"]: [r[k] for k in KINDS_05] for r in table}
+
+
+@says("05_logging")
+def default_lines_all_go_to_stderr_in_celerys_format(shown):
+    """"Every line the task wrote went to stderr, in Celery's format; stdout got only the start-up banner, no log
+    record at all ... the print() became a record ... WARNING ... Only that line carries the task's name and id
+    ... The process is ForkPoolWorker-1 or -2" """
+    table = rows(shown, "default lines")
+    assert len(table) == 12, f"four checkouts, three lines each: {len(table)}"
+    assert {(r["stream"], r["format"]) for r in table} == {("stderr", "celery")}, table
+    for r in table:
+        assert r["process"] in ("ForkPoolWorker-1", "ForkPoolWorker-2"), r
+        carries = r["task_id"] is not None and r["task_name"].endswith(".checkout")
+        assert carries == r["message"].startswith("charging order"), r
+        assert (r["level"] == "WARNING") == r["message"].startswith("receipt for"), r
+    streams = {r["defaults"]: r for r in rows(shown, "default streams")}
+    assert streams["stdout"]["lines"] > 0 and streams["stdout"]["log records"] == 0, streams
+    assert streams["stderr"]["log records"] >= 12, streams
+
+
+@says("05_logging")
+def logfile_and_print_settings(shown):
+    """"-f FILE moves Celery's handler from stderr to the file: all three lines ... stderr holds no log record at
+    all ... stdout keeps only the banner"; "level INFO: the print is still a record on stderr, now at INFO";
+    "worker_redirect_stdouts=False: the print goes raw to stdout" """
+    assert _by_setup(rows(shown, "Celery's own set-up")) == OWN_SETUP_05
+    streams = {r["with -f"]: r for r in rows(shown, "with -f")}
+    assert streams["stderr"]["log records"] == 0 and streams["stdout"]["log records"] == 0, streams
+    assert streams["file"]["log records"] >= 6, streams
+
+
+@says("05_logging")
+def three_ways_side_by_side(shown):
+    """"setup_logging receiver ... JSON on stdout, the print raw on stdout, and stderr got none of them. The
+    after_setup_logger and after_setup_task_logger receivers of the same module wrote nothing"; "after_setup_* ...
+    each line went to both streams"; "hijack off ... the task logger line did not" (table and grid)"""
+    assert _by_setup(rows(shown, "three ways")) == WAYS_05
+    assert [r["lines its receivers wrote"] for r in rows(shown, "after_setup signals")] == [0]
+    cells = shown["stream map"]["cells"]
+    assert {setup: [cells[setup][k] for k in KINDS_05] for setup in cells} == {**OWN_SETUP_05, **WAYS_05}
+
+
+@says("05_logging")
+def json_lines_join_the_recorded_tasks(shown):
+    """"Each of the three tasks has three JSON lines ..., every id matched a task the recorder saw, with the same
+    task name, and the pid in the log is the pool process the recorder's events say ran the task" """
+    table = rows(shown, "json joined to the recorder")
+    assert len(table) == 3, table
+    for r in table:
+        assert r["json_lines"] == 3, r
+        assert r["logged_name"] == r["recorded_name"] and r["logged_name"].endswith("logging_own.checkout"), r
+        assert r["logged_pid"] == r["recorded_pid"] and r["state"] == "SUCCESS", r
+        assert r["loggers"].split(", ")[0] == "celery.app.trace" and "shop.payments" in r["loggers"], r
+
+
+@says("05_logging")
+def three_failures(shown):
+    """"doubled: each gateway accepted line twice on stderr, once raw ... once in Celery's format. queued: none of
+    them reached any stream ...; the line the main process logged ... went through. queued-fixed: one line per
+    checkout, JSON on stdout, with the task's id. basicConfig: a JSON line on stdout in plain Python, but in the
+    worker Celery's format on stderr" """
+    table = {r["set-up"]: r for r in rows(shown, "failures")}
+    def got(name):
+        r = table[name]
+        return r["gateway lines"], r["with a task id"], r["where"], r["main process's line"]
+    assert got("doubled") == (4, 0, "stderr (raw) + stderr (celery, INFO)", "—")
+    assert got("queued") == (0, 0, "nowhere", 1)
+    assert got("queued-fixed") == (2, 2, "stdout (json)", 1)
+    assert got("basicConfig") == (2, 0, CELERY_INFO_05, "—")
+    assert got("basicConfig, in plain python") == (1, 0, "stdout (json)", "—")
+
+
+# -- 08 memory ----------------------------------------------------------------------------------------------
+LEAK_08 = "leak"
+PANELS_08 = ("no limit", "--max-tasks-per-child 8", "--max-memory-per-child 100000 (KiB), then peak(80)")
+
+
+def _children_08(shown, panel: str) -> list[dict]:
+    return shown[LEAK_08]["children"][panel]
+
+
+def _renders_08(shown, worker: str) -> list[int]:
+    """Renders per child of `worker`, in the order the table lists them (each child's own count)."""
+    return [r["renders"] for r in rows(shown, "children") if r["worker"] == worker and r["renders"]]
+
+
+@says("08_memory")
+def without_a_limit_one_child_grows_and_never_ends(shown):
+    """"With no limit one child ran all 16 renders and kept growing, 3 MiB a task: its line climbs step by step
+    and never ends." """
+    lives = _children_08(shown, PANELS_08[0])
+    assert len(lives) == 1 and not lives[0]["ended"], lives
+    assert lives[0]["peak_mb"] - lives[0]["first_mb"] >= 16 * 3 * 0.8, lives
+    assert _renders_08(shown, "plain") == [16]
+
+
+@says("08_memory")
+def max_tasks_replaces_the_child_after_eight(shown):
+    """"`--max-tasks-per-child 8` ... replaced the child after 8 tasks: two children, each ended with a ✕, each
+    smaller than the unlimited one." """
+    assert _renders_08(shown, "tasks") == [8, 8]
+    lives = _children_08(shown, PANELS_08[1])
+    assert len(lives) >= 2 and lives[0]["ended"] and lives[1]["ended"], lives
+    biggest = _children_08(shown, PANELS_08[0])[0]["peak_mb"]
+    assert all(life["peak_mb"] < biggest - 10 for life in lives[:2]), (lives, biggest)
+
+
+@says("08_memory")
+def a_replacement_starts_after_its_predecessor_ends(shown):
+    """"Replacing a child is not free: the pool must notice the exit and fork a new one ... (the gaps between lines
+    in the lower panels)": on a one-process worker each child starts only once the one before it has ended."""
+    for panel in PANELS_08[1:]:
+        lives = _children_08(shown, panel)
+        for before, after in zip(lives, lives[1:]):
+            assert after["start"] > before["end"], (panel, before, after)
+
+
+@says("08_memory")
+def the_memory_limit_is_checked_after_the_task(shown):
+    """"a child is replaced only after the task that crossed it, and the 80 MiB `peak` task ran to SUCCESS first, on
+    a child that went far above the limit" (100 000 KiB is about 98 MiB)."""
+    limit_mb = 100_000 / 1024
+    lives = _children_08(shown, PANELS_08[2])
+    assert len(lives) >= 2 and lives[0]["ended"], lives
+    assert lives[0]["peak_mb"] >= limit_mb - 2, f"the first child ended at {lives[0]['peak_mb']} MiB"
+    big = [r for r in rows(shown, "children") if r.get("peak(80)") == "SUCCESS"]
+    assert len(big) == 1 and big[0]["peak RSS (KiB)"] > 100_000 + 30 * 1024, big
+    ran_it = [life for life in lives if life["pid"] == big[0]["child"]]
+    assert ran_it and ran_it[0]["ended"] and ran_it[0]["peak_mb"] > limit_mb + 30, (ran_it, lives)
+    assert sum(_renders_08(shown, "memory")) == 16
+
+
+@says("08_memory")
+def a_fresh_child_holds_about_55_to_60_mib(shown):
+    """"A fresh child already holds about 55-60 MiB here" (a limit in MB would sit below it)."""
+    starts = [life["first_mb"] for panel in PANELS_08 for life in _children_08(shown, panel)]
+    assert starts and all(45 <= mb <= 70 for mb in starts), starts
+
+
+@says("08_memory")
+def billiard_says_why_with_mp_log(shown):
+    """"Billiard logs `child process exiting after exceeding memory limit` as a WARNING ... as the memory worker's
+    has" (MP_LOG=1): once for the child that crossed 100000 KiB with the leak, once after peak(80)."""
+    lines = [r["the memory worker's log (MP_LOG=1)"] for r in rows(shown, "mp_log")]
+    assert len(lines) >= 2, lines
+    assert all("child process exiting after exceeding memory limit (" in x and "KiB / 100000KiB)" in x
+               for x in lines), lines
+
+
+@says("08_memory")
+def an_oom_kill_fails_early_ack_and_requeues_with_reject(shown):
+    """"The default worker reports `WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)`, state FAILURE,
+    and never runs the batch again ... the runs show a first run that never ended and a redelivery on a new child,
+    and the ledger holds `late-1` once" """
+    early, late = rows(shown, "oom")
+    assert early["state"] == "FAILURE" and "WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)" in \
+        early["result"], early
+    assert early["runs (pid: outcome)"].endswith("FAILURE") and "," not in early["runs (pid: outcome)"], early
+    assert early["ledger entries"] == 0 and early["killed by"] in ("the kernel", "the watchdog"), early
+    runs = late["runs (pid: outcome)"].split(", ")
+    assert late["state"] == "SUCCESS" and len(runs) == 2, late
+    assert runs[0].endswith("LOST") and runs[1].endswith("SUCCESS") and runs[0].split(":")[0] != \
+        runs[1].split(":")[0], runs
+    assert late["ledger entries"] == 1 and late["killed by"] in ("the kernel", "the watchdog"), late
+
+
+@says("08_memory")
+def the_killed_children_end_on_the_plot(shown):
+    """The second plot: each capped child ends with a ✕ and a new child starts on each worker."""
+    for panel, lives in shown["oom kill"]["children"].items():
+        assert len(lives) >= 2 and lives[0]["ended"], (panel, lives)
+
+
+@says("08_memory")
+def the_limit_lines_are_drawn_and_labelled(shown):
+    """"the dashed line in the last panel is its worker's memory limit", and on the second plot each capped child's
+    cap, "its start + 40 MiB": a killed child never went far past its line, the memory worker's first child ended
+    at it."""
+    limits = shown[LEAK_08]["limits"]
+    assert list(limits) == [PANELS_08[2]] and abs(limits[PANELS_08[2]]["mb"] - 100_000 / 1024) < 0.1, limits
+    assert "100 000 KiB" in limits[PANELS_08[2]]["label"], limits
+    first = _children_08(shown, PANELS_08[2])[0]
+    assert first["peak_mb"] >= limits[PANELS_08[2]]["mb"] - 3, first
+    caps = shown["oom kill"]["limits"]
+    for panel, lives in shown["oom kill"]["children"].items():
+        cap = caps[panel]
+        assert "+ 40 MiB" in cap["label"] and 80 <= cap["mb"] <= 115, (panel, cap)
+        assert lives[0]["peak_mb"] <= cap["mb"] + 5, (panel, lives[0], cap)  # 4 MiB a piece: one piece past, at most
+
+
+@says("08_memory")
+def the_redelivered_batch_ran_past_the_cap_on_an_uncapped_child(shown):
+    """"The cap stayed with the killed child (its dashed line); the new child has no cap ... so the batch ran to its
+    end there": on the late worker's panel, the next child went above the first child's cap line."""
+    panel = "late: task_acks_late + task_reject_on_worker_lost"
+    lives = shown["oom kill"]["children"][panel]
+    assert max(life["peak_mb"] for life in lives[1:]) > shown["oom kill"]["limits"][panel]["mb"], lives
+
+
+@says("08_memory")
+def stored_results_climb_then_expire_by_themselves(shown):
+    """"The stored results climb to 40 and then vanish about 2 s after they were written, with no process deleting
+    them; `ignore_result=True` never wrote one." """
+    lines = shown["results"]["lines"]
+    stored, quiet = lines["click (result stored)"], lines["quiet_click (ignore_result=True)"]
+    assert {y for _, y in quiet} == {0}, quiet
+    full = next(x for x, y in stored if y == 40)
+    gone = next(x for x, y in stored if x > full and y == 0)
+    assert 1.0 <= gone <= 3.2 and stored[-1][1] == 0, stored
+
+
+@says("08_memory")
+def purge_empties_the_waiting_and_leaves_the_rest(shown):
+    """"`celery purge` deleted the messages **waiting** in the queue ... It left: the messages the worker already
+    held ... The reserved clicks ran after the purge anyway ... every result key" """
+    before, after = rows(shown, "purge")
+    held = "held by the worker (unacked: reserved + countdown)"
+    assert before["waiting in the queue"] > 0 and after["waiting in the queue"] == 0, (before, after)
+    assert before[held] == after[held] >= 2, (before, after)
+    assert before["result key of an earlier task"] == after["result key of an earlier task"] == 1
+    assert after["clicks that ran after the purge"] == before[held] - 1, (before, after)
+
+
+@says("08_memory")
+def a_result_is_its_whole_return_value_kept_a_day(shown):
+    """"How big is a result? The whole return value, serialized ... The `early` worker keeps results for the
+    default day" and "stores it whole, in Redis, for `result_expires` (a day by default)" """
+    small, big = rows(shown, "result sizes")
+    assert big["bytes in Redis"] > 100 * small["bytes in Redis"] and big["bytes in Redis"] > 300_000, (small, big)
+    assert 86_000 <= small["TTL (s)"] <= 86_400 and 86_000 <= big["TTL (s)"] <= 86_400, (small, big)

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-from browser_fixtures import chromium, context, lab  # noqa: F401 (fixtures)
 from labui import FRAME_OF_WIDGET_IMAGES, Notebook, answer_first_exercise, file_browser_names
 
 pytestmark = pytest.mark.browser

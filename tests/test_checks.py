@@ -9,7 +9,8 @@ Classes of failure (a row's `kind`):
   hang       code that never returns: at import, in the learner's function, in the task
   crash      an exception the check did not foresee: it must become a card, never a traceback
   blank      `____` left in the exercise's own names (not attempted)
-Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode).
+Rows of kind `right` must pass. Solutions themselves pass in tests/test_notebooks.py (strict mode), or for the
+chapters run in the browser, with a Passed card each in tests/test_browser_chapters.py.
 
 Each row is one real check: a worker boots, so a row costs seconds. Rows that are judged before the experiment
 (blanks, syntax, import errors) cost a fraction of that.
@@ -27,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S06F, S06N, S06X, attempt,
-                     solution_module, swap)
+from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S06F,
+                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch06
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08
 from coursekit.exercise import Exercise
 
 
@@ -554,6 +555,346 @@ TABLE += [
 ]
 
 
+# -- chapter 05: logging. Each row boots a worker on the module, sends it tasks, stops it and reads its streams. -----
+J_SIGNAL = "@signals.setup_logging.connect\n"
+J_BODY = """    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(loglevel or logging.INFO)"""
+F_BODY = """    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(TaskFormatter(format))
+    logger.addHandler(handler)"""
+F_SIGNALS = "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n"
+O_BODY = """    handler = logging.StreamHandler()
+    handler.setFormatter(TaskFormatter(AUDIT_FORMAT))
+    audit.addHandler(handler)
+    audit.propagate = False"""
+
+
+def json_answer(signals: str, body: str) -> str:
+    """The JSON module with these decorators on json_logging and this body."""
+    return swap(swap(S05J, J_SIGNAL, signals), J_BODY, body)
+
+
+def file_answer(body: str, signals: str = F_SIGNALS) -> str:
+    return swap(swap(S05F, F_BODY, body), F_SIGNALS, signals)
+
+
+def audit_answer(body: str) -> str:
+    return swap(S05O, O_BODY, body)
+
+
+def own_json(message: str = "record.getMessage()", task_id: str = "task.request.id if task else None",
+             task_name: str = "task.name if task else None", helpers: str = "") -> str:
+    """The JSON module with a JSON formatter of the learner's own instead of JsonFormatter, built from these
+    expressions (`record`, and `task`: the task this process runs, or None)."""
+    formatter = f"""{helpers}
+
+class OwnJson(logging.Formatter):
+    def format(self, record):
+        import json
+        from celery import current_task as task
+        return json.dumps({{"level": record.levelname, "message": {message}, "task_id": {task_id},
+                           "task_name": {task_name}}})
+
+
+app = ck.make_app("""
+    return swap(swap(S05J, 'app = ck.make_app(', formatter), "JsonFormatter())", "OwnJson())")
+
+
+FIRST_ID = """
+_ids = []
+
+
+def first_id(task):
+    \"\"\"The id of the first task this process ran.\"\"\"
+    if task and not _ids:
+        _ids.append(task.request.id)
+    return _ids[0] if _ids else None
+"""
+
+
+CH05: list[Row] = [
+    # -- 05.json_logs ------------------------------------------------------------------------------------------------
+    Row(ch05.json_logs, "right", "replace-celerys-handlers", json_answer(
+        "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n",
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    kwargs['logger'].handlers = [handler]")),
+    Row(ch05.json_logs, "mechanism", "json-handler-but-root-hijacked",
+        swap(S05J, J_SIGNAL, "") + "\n\njson_logging()\n", "the root logger is still hijacked"),
+    Row(ch05.json_logs, "mechanism", "added-beside-celery", json_answer(
+        "@signals.after_setup_logger.connect\n@signals.after_setup_task_logger.connect\n",
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    kwargs['logger'].addHandler(handler)"), "added beside Celery's stderr handler"),
+    Row(ch05.json_logs, "mechanism", "root-only", json_answer(
+        "@signals.after_setup_logger.connect\n",
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    kwargs['logger'].handlers = [handler]"), "Task loggers hang under `celery.task`"),
+    Row(ch05.json_logs, "mechanism", "unhijacked", swap(swap(S05J, J_SIGNAL, ""), 'ck.make_app("ex05_json")',
+                                                       'ck.make_app("ex05_json", worker_hijack_root_logger=False)')
+        + "\n\njson_logging()\n", "Task loggers hang under `celery.task`"),
+    Row(ch05.json_logs, "value", "plain-text", swap(S05J, "handler.setFormatter(JsonFormatter())",
+                                                   "handler.setFormatter(logging.Formatter('%(levelname)s %(message)s'))"),
+        "not a JSON object"),
+    Row(ch05.json_logs, "value", "json-without-task-id", swap(S05J, "handler.setFormatter(JsonFormatter())",
+                                                             """handler.setFormatter(logging.Formatter('{"msg": "%(message)s"}'))"""),
+        "carries no task id"),
+    Row(ch05.json_logs, "value", "json-on-stderr", swap(S05J, "logging.StreamHandler(sys.stdout)", "logging.StreamHandler()"),
+        "JSON, but on stderr"),
+    Row(ch05.json_logs, "value", "doubled", swap(S05J, "    root.handlers = [handler]",
+                                                "    root.handlers = [handler]\n    log.addHandler(handler)"),
+        "came out 2 times on stdout"),
+    Row(ch05.json_logs, "value", "handler-drops-info", json_answer(J_SIGNAL, J_BODY + "\n    handler.setLevel(logging.WARNING)"),
+        "A level above INFO, on the root logger or on your handler"),
+    Row(ch05.json_logs, "value", "message-without-arguments", own_json(message="record.msg"),
+        "the message without its arguments"),
+    Row(ch05.json_logs, "value", "empty-task-id", own_json(task_id='""'), "(an empty or missing task_id field)"),
+    Row(ch05.json_logs, "value", "id-of-the-first-task", own_json(task_id="first_id(task)", helpers=FIRST_ID),
+        "another of the check's tasks"),
+    Row(ch05.json_logs, "value", "no-task-name", own_json(task_name="None"), "(an empty or missing task_name field)"),
+    Row(ch05.json_logs, "value", "logger-name-as-task-name", own_json(task_name="record.name"), "the recorder saw"),
+    Row(ch05.json_logs, "value", "stamped-by-a-filter-on-the-root-logger", swap(own_json(
+        task_id='getattr(record, "task_id", None)', task_name='getattr(record, "task_name", None)'),
+        "    root.handlers = [handler]", "    root.handlers = [handler]\n    from coursekit.labs.jsonlog import StampTask\n"
+        "    root.addFilter(StampTask())"), "carries no task id"),
+    Row(ch05.json_logs, "mechanism", "added-again-in-each-child", S05J + (
+        "\n\n@signals.worker_process_init.connect\ndef again(**kwargs):\n"
+        "    handler = logging.StreamHandler(sys.stdout)\n    handler.setFormatter(JsonFormatter())\n"
+        "    logging.getLogger().addHandler(handler)\n"), "two handlers wrote it in the pool child"),
+    Row(ch05.json_logs, "right", "unhijacked-and-task-loggers-too", swap(swap(S05J, J_SIGNAL, ""), 'ck.make_app("ex05_json")',
+                                                                       'ck.make_app("ex05_json", worker_hijack_root_logger=False)')
+        + "\n\njson_logging()\ntask_handler = logging.StreamHandler(sys.stdout)\n"
+          "task_handler.setFormatter(JsonFormatter())\nlogging.getLogger('celery.task').addHandler(task_handler)\n"),
+    Row(ch05.json_logs, "right", "own-json-formatter", own_json()),
+    Row(ch05.json_logs, "hang", "receiver-never-returns", json_answer(J_SIGNAL, J_BODY + "\n    time.sleep(10**6)")
+        .replace("import sys\n", "import sys\nimport time\n"), "started but did not answer a ping within 20 s"),
+    Row(ch05.json_logs, "blank", "body", swap(S05J, J_BODY, "    ____"), "json_logging() still holds"),
+    Row(ch05.json_logs, "crash", "receiver-raises", swap(S05J, "(JsonFormatter())", "(JSONFormatter())"),
+        "NameError: name 'JSONFormatter' is not defined"),
+    # -- 05.log_file ------------------------------------------------------------------------------------------------
+    Row(ch05.log_file, "right", "celerys-own-formatter", file_answer(F_BODY.replace(
+        "TaskFormatter(format)", "next(h.formatter for h in logger.handlers if h.formatter)"))),
+    Row(ch05.log_file, "value", "first-handlers-formatter", file_answer(F_BODY.replace(
+        "TaskFormatter(format)", "logger.handlers[0].formatter")), "not in Celery's format"),
+    Row(ch05.log_file, "value", "no-formatter", file_answer(
+        "    handler = logging.FileHandler(LOG_FILE)\n    logger.addHandler(handler)"), "not in Celery's format"),
+    Row(ch05.log_file, "mechanism", "root-only", file_answer(F_BODY, "@signals.after_setup_logger.connect\n"),
+        "Task loggers hang under `celery.task`"),
+    Row(ch05.log_file, "mechanism", "replaced-console", file_answer(F_BODY.replace(
+        "logger.addHandler(handler)", "logger.handlers = [handler]")), "Celery's own console handler is gone"),
+    Row(ch05.log_file, "mechanism", "setup-logging-instead", file_answer(
+        "    handler = logging.FileHandler(LOG_FILE)\n    handler.setFormatter(TaskFormatter(format))\n"
+        "    logging.getLogger().addHandler(handler)\n    logging.getLogger().setLevel(logging.INFO)",
+        "@signals.setup_logging.connect\n"), "with a setup_logging receiver Celery configures nothing"),
+    Row(ch05.log_file, "value", "doubled-through-root", file_answer(F_BODY + "\n    logging.getLogger().addHandler(handler)"),
+        "in LOG_FILE 2 times"),
+    Row(ch05.log_file, "value", "two-handlers-in-mode-w", file_answer(F_BODY.replace("FileHandler(LOG_FILE)",
+                                                                                   "FileHandler(LOG_FILE, mode='w')")),
+        "written over lines the file held before"),
+    Row(ch05.log_file, "value", "handler-drops-info", file_answer(F_BODY + "\n    handler.setLevel(logging.WARNING)"),
+        "is the handler's level above INFO"),
+    Row(ch05.log_file, "mechanism", "task-logger-only", file_answer(F_BODY, "@signals.after_setup_task_logger.connect\n"),
+        "the plain logger line 'label printed for'"),
+    Row(ch05.log_file, "mechanism", "console-reformatted", file_answer(F_BODY + (
+        "\n    for other in logger.handlers:\n        if other is not handler:\n"
+        "            other.setFormatter(logging.Formatter('%(levelname)s %(name)s: %(message)s'))")),
+        "not as Celery writes it"),
+    Row(ch05.log_file, "mechanism", "console-on-stdout", file_answer(F_BODY + (
+        "\n    for other in logger.handlers:\n        if type(other) is logging.StreamHandler:\n"
+        "            other.setStream(__import__('sys').__stdout__)")), "it came out on stdout instead"),
+    Row(ch05.log_file, "right", "a-receiver-per-signal", file_answer("""    pass
+
+
+@signals.after_setup_logger.connect
+def root_to_file(logger=None, format=None, **kwargs):
+    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(logging.Formatter(format))
+    logger.addHandler(handler)
+
+
+@signals.after_setup_task_logger.connect
+def tasks_to_file(logger=None, format=None, **kwargs):
+    handler = logging.FileHandler(LOG_FILE)
+    handler.setFormatter(TaskFormatter(format))
+    logger.addHandler(handler)""", "")),
+    Row(ch05.log_file, "right", "task-name-with-a-hyphen", swap(S05F, "@app.task\n", '@app.task(name="parcels-v2.ship")\n')),
+    Row(ch05.log_file, "blank", "signals", file_answer(F_BODY, "@____\n"), "file_too() still holds"),
+    # -- 05.once ------------------------------------------------------------------------------------------------
+    Row(ch05.once, "right", "on-stdout", audit_answer(O_BODY.replace("logging.StreamHandler()",
+                                                                     "logging.StreamHandler(__import__('sys').stdout)"))),
+    Row(ch05.once, "mechanism", "propagates", audit_answer(O_BODY.replace("\n    audit.propagate = False", "")),
+        "stop the propagation"),
+    Row(ch05.once, "mechanism", "on-the-root", audit_answer(O_BODY.replace("audit.addHandler", "logging.getLogger().addHandler")
+                                                            .replace("\n    audit.propagate = False", "")),
+        "Celery's format, not the audit format"),
+    Row(ch05.once, "value", "no-task-id", audit_answer(O_BODY.replace("TaskFormatter(AUDIT_FORMAT)",
+                                                                      "logging.Formatter('AUDIT %(message)s')")),
+        "carries no task id"),
+    Row(ch05.once, "value", "silenced", audit_answer("    audit.propagate = False"), "reached neither stream"),
+    Row(ch05.once, "mechanism", "set-up-again-in-each-child", S05O + (
+        "\n\nfrom celery.signals import worker_process_init\n\n\n@worker_process_init.connect\n"
+        "def again(**kwargs):\n    setup_audit()\n"), "two audit handlers"),
+    Row(ch05.once, "value", "plain-formatter", audit_answer(O_BODY.replace("TaskFormatter(AUDIT_FORMAT)",
+                                                                          "logging.Formatter(AUDIT_FORMAT)")),
+        "'--- Logging error ---' report: \"KeyError: 'task_name'\""),
+    Row(ch05.once, "value", "level-above-info", audit_answer(O_BODY + "\n    audit.setLevel(logging.WARNING)"),
+        "a level above INFO, on shop.audit or on your handler"),
+    Row(ch05.once, "mechanism", "one-handler-per-stream", audit_answer(O_BODY + (
+        "\n    out = logging.StreamHandler(__import__('sys').stdout)\n    out.setFormatter(TaskFormatter(AUDIT_FORMAT))"
+        "\n    audit.addHandler(out)")), "one audit handler per stream"),
+    Row(ch05.once, "mechanism", "filter-on-the-root-logger", audit_answer(O_BODY.replace(
+        "audit.propagate = False", "logging.getLogger().addFilter(lambda record: record.name != 'shop.audit')")),
+        "a filter on the root logger does not"),
+    Row(ch05.once, "right", "on-the-parent-logger", audit_answer(O_BODY.replace("audit.", "logging.getLogger('shop')."))),
+    Row(ch05.once, "right", "dict-config", audit_answer("""    import logging.config
+
+    logging.config.dictConfig({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"audit": {"()": TaskFormatter, "fmt": AUDIT_FORMAT}},
+        "handlers": {"audit": {"class": "logging.StreamHandler", "formatter": "audit"}},
+        "loggers": {"shop.audit": {"handlers": ["audit"], "propagate": False, "level": "INFO"}},
+    })""")),
+    Row(ch05.once, "blank", "body", audit_answer("    ____"), "setup_audit() still holds"),
+    Row(ch05.once, "crash", "task-raises", swap(S05O, "    audit.info(", "    audit.info(order.id, "),
+        "failed with AttributeError"),
+]
+TABLE += CH05
+# -- chapter 07: duplicates and stuck tasks. Each row boots one worker (two processes) on the module. --------------
+CLAIM = ('    if not db().set(business_key(order), "paid", nx=True, ex=3600):\n'
+         '        return f"{order} already paid"\n'
+         '    return charge(order, amount)')
+GUARDED_EXPORT = ("    try:\n        return render(job, seconds)\n    except SoftTimeLimitExceeded:\n        cleanup(job)\n"
+                  "        raise")
+REPORTS = "-P prefork -c 2"
+
+
+def payment(body: str) -> str:
+    return swap(S07P, CLAIM, body)
+
+
+def export(old: str, new: str) -> str:
+    return swap(S07E, old, new)
+
+
+def pool_line(options: str) -> str:
+    return swap(S07W, REPORTS, options)
+
+
+TABLE += [
+    # -- 07.payment ---------------------------------------------------------------------------------------------
+    Row(ch07.payment, "right", "incr-claims-the-order", payment(
+        "    if db().incr(business_key(order)) != 1:\n        return 'duplicate'\n    return charge(order, amount)")),
+    Row(ch07.payment, "mechanism", "no-idempotency", payment("    return charge(order, amount)"),
+        "was delivered 3 times and charged 3 times: nothing stopped a copy"),
+    Row(ch07.payment, "mechanism", "idempotency-checked-after-the-side-effect", payment(
+        "    result = charge(order, amount)\n"
+        "    if not db().set(business_key(order), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    return result"), "it was written after the charge, or never read before it"),
+    Row(ch07.payment, "mechanism", "check-then-set", payment(
+        "    if db().get(business_key(order)):\n        return 'duplicate'\n    result = charge(order, amount)\n"
+        "    db().set(business_key(order), 'paid', ex=3600)\n    return result"),
+        "the two copies that ran at the same time were both charged"),
+    Row(ch07.payment, "hidden", "task-id-as-key", payment(
+        "    if not db().set(business_key(pay.request.id), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    return charge(order, amount)"), "is keyed on the task id"),
+    Row(ch07.payment, "hidden", "one-key-for-every-order", payment(
+        "    if not db().set(business_key('payments'), 'paid', nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    return charge(order, amount)"), "another order, was charged 0 time(s)"),
+    Row(ch07.payment, "mechanism", "deduplicate-successful-tasks", swap(
+        payment("    return charge(order, amount)"), 'ck.make_app("ex07_payment")',
+        'ck.make_app("ex07_payment", task_acks_late=True, worker_deduplicate_successful_tasks=True)'),
+        "worker_deduplicate_successful_tasks only skips a redelivered acks_late message"),
+    Row(ch07.payment, "right", "setnx-then-expire", payment(
+        "    key = business_key(order)\n    if db().setnx(key, 1):\n        db().expire(key, 3600)\n"
+        "        return charge(order, amount)\n    return None")),
+    Row(ch07.payment, "mechanism", "set-nx-answer-unread", payment(
+        "    db().set(business_key(order), 'paid', nx=True, ex=3600)\n    return charge(order, amount)"),
+        "yet every delivery charged"),
+    Row(ch07.payment, "mechanism", "get-then-set-before-the-charge", payment(
+        "    if db().get(business_key(order)):\n        return 'duplicate'\n"
+        "    db().set(business_key(order), 'paid', ex=3600)\n    return charge(order, amount)"),
+        "the two copies that ran at the same time were both charged"),
+    Row(ch07.payment, "mechanism", "lock-released-in-finally", payment(
+        "    if not db().set(business_key(order), 1, nx=True, ex=3600):\n        return 'duplicate'\n"
+        "    try:\n        return charge(order, amount)\n    finally:\n        db().delete(business_key(order))"),
+        "the claim was deleted after the charge"),
+    Row(ch07.payment, "timing", "claim-expires-too-soon", payment(
+        "    if not db().set(business_key(order), 1, nx=True, px=300):\n        return 'duplicate'\n"
+        "    return charge(order, amount)"), "or expired"),
+    Row(ch07.payment, "hidden", "key-holds-a-time", payment(
+        "    if not db().set(business_key(f'{order}@{time.time()}'), 1, nx=True, ex=3600):\n"
+        "        return 'duplicate'\n    return charge(order, amount)").replace(
+        "import coursekit as ck", "import time\n\nimport coursekit as ck"), "each delivery claimed a key of its own"),
+    Row(ch07.payment, "value", "duplicate-raises", payment(
+        "    if not db().set(business_key(order), 'paid', nx=True, ex=3600):\n"
+        "        raise ValueError('already paid')\n    return charge(order, amount)"), "must end quietly"),
+    Row(ch07.payment, "hang", "gateway-never-answers", payment("    time.sleep(10**6)").replace(
+        "import coursekit as ck", "import time\n\nimport coursekit as ck"), "had no result after"),
+    Row(ch07.payment, "blank", "pay", payment("    return ____"), "pay() still holds"),
+
+    # -- 07.export ----------------------------------------------------------------------------------------------
+    Row(ch07.export, "right", "own-error-after-cleanup", export("        raise", "        raise RuntimeError(job)")),
+    Row(ch07.export, "mechanism", "finally-cleans-up-a-good-export-too", export(
+        GUARDED_EXPORT, "    try:\n        return render(job, seconds)\n    finally:\n        cleanup(job)"),
+        "cleanup(job) ran for export("),
+    Row(ch07.export, "mechanism", "cleanup-only-on-success", export(GUARDED_EXPORT, (
+        "    try:\n        result = render(job, seconds)\n    except SoftTimeLimitExceeded:\n        raise\n"
+        "    else:\n        cleanup(job)\n        return result")), "only for the normal export, which succeeded"),
+    Row(ch07.export, "mechanism", "catches-the-wrong-exception", export(
+        GUARDED_EXPORT, GUARDED_EXPORT.replace("except SoftTimeLimitExceeded", "except TimeoutError")),
+        "nothing caught SoftTimeLimitExceeded"),
+    Row(ch07.export, "timing", "hard-limit-equal-to-the-soft-one", export("soft_time_limit=1",
+                                                                         "soft_time_limit=1, time_limit=1"),
+        "Give time_limit room above soft_time_limit"),
+    Row(ch07.export, "right", "soft-and-hard-with-room", export("soft_time_limit=1",
+                                                                "soft_time_limit=0.8, time_limit=1.8")),
+    Row(ch07.export, "timing", "soft-limit-2.5-s", export("soft_time_limit=1", "soft_time_limit=2.5"),
+        "did not stop it within 2 s"),
+    Row(ch07.export, "right", "app-wide-soft-limit", swap(export("@app.task(soft_time_limit=1)", "@app.task"),
+                                                          'ck.make_app("ex07_export")',
+                                                          'ck.make_app("ex07_export", task_soft_time_limit=1.5)')),
+    Row(ch07.export, "mechanism", "a-soft-limit-with-no-handler", export(GUARDED_EXPORT,
+                                                                         "    return render(job, seconds)"),
+        "nothing caught SoftTimeLimitExceeded"),
+    Row(ch07.export, "mechanism", "hard-limit-only", export("soft_time_limit=1", "time_limit=1"),
+        "a hard time_limit kills the pool process"),
+    Row(ch07.export, "mechanism", "catches-the-hard-limit", swap(export(
+        "soft_time_limit=1", "time_limit=1").replace("except SoftTimeLimitExceeded", "except TimeLimitExceeded"),
+        "from celery.exceptions import SoftTimeLimitExceeded", "from celery.exceptions import TimeLimitExceeded"),
+        "a hard time_limit kills the pool process"),
+    Row(ch07.export, "timing", "limit-too-long", export("soft_time_limit=1", "soft_time_limit=5"),
+        "did not stop it within 2 s"),
+    Row(ch07.export, "timing", "limit-too-short", export("soft_time_limit=1", "soft_time_limit=0.1"),
+        "stopped it. Set it above that"),
+    Row(ch07.export, "mechanism", "expires-is-not-a-time-limit", export("soft_time_limit=1", "expires=1"),
+        "expires=1 only drops a message that waits"),
+    Row(ch07.export, "value", "swallows-the-failure", export("        raise", "        return 'cleaned up'"),
+        "so it ended SUCCESS"),
+    Row(ch07.export, "crash", "render-called-wrong", export(GUARDED_EXPORT, GUARDED_EXPORT.replace(
+        "render(job, seconds)", "render(job, seconds, 1)")), "a normal export must succeed"),
+    Row(ch07.export, "blank", "export", export(GUARDED_EXPORT, "    return ____"), "export() still holds"),
+
+    # -- 07.pool ------------------------------------------------------------------------------------------------
+    Row(ch07.pool, "right", "processes-alias", pool_line("-P processes -c 2")),
+    Row(ch07.pool, "right", "default-pool", pool_line("-c 1")),
+    Row(ch07.pool, "mechanism", "threads", pool_line("-P threads -c 2"),
+        "the threads pool ignores time limits, without a warning"),
+    Row(ch07.pool, "mechanism", "solo", pool_line("-P solo"), "the solo pool ignores time limits"),
+    Row(ch07.pool, "mechanism", "threads-in-the-settings", swap(pool_line("-c 2"), 'ck.make_app("ex07_pool")',
+                                                                'ck.make_app("ex07_pool", worker_pool="threads")'),
+        "the threads pool ignores time limits"),
+    Row(ch07.pool, "value", "limit-removed", swap(S07W, "@app.task(time_limit=1)", "@app.task"),
+        "crunch has no time limit"),
+    Row(ch07.pool, "mechanism", "gevent", pool_line("-P gevent -c 10"), "runs to its end before it fails"),
+    Row(ch07.pool, "mechanism", "eventlet", pool_line("--pool eventlet -c 10"), "ignores both time limits"),
+    Row(ch07.pool, "right", "prefork-c-0-means-every-cpu", pool_line("-P prefork -c 0")),
+    Row(ch07.pool, "crash", "pool-name-typo", pool_line("-P thread -c 2"), "'-P'"),
+    Row(ch07.pool, "blank", "workers", swap(S07W, '    "reports": "celery -A workspace.ex07_pool worker -P prefork -c 2",',
+                                            "    ____"), "WORKERS still holds"),
+]
+
+
 @pytest.fixture
 def ws(tmp_path, redis_url, clean_namespace):
     folder = tmp_path / "workspace"
@@ -638,6 +979,109 @@ TABLE += [
         '    task_annotations={"*": {"max_retries": None, "default_retry_delay": 0.1}},'), "without end"),
     Row(ch06.fail_fast, "blank", "settings", fail_fast("    ____"), "work() still holds"),
 ]
+
+
+# -- chapter 08: memory and results. Each row boots one worker on the module: a few seconds a row. ----------------
+RECYCLE = '    "worker_max_memory_per_child": 90_000,'
+EXPIRES = '    "result_expires": 3600,'
+IGNORED = "@app.task(ignore_result=True)\ndef track_click"
+SURVIVE = '    "task_acks_late": True,\n    "task_reject_on_worker_lost": True,'
+
+
+def recycle(settings: str) -> str:
+    """The recycle module with these SETTINGS entries."""
+    return swap(S08M, RECYCLE, f"    {settings}")
+
+
+def kept(settings: str = EXPIRES, click: str = IGNORED, report: str = "@app.task\ndef build_report",
+         before: str = "") -> str:
+    """The results module with these SETTINGS entries and decorators (`before`: lines above the module)."""
+    settings = settings if settings.startswith("    ") or not settings else f"    {settings}"
+    return before + swap(swap(swap(S08R, EXPIRES, settings), IGNORED, click), "@app.task\ndef build_report", report)
+
+
+def survive(settings: str, task: str = "@app.task") -> str:
+    """The OOM module with these SETTINGS entries and this decorator on import_batch."""
+    return swap(swap(S08O, SURVIVE, f"    {settings}"), "@app.task\ndef import_batch", f"{task}\ndef import_batch")
+
+
+TABLE += [
+    # -- 08.recycle ---------------------------------------------------------------------------------------------
+    Row(ch08.recycle, "right", "tasks-per-child", recycle('"worker_max_tasks_per_child": 10,')),
+    Row(ch08.recycle, "value", "nothing-set", recycle(""), "above the bound of 100 MiB"),
+    Row(ch08.recycle, "value", "limit-in-mb", recycle('"worker_max_memory_per_child": 100,'),
+        "is in KiB, not MB: 0.098 MiB"),
+    Row(ch08.recycle, "value", "limit-too-high", recycle('"worker_max_memory_per_child": 400_000,'),
+        "worker_max_memory_per_child=400000 is in KiB: 390.6 MiB, more than this child ever held"),
+    Row(ch08.recycle, "mechanism", "just-above-a-fresh-child", recycle('"worker_max_memory_per_child": 62_000,'),
+        "room for hardly a task"),
+    Row(ch08.recycle, "mechanism", "every-task", recycle('"worker_max_tasks_per_child": 1,'),
+        "worker_max_tasks_per_child=1 recycles that often"),
+    Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),
+    Row(ch08.recycle, "right", "set-on-conf-after", swap(recycle(""), 'app = ck.make_app("ex08_recycle", **SETTINGS)',
+                                                        'app = ck.make_app("ex08_recycle", **SETTINGS)\n'
+                                                        "app.conf.worker_max_memory_per_child = 88_000")),
+    Row(ch08.recycle, "value", "limit-in-bytes", recycle('"worker_max_memory_per_child": 90 * 1024 * 1024,'),
+        "Written in bytes? 94371840 bytes would be 92160 KiB"),
+    Row(ch08.recycle, "value", "never-reached-task-count", recycle('"worker_max_tasks_per_child": 1000,'),
+        "worker_max_tasks_per_child=1000 lets one child run 1000 leaky tasks"),
+    Row(ch08.recycle, "mechanism", "limit-on-the-task", swap(recycle(""), "@app.task\ndef render",
+                                                              "@app.task(max_memory_per_child=90_000)\ndef render"),
+        "max_memory_per_child=90000 on the task is not read by anyone"),
+    Row(ch08.recycle, "timing", "limit-at-the-bound", recycle('"worker_max_memory_per_child": 100 * 1024,'),
+        "is checked only after a task ends, against the child's peak"),
+    Row(ch08.recycle, "crash", "limit-as-text", recycle('"worker_max_memory_per_child": "90000",'),
+        "worker_max_memory_per_child='90000' is a str, not a number of KiB"),
+
+    # -- 08.results ---------------------------------------------------------------------------------------------
+    Row(ch08.results, "right", "timedelta-and-app-wide", kept(
+        '"result_expires": datetime.timedelta(minutes=20),\n    "task_ignore_result": True,',
+        "@app.task\ndef track_click", "@app.task(ignore_result=False)\ndef build_report", before="import datetime\n")),
+    Row(ch08.results, "value", "ignore-on-the-wrong-task", kept(click="@app.task\ndef track_click",
+                                                              report="@app.task(ignore_result=True)\ndef build_report"),
+        "build_report('2026-0"),
+    Row(ch08.results, "value", "app-wide-ignore", kept('"result_expires": 3600,\n    "task_ignore_result": True,',
+                                                      click="@app.task\ndef track_click"),
+        "task_ignore_result=True stores no task's result"),
+    Row(ch08.results, "value", "clicks-stored", kept(click="@app.task\ndef track_click"),
+        "track_click results sat in Redis after the burst"),
+    Row(ch08.results, "timing", "never-expire", kept('"result_expires": None,'), "they never expire"),
+    Row(ch08.results, "timing", "default-day", kept(""), "expire in 86400 s"),
+    Row(ch08.results, "blank", "settings", kept("____"), "placeholder in ex08_results.py (it sits in SETTINGS)"),
+    Row(ch08.results, "timing", "one-second", kept('"result_expires": 5,'), "a caller who reads a minute late"),
+    Row(ch08.results, "right", "annotations", kept(
+        '"result_expires": 1800,\n    "task_annotations": {"workspace.ex08_results.track_click": {"ignore_result": True}},',
+        "@app.task\ndef track_click")),
+    Row(ch08.results, "timing", "zero-expires", kept('"result_expires": 0,'), "result_expires=0: 0 or None means"),
+    Row(ch08.results, "crash", "no-result-backend", kept('"result_expires": 3600,\n    "result_backend": None,'),
+        "has no result backend (result_backend=None)"),
+    Row(ch08.results, "mechanism", "message-expiry-on-clicks", kept(click="@app.task(expires=1)\ndef track_click"),
+        "expires=1 on the task"),
+
+    # -- 08.oom -------------------------------------------------------------------------------------------------
+    Row(ch08.oom, "right", "retry-on-worker-lost", survive('"task_retry_on_worker_lost": True,',
+                                                           "@app.task(default_retry_delay=0.3)")),
+    Row(ch08.oom, "mechanism", "nothing-set", survive(""), "early ack, the default"),
+    Row(ch08.oom, "mechanism", "acks-late-only", survive('"task_acks_late": True,'), "with task_acks_late alone"),
+    Row(ch08.oom, "mechanism", "reject-without-acks-late", survive('"task_reject_on_worker_lost": True,'),
+        "task_reject_on_worker_lost does nothing without it"),
+    Row(ch08.oom, "timing", "retry-default-delay", survive('"task_retry_on_worker_lost": True,'),
+        "default_retry_delay (180 s)"),
+    Row(ch08.oom, "blank", "settings", survive("____"), "SETTINGS still holds"),
+    Row(ch08.oom, "right", "task-options", survive("", "@app.task(acks_late=True, reject_on_worker_lost=True)")),
+    Row(ch08.oom, "mechanism", "recycling-instead", survive('"worker_max_memory_per_child": 50_000,'),
+        "cannot save the task running when the kill comes"),
+    Row(ch08.oom, "mechanism", "autoretry", survive('"task_acks_late": True,',
+                                                    "@app.task(autoretry_for=(Exception,), max_retries=3)"),
+        "a child killed by signal 9 raises nothing in it"),
+    Row(ch08.oom, "mechanism", "acks-on-failure-off",
+        survive('"task_acks_late": True,\n    "task_acks_on_failure_or_timeout": False,'),
+        "rejects the failed message WITHOUT requeueing it"),
+    Row(ch08.oom, "value", "retry-but-no-retries", survive('"task_retry_on_worker_lost": True,',
+                                                           "@app.task(default_retry_delay=0.3, max_retries=0)"),
+        "import_batch has max_retries=0"),
+]
+
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
@@ -973,3 +1417,4 @@ def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):
     assert verdict.status == "uncheckable", repr(verdict)
     shown = probe.safe(closed)  # the password masked, as every URL the course prints
     assert f"nothing usable answers at COURSEKIT_RABBITMQ_URL={shown}" in verdict.message, repr(verdict)
+

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from required import missing
 from procs import wait_gone
 
 import coursekit as ck
@@ -24,7 +23,6 @@ from coursekit import census
 import coursekit.flower as flower_module
 from coursekit.flower import Flower
 
-CHROMIUM = "/usr/bin/chromium"
 ADD = "coursekit.labs.first.add"
 EVENTS_WAIT_S = 20  # events reach Flower within a second or two; this only bounds a broken run
 
@@ -248,25 +246,11 @@ def test_no_broker_is_one_message():
 
 
 @pytest.fixture
-def browser_page():
-    reason = None
-    if not Path(CHROMIUM).exists():
-        reason = f"no chromium at {CHROMIUM} (Debian: apt-get install chromium fonts-noto-cjk)"
-    else:
-        try:
-            from playwright.sync_api import sync_playwright
-        except ImportError:
-            reason = "playwright is not installed (pip install -e '.[test]')"
-    if reason:
-        missing(reason)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 800})
-        finally:
-            browser.close()
+def browser_page(chromium):
+    """A page of the suite's chromium (browser_fixtures.py): one Playwright per test process."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    yield page
+    page.close()
 
 
 @pytest.mark.browser

@@ -6,11 +6,14 @@ from __future__ import annotations
 import nbformat
 import pytest
 from lesson_facts import failures
+from browser_fixtures import IN_THE_BROWSER
 
 from coursekit import course, facts, runner
 
 LISTED = course.notebooks(("notebooks", "solutions"))
 IDS = [f"{path.parent.name}/{path.name}" for _, path in LISTED]
+# Solutions of the chapters run in the browser are run there only (browser_fixtures.IN_THE_BROWSER).
+RUN_HERE = [(ch, path) for ch, path in LISTED if path.parent.name == "notebooks" or ch not in IN_THE_BROWSER]
 
 
 def test_every_chapter_has_its_lesson():
@@ -40,12 +43,21 @@ def test_lesson_shape(chapter, path):
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize(("chapter", "path"), LISTED, ids=IDS)
-def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch):
-    if path.parent.name == "solutions":
+@pytest.mark.parametrize(("chapter", "path"), RUN_HERE, ids=[f"{p.parent.name}/{p.name}" for _, p in RUN_HERE])
+def test_notebook_runs_top_to_bottom(chapter, path, redis_url, monkeypatch, request):
+    """A lesson runs as a learner of a team Redis, inside her walls (walls.py): the lessons to come keep to them
+    too. A solutions notebook runs on the course broker, where every check must pass."""
+    lesson = path.parent.name == "notebooks"
+    if lesson:
+        room = request.getfixturevalue("walls")
+        room.enter(monkeypatch)
+    else:
         monkeypatch.setenv("COURSEKIT_STRICT", "1")  # every check in a solution must pass, or the cell raises
     outcome = runner.run(path)
     assert outcome.ok, outcome.line()
+    if lesson:
+        assert room.keys() > 0, f"{path.name} left no key on the team Redis: it ran elsewhere"
+        assert room.breaches() == [], f"{path.name} reached outside the learner's namespace"
     broken = failures(chapter.stem, path.parent.name, facts.read(outcome.notebook))
     assert not broken, f"{path.name} shows something other than its text says:\n" + "\n".join(broken)
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 from answers import S01, attempt
 from conftest import SUITE_STATE
+from walls import acl_log
 
 import coursekit as ck
 from coursekit import broker, embedded, namespace, team, teamtable
@@ -63,21 +64,6 @@ def as_learner(monkeypatch, group: team.Team, name: str, password: str | None = 
     monkeypatch.setenv("COURSEKIT_LEARNER", name)
     url = group.url_of(name) if password is None else f"redis://{name}:{password}@{group.host}:{group.port}/0"
     monkeypatch.setenv("COURSEKIT_BROKER_URL", url)
-
-
-def acl_log(group: team.Team, user: str) -> list[dict]:
-    """What Redis refused `user`, apart from redis-py's CLIENT SETINFO on connecting (Redis 6.2 does not know
-    it, redis-py ignores the refusal)."""
-    with redis.Redis.from_url(group.admin_url) as admin:
-        entries = admin.execute_command("ACL", "LOG", "1000")  # ACL LOG alone returns the last 10 only
-    out = []
-    for entry in entries:
-        fields = dict(zip(entry[::2], entry[1::2])) if isinstance(entry, list) else entry
-        fields = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
-                  for k, v in fields.items()}
-        if fields.get("username") == user and fields.get("object") != "client":
-            out.append(fields)
-    return out
 
 
 # -- namespaces -------------------------------------------------------------------------------------------------
@@ -343,21 +329,14 @@ def test_team_up_writes_the_lines_to_a_private_file_and_down_stops_it(private_st
     assert "stopped the team Redis" in stopped.stdout
 
 
-@pytest.mark.notebook
-def test_every_lesson_runs_as_a_learner_inside_the_walls(private_state):
-    """Every lesson, top to bottom on a fresh kernel, as learner ana of a team Redis: the chapters to come
-    keep to the walls too. Redis refuses her nothing, and every key left is hers."""
-    from coursekit.course import ROOT
-
-    crowd = team.up(["ana"])
-    try:
-        env = {k: v for k, v in os.environ.items() if k != "COURSEKIT_NAMESPACE"}
-        env.update(COURSEKIT_LEARNER="ana", COURSEKIT_BROKER_URL=crowd.url_of("ana"))
-        done = subprocess.run([sys.executable, "-m", "coursekit", "run", str(ROOT / "notebooks")], env=env,
-                              capture_output=True, text=True, timeout=600, cwd=ROOT)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert acl_log(crowd, "ana") == []
-        with redis.Redis.from_url(crowd.admin_url) as admin:
-            assert not [k for k in admin.scan_iter(count=1000) if not k.startswith(b"celerylab:ana:")]
-    finally:
-        team.down()
+def test_team_down_forgets_only_the_team_redis_and_its_password(private_state):
+    """A learner's own embedded broker keeps its record when the team Redis stops; the team's config file, which
+    holds the admin password, goes with it."""
+    own = ck.up(embedded_only=True)
+    team.up(["ana"])
+    conf = next((private_state / "team-redis").glob("redis-*.conf"))
+    assert "requirepass" in conf.read_text()
+    assert (private_state / team.STATE_FILE).stat().st_mode & 0o077 == 0, "team.json holds the admin password"
+    assert "stopped the team Redis" in team.down()
+    assert not conf.exists()
+    assert broker.current().url == own.url, "the learner's embedded broker was forgotten with the team's"

@@ -52,6 +52,17 @@ class CallingExercise(Exercise):
     lab = LAB
 
 
+RETURNS_WITHIN_S = 1.0
+"""apply_async returns in milliseconds, but a publish can take most of a second on a machine under load; a call
+that sleeps the 2 s away is still caught."""
+
+
+def eta_is_right(eta: float, called) -> bool:
+    """No sooner than 2 s after the call began, and no later than 2.5 s after it returned (it is set inside the
+    call, which a loaded machine can slow)."""
+    return eta - called.begun >= 1.99 and eta - called.ended <= 2.5
+
+
 class Countdown(CallingExercise):
     id = "01.countdown"
     functions = ("send_later",)
@@ -65,7 +76,7 @@ class Countdown(CallingExercise):
         message = _message(s, called, result, name, (x, y))
         observed += [f"{name} returned after {called.seconds:.3f} s", f"message {message.label()}: "
                      f"{message.options(since=called.begun)} from the call"]
-        if message.eta is None or not 1.99 <= message.eta - called.begun <= 2.5:
+        if message.eta is None or not eta_is_right(message.eta, called):
             return {"name": name, "args": (x, y), "called": called, "message": message, "end": None, "runs": []}
         end = ending(result, budget(8))  # the eta is right: see what the worker makes of it
         runs = s.runs([result.id])[result.id]
@@ -76,14 +87,15 @@ class Countdown(CallingExercise):
 
     def judge(self, seen, observed):
         name, called, message, end = seen["name"], seen["called"], seen["message"], seen["end"]
-        assert called.seconds < 0.5, (f"{name} took {called.seconds:.1f} s to return: it waited instead of "
-                                      "scheduling the task (use countdown or eta, not sleep)")
+        assert called.seconds < RETURNS_WITHIN_S, (f"{name} took {called.seconds:.1f} s to return: it waited "
+                                                   "instead of scheduling the task (use countdown or eta, not sleep)")
         assert message.eta is not None, (f"the message {name} sent carried no eta, so the worker ran it at once, "
                                          "which is sooner than 2 s: give apply_async a countdown (or an eta)")
         ahead = message.eta - called.begun
         assert ahead >= 1.99, (f"the message's eta was {ahead:.2f} s after the call: the task must start no "
                                "sooner than 2 s")
-        assert ahead <= 2.5, f"the message's eta was {ahead:.2f} s after the call; aim for 2 s, not later"
+        assert message.eta - called.ended <= 2.5, (f"the message's eta was {ahead:.2f} s after the call; aim for "
+                                                   "2 s, not later")
         if end.state == "REVOKED":
             raise AssertionError(f"the task was REVOKED instead of run ({message.options(since=called.begun)} from "
                                  "the call): an expires that "

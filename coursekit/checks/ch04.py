@@ -429,7 +429,8 @@ class RabbitMQ(JumpTheBacklog):
                             "and nothing else", fix="keep the queue make_app names (leave task_default_queue alone)")
         # a message sent to any other queue would declare it on the broker, where it would outlive the check with
         # the message in it: Celery refuses such a queue (QueueNotFound) instead of creating it
-        s.app.amqp.queues.create_missing = False
+        queues, was = s.app.amqp.queues, s.app.amqp.queues.create_missing
+        queues.create_missing = False
         try:
             return super().run(s, observed)
         except Incorrect as exc:
@@ -438,6 +439,8 @@ class RabbitMQ(JumpTheBacklog):
             raise Incorrect(f"{exc}: the check's worker reads only the app's queue, {queue!r}",
                             fix="jump the backlog inside the one queue, with a priority (a queue of its own needs a "
                                 "worker of its own)") from None
+        finally:
+            queues.create_missing = was  # the learner's app, in the learner's kernel, as it was before the check
 
     @staticmethod
     def max_priority(app):

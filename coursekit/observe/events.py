@@ -26,7 +26,8 @@ class EventType(str, Enum):
 STATE_AFTER = {EventType.SENT: "PENDING", EventType.RECEIVED: "RECEIVED", EventType.STARTED: "STARTED",
                EventType.SUCCEEDED: "SUCCESS", EventType.FAILED: "FAILURE", EventType.RETRIED: "RETRY",
                EventType.REVOKED: "REVOKED", EventType.REJECTED: "REJECTED"}
-RUN_ENDS = {EventType.SUCCEEDED: "SUCCESS", EventType.FAILED: "FAILURE", EventType.RETRIED: "RETRY"}
+RUN_ENDS = {EventType.SUCCEEDED: "SUCCESS", EventType.FAILED: "FAILURE", EventType.RETRIED: "RETRY",
+            EventType.REVOKED: "REVOKED"}  # revoked while running: revoke(terminate=True) ended the run
 TASK_ENDS = {EventType.SUCCEEDED, EventType.FAILED, EventType.REVOKED, EventType.REJECTED}
 
 
