@@ -787,6 +787,8 @@ def the_procedure_places_every_planted_task(shown):
     assert where["unread queue"] == "waiting in queue l06.unread", where
     assert where["section 2, acks_late"] == "done: SUCCESS", where
     assert where["section 2, early ack"].startswith("nowhere"), where
+
+
 # -- 05 logging -----------------------------------------------------------------------------------------------
 CELERY_INFO_05, CELERY_WARNING_05 = "stderr (celery, INFO)", "stderr (celery, WARNING)"
 OWN_SETUP_05 = {
