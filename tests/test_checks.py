@@ -931,6 +931,21 @@ QUERY_TASK = """
 BY_STATE = """
     return {task_id: "reserved" for task_id in task_ids if app.AsyncResult(task_id).state == "PENDING"}"""
 
+BY_WORKER = """
+    inspect, found = app.control.inspect(timeout=1), {}
+    for place in ("active", "reserved", "scheduled"):
+        for worker, entries in (getattr(inspect, place)() or {}).items():
+            for entry in entries:
+                if entry.get("request", entry)["id"] in task_ids:
+                    found.setdefault(worker, {})[entry.get("request", entry)["id"]] = place
+    return found"""
+EVERY_HELD = """
+    inspect, found = app.control.inspect(timeout=1), {}
+    for place in ("active", "reserved", "scheduled"):
+        for entries in (getattr(inspect, place)() or {}).values():
+            found.update({entry.get("request", entry)["id"]: place for entry in entries})
+    return found"""
+
 TABLE += [
     # -- 06.no_loss ---------------------------------------------------------------------------------------------
     Row(ch06.no_loss, "right", "on-the-task", no_loss(f"    {SWEEP},",
@@ -952,6 +967,21 @@ TABLE += [
         "    task_acks_late=True, task_reject_on_worker_lost=True, visibility_timeout=2,"),
         "Celery knows no such setting"),
     Row(ch06.no_loss, "blank", "settings", no_loss("    ____"), "charge() still holds"),
+    # rev06's adversary: the sweep left at kombu's 10 x 10 s blamed the (short) visibility_timeout; acks_on_failure
+    # False was said to acknowledge; a timeout in the result backend's options was not named
+    Row(ch06.no_loss, "timing", "sweep-left-default", no_loss(
+        "    task_acks_late=True, task_reject_on_worker_lost=True,\n"
+        '    broker_transport_options={"visibility_timeout": 2},'),
+        "unacked_restore_interval x unacked_restore_throttle seconds (10 x 10 here"),
+    Row(ch06.no_loss, "mechanism", "acks-on-failure-false", no_loss(
+        f"    task_acks_late=True, task_acks_on_failure_or_timeout=False, {SWEEP},"),
+        "Celery rejected its message without requeueing it"),
+    Row(ch06.no_loss, "value", "timeout-in-result-options", no_loss(
+        "    task_acks_late=True, task_reject_on_worker_lost=True, result_backend_transport_options={"
+        '"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1},'),
+        "does not reach the broker's channel"),
+    Row(ch06.no_loss, "right", "acks-late-on-the-task", no_loss(f"    task_reject_on_worker_lost=True, {SWEEP},",
+                                                               "@app.task(acks_late=True)")),
 
     # -- 06.find ------------------------------------------------------------------------------------------------
     Row(ch06.find, "right", "query-task", find_body(QUERY_TASK)),
@@ -963,6 +993,12 @@ TABLE += [
         "find(ids) with no worker running raised AttributeError"),
     Row(ch06.find, "mechanism", "result-state", find_body(BY_STATE), "the worker lists it under active"),
     Row(ch06.find, "blank", "body", find_body("return ____"), "find() still holds"),
+    Row(ch06.find, "value", "keyed-by-worker", find_body(BY_WORKER), "find returned a dict keyed by"),
+    Row(ch06.find, "value", "every-held-task", find_body(EVERY_HELD), "find was not asked about it"),
+    Row(ch06.find, "value", "task-names", swap(S06F, "places[task_id] = place", "places[task_id] = entry.get("
+                                               '"request", entry)["name"]'), "the worker lists it under"),
+    Row(ch06.find, "right", "dict-get-request", find_body(EVERY_HELD.replace(
+        "return found", "return {i: p for i, p in found.items() if i in set(task_ids)}"))),
 
     # -- 06.fail_fast -------------------------------------------------------------------------------------------
     Row(ch06.fail_fast, "right", "early-ack-on-the-task", fail_fast(
@@ -978,6 +1014,17 @@ TABLE += [
         '    task_acks_late=True, task_retry_on_worker_lost=True,\n'
         '    task_annotations={"*": {"max_retries": None, "default_retry_delay": 0.1}},'), "without end"),
     Row(ch06.fail_fast, "blank", "settings", fail_fast("    ____"), "work() still holds"),
+    Row(ch06.fail_fast, "value", "max-retries-10", fail_fast(
+        '    task_acks_late=True, task_retry_on_worker_lost=True,\n'
+        '    task_annotations={"*": {"max_retries": 10, "default_retry_delay": 0.1}},'), "at most 4"),
+    Row(ch06.fail_fast, "value", "max-retries-0", fail_fast(
+        '    task_acks_late=True, task_retry_on_worker_lost=True,\n'
+        '    task_annotations={"*": {"max_retries": 0, "default_retry_delay": 0.1}},'), "max_retries=0 allows no retry"),
+    Row(ch06.fail_fast, "mechanism", "acks-on-failure-false", fail_fast(
+        "    task_acks_late=True, task_acks_on_failure_or_timeout=False,"), "without requeueing it"),
+    Row(ch06.fail_fast, "mechanism", "reject-with-max-retries", fail_fast(
+        '    task_acks_late=True, task_reject_on_worker_lost=True,\n'
+        '    task_annotations={"*": {"max_retries": 1, "default_retry_delay": 0.1}},'), "does not count requeues"),
 ]
 
 

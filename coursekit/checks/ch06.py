@@ -78,12 +78,16 @@ class NoLoss(LostTaskExercise):
         def send(order, _seconds):
             sent[order] = task.apply_async((order,))
 
-        vt = (s.app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+        options = s.app.conf.broker_transport_options or {}
+        vt = options.get("visibility_timeout", 3600)
+        sweep = (options.get("unacked_restore_interval", 10), options.get("unacked_restore_throttle", 10))
+        comes_back = all(isinstance(v, (int, float)) for v in (vt, *sweep)) and vt <= self.PATIENCE_S \
+            and sweep[0] * sweep[1] <= self.PATIENCE_S  # kombu looks at `unacked` every interval x throttle seconds
 
         def held():
             """Messages that may still run: waiting, or held by a dead worker if they can come back while we wait."""
             waiting = queues.depth(s.app, queue)
-            if isinstance(vt, (int, float)) and vt <= self.PATIENCE_S:
+            if comes_back:
                 waiting += sum(q == queue for q in killlab.parked(s.app).values())
             return waiting
 
@@ -110,8 +114,11 @@ class NoLoss(LostTaskExercise):
             if storm.tally["duplicated"]:
                 observed.append("charged twice (allowed: a payment killed after its charge runs again): "
                                 + ", ".join(sorted(storm.tally["duplicated"])))
-            return {"storm": storm, "fates": fates, "n": n, "vt": vt,
-                    "late": bool(getattr(task, "acks_late", s.app.conf.task_acks_late))}
+            return {"storm": storm, "fates": fates, "n": n, "vt": vt, "sweep": sweep,
+                    "late": bool(getattr(task, "acks_late", s.app.conf.task_acks_late)),
+                    "ack_failed": getattr(task, "acks_on_failure", None) is not False,
+                    "misplaced": [name for name in ("result_backend_transport_options", "broker_connection_options")
+                                  if "visibility_timeout" in (s.app.conf.get(name) or {})]}
         finally:
             killlab.unpark(s.app, [r.id for r in sent.values()])  # nothing of this check stays in `unacked`
             _reset(book)
@@ -122,7 +129,12 @@ class NoLoss(LostTaskExercise):
             return
         by = {kind: sorted(o for o, f in fates.items() if f == kind) for kind in ("failed", "held", "acked", "waiting")}
         why = []
-        if by["failed"] and seen["late"]:
+        if by["failed"] and seen["late"] and not seen["ack_failed"]:
+            why.append(f"{', '.join(by['failed'])} failed with WorkerLostError when its pool process was killed, and "
+                       "with task_acks_on_failure(_or_timeout)=False Celery rejected its message without requeueing "
+                       "it: dropped, not acknowledged, not kept; only task_reject_on_worker_lost (or "
+                       "task_retry_on_worker_lost) brings back a task whose pool process died")
+        elif by["failed"] and seen["late"]:
             why.append(f"{', '.join(by['failed'])} failed with WorkerLostError when its pool process was killed, and "
                        "its message was acknowledged: Celery acknowledges a failed task, even with acks_late "
                        "(task_acks_on_failure=True); a lost worker must requeue it instead")
@@ -133,8 +145,18 @@ class NoLoss(LostTaskExercise):
         if by["held"]:
             why.append(f"{len(by['held'])} ({', '.join(by['held'][:4])}{' ...' if len(by['held']) > 4 else ''}) were "
                        "still held unacknowledged by the killed worker (Redis's `unacked`): kombu brings such a "
-                       f"message back once it is older than visibility_timeout ({seen['vt']} s here), and the check "
-                       f"waits at most {self.PATIENCE_S:.0f} s after the last charge")
+                       + (f"message back once it is older than visibility_timeout ({seen['vt']} s here), and the "
+                          f"check waits at most {self.PATIENCE_S:.0f} s after the last charge"
+                          if not isinstance(seen["vt"], (int, float)) or seen["vt"] > self.PATIENCE_S else
+                          f"message back once it is older than visibility_timeout ({seen['vt']} s here, short "
+                          "enough), but it looks for such messages only when a worker starts and then every "
+                          "unacked_restore_interval x unacked_restore_throttle seconds "
+                          f"({seen['sweep'][0]} x {seen['sweep'][1]} here; kombu's defaults are 10 x 10, about "
+                          f"100 s), and the check waits at most {self.PATIENCE_S:.0f} s after the last charge: set "
+                          "both in broker_transport_options"))
+            if seen.get("misplaced"):
+                why[-1] += (f" (a visibility_timeout in {seen['misplaced'][0]} does not reach the broker's channel: "
+                            "it goes in broker_transport_options)")
         if by["acked"]:
             why.append(f"{', '.join(by['acked'])} had been acknowledged when it started (early ack) and died with its "
                        "worker: no copy of its message was left anywhere")
@@ -164,6 +186,7 @@ class Find(Exercise):
         reserved = [nap.apply_async((f"behind-{i}", 0.1)) for i in range(rng.randint(1, 3))]
         scheduled = [nap.apply_async((f"later-{i}", 0.1), countdown=rng.randint(40, 60))
                      for i in range(rng.randint(1, 2))]
+        other = nap.apply_async(("not-asked", 0.1))  # held too, but find() is not asked about it
         queue = s.app.conf.task_default_queue
         if not _wait_until(lambda: queues.depth(s.app, queue) == 0, budget(6)):
             raise Uncheckable("the check's worker did not take the planted tasks within 6 s", fix="check again")
@@ -173,7 +196,8 @@ class Find(Exercise):
         asked = [busy.id, *(r.id for r in reserved + scheduled + done), *never]
         rng.shuffle(asked)
         observed.append(f"planted: 1 active, {len(reserved)} reserved, {len(scheduled)} with a countdown, "
-                        f"{len(done)} done, {len(never)} never sent; find() was asked about all {len(asked)}")
+                        f"{len(done)} done, {len(never)} never sent; find() was asked about these {len(asked)}, "
+                        "not about one more reserved task")
         try:
             got = call(s.mod.find, asked, timeout=8, name="find(ids)", source=s.source)
             observed.append(f"find returned {_short(got.value)} in {got.seconds:.1f} s")
@@ -182,15 +206,20 @@ class Find(Exercise):
             observed.append(f"with no worker running, find returned {_short(alone.value)} in {alone.seconds:.1f} s")
         finally:
             s.worker.kill()
-            killlab.unpark(s.app, [busy.id, *(r.id for r in reserved + scheduled)])  # nothing stays in `unacked`
+            held = [busy.id, other.id, *(r.id for r in reserved + scheduled)]
+            killlab.unpark(s.app, held)  # nothing stays in `unacked`
         return {"expected": expected, "got": got.value, "alone": alone.value,
                 "names": {busy.id: "the busy task", **{r.id: "a task behind it" for r in reserved},
                           **{r.id: "a task with a countdown" for r in scheduled},
-                          **{r.id: "a finished task" for r in done}, **{i: "an id never sent" for i in never}}}
+                          **{r.id: "a finished task" for r in done}, **{i: "an id never sent" for i in never},
+                          other.id: "a task it was not asked about"}}
 
     def judge(self, seen, observed):
         expected, got, names = seen["expected"], seen["got"], seen["names"]
         assert isinstance(got, dict), f"find returned {type(got).__name__}; return a dict: task id -> place"
+        nested = [k for k, v in got.items() if isinstance(v, dict)]
+        assert not nested, (f"find returned a dict keyed by {_short(nested[0])}, with a dict under it: key it by task "
+                            "id, one place per task (the worker's name keys inspect()'s answer, not find's)")
         for task_id, place in expected.items():
             assert task_id in got, (f"find left out {names[task_id]} ({task_id[:8]}), which the worker holds: "
                                     f"inspect().{place}() lists it" + (
@@ -199,8 +228,11 @@ class Find(Exercise):
             assert got[task_id] == place, (f"find placed {names[task_id]} ({task_id[:8]}) in {got[task_id]!r}; the "
                                            f"worker lists it under {place}")
         extra = [i for i in got if i not in expected]
+        held = {i for i, what in names.items() if what == "a task it was not asked about"}
+        unasked = ("a worker holds it, but find was not asked about it: return only the ids in task_ids"
+                   if extra and extra[0] in held else "no worker holds it")
         assert not extra, (f"find returned {names.get(extra[0], 'an id it was not asked about')} ({extra[0][:8]}) as "
-                           f"{got[extra[0]]!r}; no worker holds it")
+                           f"{got[extra[0]]!r}; {unasked}")
         alone = seen["alone"]
         assert alone == {}, (f"with no worker running find returned {_short(alone)}; it must return an empty dict "
                              "(each inspect() method returns None when nobody answers)")
@@ -258,7 +290,9 @@ class FailFast(Exercise):
             attempts = started(book.name).counts()
             seen = {"item": item, "poison": poison, "first": _state(first), "bad": _state(bad), "waited": waited,
                     "item_runs": attempts[item], "poison_runs": attempts[poison],
-                    "charged": book.counts()[item]}
+                    "charged": book.counts()[item], "retry": bool(getattr(task, "retry_on_worker_lost", False)),
+                    "max_retries": getattr(task, "max_retries", 3),
+                    "ack_failed": getattr(task, "acks_on_failure", None) is not False}
             observed.append(f"work({item!r}): {seen['item_runs']} run(s), ended {seen['first'][0]}")
             observed.append(f"work({poison!r}): {seen['poison_runs']} run(s) in {waited:.1f} s, state "
                             f"{seen['bad'][0]} {seen['bad'][1]}".rstrip())
@@ -274,6 +308,11 @@ class FailFast(Exercise):
             said = (f"work({item!r}), whose pool process the check killed once, ended {state} {error}".rstrip()
                     + " and never finished: a task whose worker dies once (a deploy, an OOM kill of a neighbour) must "
                       "run again")
+            if state == "FAILURE" and seen.get("retry") and seen.get("max_retries") == 0:
+                raise AssertionError(f"{said}. task_retry_on_worker_lost is on, but max_retries=0 allows no retry")
+            if state == "FAILURE" and not seen.get("ack_failed", True):
+                raise AssertionError(f"{said}. With task_acks_on_failure(_or_timeout)=False Celery rejects the "
+                                     "failed message without requeueing it (dropped): nothing runs it again")
             if state == "FAILURE":
                 raise AssertionError(f"{said}. With acks_late alone Celery acknowledges it as failed "
                                      "(task_acks_on_failure=True)")
@@ -287,8 +326,9 @@ class FailFast(Exercise):
                     f"{seen['waited']:.0f} s")
             if runs > 4:
                 raise AssertionError(f"{said} and was still going ({bad}): it is sent again after every death, "
-                                     "without end (task_reject_on_worker_lost requeues it each time; retries with "
-                                     "max_retries=None never stop). Bound the attempts")
+                                     "without end (task_reject_on_worker_lost requeues it each time, and "
+                                     "max_retries does not count requeues; retries with max_retries=None never "
+                                     "stop). Bound the attempts: at most 4 runs (the first and up to 3 retries)")
             if bad == "RETRY":
                 raise AssertionError(f"{said} and was waiting for a retry: a retry after a lost worker waits the "
                                      "task's default_retry_delay (180 s unless set), and max_retries bounds how many "
