@@ -75,6 +75,7 @@ def charged(batches: dict[str, pd.DataFrame], kills: dict[str, list[float]], beg
         series[label] = {"final": len(t), "kills": [k - began[label] for k in kills.get(label, [])]}
     ax.axhline(total, color="gray", linewidth=0.8, linestyle="--", label=f"all {total}")
     ax.set_ylim(0, total * 1.12)
+    ax.set_xlabel("seconds since its run began (the runs came one after the other)")  # not the recording's clock
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     fig.facts.update(batches=series, total=total)
     return fig
