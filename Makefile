@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # `make lab PORT=8899` serves on that port; without it, 8888 or else a free port.
 PORT   ?=
 
-.PHONY: lab test test-fast bench screenshots recordings clean
+.PHONY: lab test test-fast soak bench screenshots recordings clean
 
 $(PY):
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -32,6 +32,10 @@ test: $(VENV)/.installed
 # The edit loop: everything except whole-notebook runs and browser tests (markers `notebook`, `browser`).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n $(TEST_PROCS) -m "not notebook and not browser and not crowd"
+
+# Chapter 06's kill lab five rounds in a row, defaults and right settings each time (left out of `make test`).
+soak: $(VENV)/.installed
+	COURSEKIT_SOAK=1 $(PY) -m pytest -s -m soak tests/test_lost_tasks.py
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/coursekit bench --json | tee bench.json

@@ -99,6 +99,8 @@ class Exercise:
     """Pool processes of the check's worker (prefork): 2 when the check runs two copies of a task at once."""
     broker = "redis"
     """The broker the learner's app and the check's worker use: "redis" or "rabbitmq" (results stay on Redis)."""
+    concurrency = 1
+    """Pool processes of the check's worker (`-c`)."""
     timeout = CHECK_TIMEOUT_S
     import_timeout = IMPORT_TIMEOUT_S
 

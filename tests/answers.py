@@ -22,5 +22,6 @@ S00, S01, S02 = (solution_module(m) for m in ("ex00_first", "ex01_calling", "ex0
 S03_ROUTING, S03_PREFETCH, S03_BURST = (solution_module(m) for m in ("ex03_routing", "ex03_prefetch", "ex03_burst"))
 S04U, S04R, S04T = (solution_module(m) for m in ("ex04_urgent", "ex04_rabbitmq", "ex04_tiers"))
 S05J, S05F, S05O = (solution_module(m) for m in ("ex05_json", "ex05_file", "ex05_once"))
+S06N, S06F, S06X = (solution_module(m) for m in ("ex06_no_loss", "ex06_find", "ex06_fail_fast"))
 S07P, S07E, S07W = (solution_module(m) for m in ("ex07_payment", "ex07_export", "ex07_pool"))
 S08M, S08R, S08O = (solution_module(m) for m in ("ex08_recycle", "ex08_results", "ex08_oom"))

@@ -648,6 +648,148 @@ def facilitator_stuck_means_not_passed(shown):
     assert all(r["exercise"] != "-" for r in shown["team"]["rows"] if r["stuck"]), "stuck needs an exercise"
 
 
+# -- 06 lost tasks ------------------------------------------------------------------------------------------
+EARLY_06, LATE_06 = "early ack (default)", "acks_late"
+REJECT_06, RETRY_06 = "acks_late + reject_on_worker_lost", "retry_on_worker_lost (5.7)"
+VT_06 = "acks_late, visibility_timeout 3 s"
+
+
+def _fate(shown, figure: str, label: str) -> dict:
+    return next(r for r in shown[figure]["rows"] if r["label"] == label)
+
+
+def _killed_in_first_run(row: dict) -> None:
+    first = row["runs"][0]
+    assert first["x0"] <= row["kill"] <= first["x1"] + 0.05, f"{row['label']}: kill {row['kill']} outside {first}"
+
+
+@says("06_lost_tasks")
+def a_child_kill_fails_the_task_even_with_acks_late(shown):
+    """"Early ack: one run, FAILURE with WorkerLostError ... never charged. acks_late alone: also FAILURE, also never
+    charged. ... reject_on_worker_lost ... runs again (hatched): SUCCESS, charged once ... retry_on_worker_lost: state
+    RETRY, a new attempt" """
+    table = {r["settings"]: r for r in rows(shown, "child kills table")}
+    for label in (EARLY_06, LATE_06):
+        row = table[label]
+        assert (row["runs"], row["ended as"], row["error"], row["charged (ledger)"]) == (1, "FAILURE",
+                                                                                          "WorkerLostError", 0), row
+        fate = _fate(shown, "child kills", label)
+        assert fate["state"] == "FAILURE" and [r["outcome"] for r in fate["runs"]] == ["FAILURE"], fate
+        _killed_in_first_run(fate)
+    for label, first_outcome, again in ((REJECT_06, "FAILURE", "redelivery"), (RETRY_06, "RETRY", "retry")):
+        row = table[label]
+        assert (row["runs"], row["ended as"], row["charged (ledger)"]) == (2, "SUCCESS", 1), row
+        fate = _fate(shown, "child kills", label)
+        runs = fate["runs"]
+        assert runs[-1]["outcome"] == "SUCCESS" and runs[-1]["kind"] == again, fate
+        assert runs[0]["outcome"] in (first_outcome, "LOST", "RUNNING"), fate  # a requeued run sends no end event
+        _killed_in_first_run(fate)
+    retry = _fate(shown, "child kills", RETRY_06)["runs"]
+    assert retry[1]["x0"] - retry[0]["x1"] >= 0.9, f"the retry came sooner than default_retry_delay 1 s: {retry}"
+
+
+@says("06_lost_tasks")
+def a_whole_worker_kill_loses_early_ack_and_restores_acks_late_after_the_timeout(shown):
+    """"Early ack: lost ... PENDING forever" and "acks_late + a short visibility_timeout: restored ... once it was
+    older than 3 s ... it ran again from the start (hatched): SUCCESS, charged once" """
+    table = {r["settings"]: r for r in rows(shown, "whole kills table")}
+    assert (table[EARLY_06]["runs"], table[EARLY_06]["ended as"], table[EARLY_06]["charged (ledger)"]) == (
+        1, "PENDING", 0), table
+    assert (table[VT_06]["runs"], table[VT_06]["ended as"], table[VT_06]["charged (ledger)"]) == (
+        2, "SUCCESS", 1), table
+    fate = _fate(shown, "whole kills", VT_06)
+    _killed_in_first_run(fate)
+    again = fate["runs"][1]
+    assert again["kind"] == "redelivery" and again["outcome"] == "SUCCESS", fate
+    # its age counts from its delivery, which came before its first start
+    assert again["x0"] - fate["runs"][0]["x0"] >= 3.0, f"ran again {again['x0'] - fate['runs'][0]['x0']:.1f} s after " \
+        "its first start: before it was 3 s old"
+    early = _fate(shown, "whole kills", EARLY_06)
+    assert len(early["runs"]) == 1 and early["state"] == "PENDING", early
+
+
+@says("06_lost_tasks")
+def a_warm_shutdown_returns_the_prefetched_payments(shown):
+    """"the five payments leaving the queue for the worker (unacked rises: prefetched), then, when the shutdown came,
+    the ones the worker had not started going back to the queue ... Nothing is lost." """
+    row, = rows(shown, "warm shutdown table")
+    held, back, charged = (row["held unacknowledged before the shutdown"], row["back in the queue after it"],
+                           row["charged"])
+    assert held >= 2 and back >= 1 and back + charged == 5, row
+    lines = shown["warm shutdown"]["lines"]
+    waiting, unacked = lines["l06.warm: waiting"], lines["unacked (held by workers)"]
+    assert max(y for _, y in unacked) >= 2, unacked
+    peak = next(x for x, y in unacked if y == max(v for _, v in unacked))
+    assert value_at(waiting, peak) == 0 and waiting[-1][1] >= 1, (waiting, unacked)
+
+
+@says("06_lost_tasks")
+def defaults_lose_payments_and_the_right_settings_charge_all_200(shown):
+    """"With the defaults the line stops short of 200 ... With task_acks_late=True, task_reject_on_worker_lost=True
+    and a short visibility_timeout, all 200 were charged." """
+    tally = {r["settings"]: r for r in rows(shown, "kill lab tally")}
+    assert tally["defaults"]["lost"] >= 1 and tally["defaults"]["charged"] == 200 - tally["defaults"]["lost"], tally
+    assert (tally["right settings"]["charged"], tally["right settings"]["lost"]) == (200, 0), tally
+    batches = shown["kill lab"]["batches"]
+    assert batches["defaults"]["final"] < 200 == batches["right settings"]["final"], batches
+    assert all(len(b["kills"]) == 3 for b in batches.values()), batches
+
+
+@says("06_lost_tasks")
+def each_kill_lost_its_own_kind(shown):
+    """"Each kill lost its own kind: the child killed before its charge: FAILURE ... the whole worker: the payments it
+    had prefetched ... wait in unacked ... A payment running at that moment was acknowledged and is gone" """
+    table = rows(shown, "where the lost went")
+    lost = {r["settings"]: r for r in rows(shown, "kill lab tally")}["defaults"]["lost"]
+    assert sum(r["count"] for r in table) == lost, table
+    kinds = {r["what became of it"] for r in table}
+    assert any(k.startswith("FAILURE") for k in kinds), kinds
+    assert any(k.startswith("prefetched") for k in kinds), kinds
+    assert kinds <= {"FAILURE: WorkerLostError (its child was killed)",
+                     "prefetched, held unacknowledged: back after visibility_timeout (1 h)",
+                     "started, acknowledged, killed with its worker: gone"}, kinds
+
+
+@says("06_lost_tasks")
+def every_duplicate_ran_again_after_a_kill(shown):
+    """"Some were charged twice ... Each of them was killed after its charge and before its acknowledgement ... Its
+    message came back and it ran again from the start" """
+    table = rows(shown, "kill lab duplicates")
+    twice = {r["settings"]: r for r in rows(shown, "kill lab tally")}["right settings"]["charged twice"]
+    assert len(table) == twice >= 1, (table, twice)
+    for row in table:
+        assert row["charges (ledger)"] == row["starts (ledger)"] >= 2, row
+        assert row["redelivered runs"] >= 1, row
+
+
+@says("06_lost_tasks")
+def inspect_sees_what_desk_holds_and_none_when_nobody_answers(shown):
+    """"ping(): who is alive. active() ... the long nap. reserved() ... the three behind it ... scheduled() ...
+    celery inspect exits 69 ... when no worker answers, 0 otherwise" """
+    answers = {r["method"]: r["answer of desk"] for r in rows(shown, "inspect answers")}
+    assert answers["inspect().ping()"] == "{'ok': 'pong'}", answers
+    assert answers["inspect().active()"].startswith("1 task(s)"), answers
+    assert answers["inspect().reserved()"].startswith("3 task(s)"), answers
+    assert answers["inspect().scheduled()"].startswith("1 task(s)"), answers
+    assert "charge" in answers["inspect().registered()"] and "nap" in answers["inspect().registered()"], answers
+    assert [r["exit code"] for r in rows(shown, "celery inspect exit codes")] == [69, 0]
+
+
+@says("06_lost_tasks")
+def the_procedure_places_every_planted_task(shown):
+    """"the long nap active on desk, the first two naps reserved behind it, the revoked one REVOKED, the countdown
+    scheduled, the one sent to l06.unread waiting in its queue, the payment restored in section 2 done, and the
+    payment lost under early ack nowhere" """
+    where = {r["task"]: r["where"] for r in rows(shown, "where is my task")}
+    assert where["busy"] == "active on desk", where
+    assert where["behind-0"] == where["behind-1"] == "reserved on desk", where
+    assert where["behind-2"] == "done: REVOKED", where
+    assert where["later (countdown 60)"] == "scheduled on desk", where
+    assert where["unread queue"] == "waiting in queue l06.unread", where
+    assert where["section 2, acks_late"] == "done: SUCCESS", where
+    assert where["section 2, early ack"].startswith("nowhere"), where
+
+
 # -- 05 logging -----------------------------------------------------------------------------------------------
 CELERY_INFO_05, CELERY_WARNING_05 = "stderr (celery, INFO)", "stderr (celery, WARNING)"
 OWN_SETUP_05 = {

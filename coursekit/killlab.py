@@ -1,0 +1,274 @@
+"""The kill lab of chapter 06: a batch of payments, a worker killed three times while it works through them, and
+the ledger's count of what really happened. The lesson, its tests and check 06.no_loss all run it.
+
+The three kills, always in this order:
+1. `before`: a pool child SIGKILLed while it runs a slow payment that has begun but not yet charged;
+2. `worker`: the whole worker SIGKILLed (main process and children, as an OOM killer or `kill -9` of a deploy
+   does) just after the second half of the batch has begun (it is sent once the first kill has been noticed, so
+   that the worker holds some of it); a new worker takes over at once, as a supervisor would;
+3. `after`: a pool child SIGKILLed while it runs a slow payment that has charged but not yet returned.
+The slow payments are the two that the child kills aim at: a kill lands in the half the lab means, whatever the
+machine's load. Every number comes from the ledger (what was charged) and the recorder (what the worker did), never
+from the lab's own bookkeeping: the lab only notes when it killed what.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .ledger import Ledger
+from .labs.losing import started
+
+SLOW_S = 0.8
+"""How long the two aimed-at payments take: a kill aimed at a half of 0.4 s lands in it on a busy machine too."""
+FAST_S = 0.02
+PLAN = (("before", 0.2), ("worker", 0.5), ("after", 1.0))
+"""Each kill and the share of the batch at which it comes. The slow payments sit at the child kills' shares: the first
+in the first half of the batch, which is sent at the start; the last is the batch's last payment. The second half is
+sent once the worker has noticed the first kill, and the whole worker is killed when two of it are charged."""
+
+
+@dataclass
+class Kill:
+    kind: str
+    """'before' / 'after' (a pool child, before or after its payment's charge) or 'worker' (the whole worker)."""
+    at: float
+    """Unix time of the SIGKILL."""
+    pid: int
+    order: str | None = None
+    """The payment the child ran when it was killed (child kills only)."""
+
+
+@dataclass
+class Storm:
+    orders: list[str]
+    kills: list[Kill] = field(default_factory=list)
+    began: float = 0.0
+    ended: float = 0.0
+    tally: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    """What kept a kill from landing where the plan meant it (a busy machine), said rather than hidden."""
+    skipped: list[str] = field(default_factory=list)
+    """Kills that did not happen because the payment they aimed at had been lost by an earlier kill."""
+
+    def describe(self) -> str:
+        t = self.tally
+        return (f"{t['done']}/{t['expected']} payments charged, {len(t['lost'])} lost, "
+                f"{len(t['duplicated'])} charged more than once; kills: "
+                + ", ".join(f"{k.kind} at {k.at - self.began:.1f} s" for k in self.kills))
+
+
+def orders(n: int, tag: str) -> list[tuple[str, float]]:
+    """`n` payments (order id, seconds), two of them slow: those the child kills aim at."""
+    slow = {min(int(share * n), n - 1) for kind, share in PLAN if kind != "worker"}
+    return [(f"{tag}-{i:03d}", SLOW_S if i in slow else FAST_S) for i in range(n)]
+
+
+def _wait(condition: Callable[[], object], until: float, step: float = 0.01):
+    while time.monotonic() < until:
+        found = condition()
+        if found:
+            return found
+        time.sleep(step)
+    return None
+
+
+def storm(start_worker: Callable[[], object], send: Callable[[str, float], object], ledger: Ledger,
+          batch: list[tuple[str, float]], budget_s: float = 40.0, held: Callable[[], int] = lambda: 0,
+          patience_s: float = 2.0, on_worker: Callable[[object], None] | None = None) -> Storm:
+    """Run the batch on workers from `start_worker()` (a started `Worker`, pool of 2 or more), killing as PLAN says;
+    `send(order, seconds)` publishes one payment. Return once nothing more happens: the ledger still for half a
+    second and no message left anywhere (`held()`: messages waiting in the queue or held unacknowledged), or the
+    ledger still for `patience_s` while messages stay held (they come back only after a visibility timeout the lab
+    does not wait for); at the latest after `budget_s`. So a payment charged twice is counted twice. `on_worker`
+    hears of every worker started, so that its owner can reap it."""
+    slow = [o for o, s in batch if s == SLOW_S]
+    run = Storm(orders=[o for o, _ in batch])
+    worker = start_worker()
+    on_worker and on_worker(worker)
+    run.began = time.time()
+    deadline = time.monotonic() + budget_s
+    half = len(batch) // 2
+    for order, seconds in batch[:half]:
+        send(order, seconds)
+    begun = started(ledger.name)
+    aims = iter(slow)
+    still = {"n": -1, "since": time.monotonic()}
+
+    def calm() -> float:
+        """Seconds since the ledger last grew."""
+        n = len(ledger)
+        if n != still["n"]:
+            still.update(n=n, since=time.monotonic())
+        return time.monotonic() - still["since"]
+
+    for kind, share in PLAN:
+        if kind == "worker":
+            # the second half goes out now, once the child kill has been noticed: the worker is busy with it, and
+            # holds some of it prefetched, when the whole-worker kill comes after two of it are charged
+            for order, seconds in batch[half:]:
+                send(order, seconds)
+            reached = _wait(lambda: len(ledger) >= half + 2, deadline)
+            if not reached:
+                run.problems.append(f"only {len(ledger)} charges before the whole-worker kill was due")
+            pid = worker.pid
+            worker.kill()
+            run.kills.append(Kill("worker", time.time(), pid))
+            worker = start_worker()
+            on_worker and on_worker(worker)
+            still["since"] = time.monotonic()  # a worker's boot is no silence: patience counts from its start
+            continue
+        order = next(aims)
+        book = begun if kind == "before" else ledger
+        entry = _wait(lambda: next((e for e in book.entries() if e["key"] == order and e["pid"] in worker.children),
+                                   None) or (calm() >= patience_s and "stalled"), deadline)
+        if not isinstance(entry, dict):  # nothing more happens: an earlier kill lost it
+            run.skipped.append(f"payment {order} never {'began' if kind == 'before' else 'charged'}, so its kill "
+                               "did not happen")
+            continue
+        if entry["pid"] not in worker.children:
+            run.problems.append(f"payment {order} ran in pid {entry['pid']}, no longer a pool child; no kill")
+            continue
+        if kind == "before" and ledger.counts()[order]:
+            run.problems.append(f"payment {order} had already charged when its 'before' kill came")
+        size = len(worker.children)
+        worker.kill_child(entry["pid"])
+        run.kills.append(Kill(kind, time.time(), entry["pid"], order))
+        # the next kill waits until the worker has noticed this one (the dead child reaped, a new one in its place):
+        # a whole-worker kill before that would hide what the child kill did to its task
+        if not _wait(lambda: _replaced(worker, entry["pid"], size), deadline, step=0.05):
+            run.problems.append(f"the worker did not replace its killed child {entry['pid']}")
+    def finished() -> bool:
+        quiet = calm()
+        return quiet >= 0.5 and (held() == 0 or quiet >= patience_s)
+
+    _wait(finished, deadline, step=0.05)
+    run.ended = time.time()
+    run.tally = ledger.tally(run.orders)
+    run.worker = worker
+    return run
+
+
+def _replaced(worker, pid: int, size: int) -> bool:
+    """True once `worker`'s pool is back to `size` children, none of them `pid`."""
+    kids = worker.children
+    return pid not in kids and len(kids) >= size
+
+
+def began(ledger: str, order: str, timeout: float = 10.0) -> dict:
+    """The start entry (key, pid, at) of payment `order` in the ledger `ledger`, once it has begun."""
+    book = started(ledger)
+    entry = _wait(lambda: next((e for e in book.entries() if e["key"] == order), None), time.monotonic() + timeout)
+    if entry is None:
+        from .errors import CourseError
+
+        raise CourseError(f"payment {order} did not begin within {timeout:.0f} s",
+                          fix="check that a worker reads its queue (`coursekit status`)")
+    return entry
+
+
+def _unacked(app):
+    """A plain client on the app's broker, and the names of the `unacked` hash and its index in this namespace."""
+    import redis
+
+    from . import namespace
+
+    prefix = namespace.prefix()
+    return redis.Redis.from_url(str(app.conf.broker_url)), f"{prefix}unacked", f"{prefix}unacked_index"
+
+
+def parked(app) -> dict[str, str]:
+    """The messages held in Redis's `unacked` hash (this namespace's), as task id -> the queue each came from: taken
+    by a worker and not acknowledged. kombu puts one back in its queue once it is older than `visibility_timeout`."""
+    import json
+
+    client, unacked, _ = _unacked(app)
+    with client:
+        return {json.loads(payload)[0]["headers"]["id"]: json.loads(payload)[2]
+                for _, payload in client.hscan_iter(unacked)}
+
+
+def unpark(app, task_ids) -> int:
+    """Delete these tasks' messages from the `unacked` hash (and its index), so that no worker ever restores them.
+    The lesson does it between experiments; in production you would let them come back."""
+    import json
+
+    wanted, dropped = set(task_ids), 0
+    client, unacked, index = _unacked(app)
+    with client:
+        for tag, payload in client.hscan_iter(unacked):
+            if json.loads(payload)[0]["headers"]["id"] in wanted:
+                client.hdel(unacked, tag)
+                client.zrem(index, tag)
+                dropped += 1
+    return dropped
+
+
+RIGHT = {"task_acks_late": True, "task_reject_on_worker_lost": True,
+         "broker_transport_options": {"visibility_timeout": 2, "unacked_restore_interval": 1,
+                                      "unacked_restore_throttle": 1}}
+"""The settings under which the lab loses nothing: a killed child's message requeued, a dead worker's messages back
+from `unacked` 2 s after delivery, looked for every second."""
+
+
+@dataclass
+class LabRun:
+    storm: Storm
+    ledger: Ledger
+    sent: dict[str, str]
+    """Order -> task id of its message."""
+    queue: str
+
+
+def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: str | None = None) -> LabRun:
+    """One run of the kill lab on `coursekit.labs.losing`: `n` payments to a worker (`-c 2`) with these Celery
+    settings, killed as PLAN says (a standby worker with the same settings takes over the queue after the
+    whole-worker kill), on queue `queue` (default l06.lab.<label>), charges in the ledger lesson06-<label>.
+    Every worker it started is SIGKILLed before it returns; the ledger is left for the caller to read (and clear)."""
+    from . import queues
+    from .labs.losing import app, charge
+    from .worker import Worker, start_all
+
+    queue = queue or f"l06.lab.{label}"
+    book = Ledger(f"lesson06-{label}")
+    for b in (book, started(book.name)):
+        b.clear()
+    queues.purge(app, queue)
+    # Two workers boot side by side: the first reads the queue; the second, a standby, reads nothing until the first is
+    # killed, then takes the queue over at once (as a restarted worker would, without waiting for another boot).
+    workers = [Worker("coursekit.labs.losing", name=f"{label}{n}", queues=queue if n == 1 else f"{queue}.standby",
+                      concurrency=2, config=config) for n in (1, 2)]
+    lives = iter(workers)
+    sent = {}
+    start_all(*workers)
+
+    def start():
+        worker = next(lives)
+        if worker is not workers[0]:
+            app.control.add_consumer(queue, destination=[worker.nodename], reply=True, timeout=3)
+        return worker
+
+    def send(order, seconds):
+        sent[order] = charge.apply_async((order, seconds, book.name), queue=queue).id
+
+    def held():
+        return queues.depth(app, queue) + sum(q == queue for q in parked(app).values())
+
+    try:
+        run = storm(start, send, book, orders(n, label), held=held, patience_s=patience_s)
+    finally:
+        for w in workers:
+            w.kill()
+    return LabRun(run, book, sent, queue)
+
+
+def clean(app, run: LabRun) -> None:
+    """Delete what a lab run left: its messages in `unacked` and its queue, its two ledgers."""
+    from . import queues
+
+    unpark(app, run.sent.values())
+    queues.purge(app, run.queue)
+    queues.purge(app, f"{run.queue}.standby")
+    for b in (run.ledger, started(run.ledger.name)):
+        b.clear()
