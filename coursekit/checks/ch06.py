@@ -77,6 +77,7 @@ class NoLoss(LostTaskExercise):
 
         def send(order, _seconds):
             sent[order] = task.apply_async((order,))
+            return sent[order]
 
         options = s.app.conf.broker_transport_options or {}
         vt = options.get("visibility_timeout", 3600)
