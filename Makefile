@@ -25,9 +25,9 @@ lab: $(VENV)/.installed
 # test's time is spent waiting on real workers and kernels, so more processes than cores pay: N was measured on
 # 2 cores (see README). `make test TEST_PROCS=0` runs serially. The 15 slowest tests are listed at the end: the
 # whole run must stay under 10 minutes on a fresh clone.
-TEST_PROCS ?= 4
+TEST_PROCS ?= 5
 test: $(VENV)/.installed
-	$(PY) -m pytest -n $(TEST_PROCS) --durations=15
+	$(PY) -m pytest -n $(TEST_PROCS) --durations=30
 
 # The edit loop: everything except whole-notebook runs and browser tests (markers `notebook`, `browser`).
 test-fast: $(VENV)/.installed
