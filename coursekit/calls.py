@@ -7,6 +7,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from celery.signals import after_task_publish, before_task_publish
+
 from .budget import budget, limit
 from .outcomes import Incorrect, Uncheckable
 
@@ -27,6 +29,15 @@ class Called:
     seconds: float
     begun: float
     ended: float
+    published: tuple = ()
+    """(start, end) of each message the call published, from Celery's before/after_task_publish signals in the
+    call's thread: a slow publish (a loaded machine) is told apart from a call that waited before or after it."""
+
+    def idle_around_publishing(self) -> float | None:
+        """The longest the call spent before its first publish or after its last one; None if it published none."""
+        if not self.published:
+            return None
+        return max(self.published[0][0] - self.begun, self.ended - self.published[-1][1])
 
 
 def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called:
@@ -34,6 +45,8 @@ def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called
     label = name or f"{getattr(fn, '__name__', 'the function')}{args}".replace(",)", ")")
     allowed = budget(timeout)
     box: dict = {}
+
+    publishes: list[list[float]] = []
 
     def target():
         box["begun"] = time.time()
@@ -44,8 +57,23 @@ def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called
         box["ended"] = time.time()
 
     thread = threading.Thread(target=target, daemon=True, name="coursekit-learner-call")
-    thread.start()
-    thread.join(allowed)
+
+    def before(**_):
+        if threading.current_thread() is thread:
+            publishes.append([time.time(), time.time()])
+
+    def after(**_):
+        if threading.current_thread() is thread and publishes:
+            publishes[-1][1] = time.time()
+
+    before_task_publish.connect(before, weak=False)
+    after_task_publish.connect(after, weak=False)
+    try:
+        thread.start()
+        thread.join(allowed)
+    finally:
+        before_task_publish.disconnect(before)
+        after_task_publish.disconnect(after)
     if thread.is_alive():
         if allowed < timeout:
             raise Uncheckable(f"{label} was still running when the check's {limit():.0f} s ran out")
@@ -55,7 +83,8 @@ def call(fn, *args, timeout: float = 5.0, name: str = "", source=None) -> Called
     if "error" in box:
         exc = box["error"]
         raise Incorrect(f"{label} raised {type(exc).__name__}: {exc}{at_line(exc, source)}")
-    return Called(box["value"], box["ended"] - box["begun"], box["begun"], box["ended"])
+    return Called(box["value"], box["ended"] - box["begun"], box["begun"], box["ended"],
+                  tuple(tuple(p) for p in publishes))
 
 
 def send(task, args: tuple, source=None, **options):

@@ -114,9 +114,10 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
             # The child kill's task must be dealt with first (failed and acked, rejected, retried or run again):
             # killing the whole worker before that would leave its message in `unacked`, and bring it back whatever
             # the settings (CI saw an answer that drops it pass so).
-            if struck is not None:
-                _wait(lambda: _settled(sent.get(struck), struck, begun), min(deadline, time.monotonic() + SETTLE_S),
-                      step=0.05)
+            if struck is not None and not _wait(lambda: _settled(sent.get(struck), struck, begun),
+                                                min(deadline, time.monotonic() + SETTLE_S), step=0.05):
+                run.problems.append(f"the worker had not dealt with the killed payment {struck} within {SETTLE_S:g} s "
+                                    "when the whole-worker kill was due")
             # the second half goes out now, once the child kill has been noticed: the worker is busy with it, and
             # holds some of it prefetched, when the whole-worker kill comes after two of it are charged
             for order, seconds in batch[half:]:

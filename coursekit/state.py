@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,12 +52,13 @@ def write(name: str, record: dict, private: bool = False) -> None:
     """Rewrite the whole record atomically, so a crash never leaves half a file. A `private` record (it holds a
     password) is readable by this user only from its first byte on."""
     target = state_dir() / name
-    tmp = target.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    if private:
-        tmp.touch(mode=0o600)
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(target)
+    # A temporary file of this writer's own (two kernels may write one record at once), made 0600 by mkstemp.
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(json.dumps(record, indent=2))
+    if not private:
+        os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
 
 
 def remove(name: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 STREAMS = ("stdout", "stderr")
@@ -37,17 +38,27 @@ class Copier:
             self._threads.append(thread)
 
     def _copy(self, pipe, own) -> None:
-        with pipe, own:
-            for line in iter(pipe.readline, b""):
-                own.write(line)
-                with self._lock:
-                    self._combined.write(line)
-        with self._lock:
-            self._open -= 1
-            if not self._open:
-                self._combined.close()
+        try:
+            with pipe, own:
+                for line in iter(pipe.readline, b""):
+                    if not line.endswith(b"\n"):  # the last line, cut off: keep it off the other stream's next one
+                        line += b"\n"
+                    try:
+                        own.write(line)
+                        with self._lock:
+                            self._combined.write(line)
+                    except (OSError, ValueError):  # a full disk: lose the line, but keep reading, or the worker
+                        pass  # would block once the pipe's buffer is full
+        finally:
+            with self._lock:
+                self._open -= 1
+                if not self._open:
+                    self._combined.close()
 
-    def drain(self, timeout: float = 2.0) -> None:
-        """Wait until what the process wrote before it exited is in the files."""
+    def drain(self, timeout: float = 2.0) -> bool:
+        """Wait (`timeout` in all) until what the process wrote before it exited is in the files; False if a pipe is
+        still open then (a process the worker started that outlives it holds it)."""
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)

@@ -251,6 +251,8 @@ class Worker(OwnedProcess):
         return None if self.proc is None else self.proc.returncode
 
     def _fail(self, problem: str, fix: str = "") -> None:
+        if self._copier is not None and not self.running:
+            self._copier.drain()  # an exited worker's last lines (its traceback) may still be on their way
         log = self.logs(tail=15)
         if not fix:
             fix = next((f for marker, f in _LOG_DIAGNOSES if marker in log), "read the worker log below")

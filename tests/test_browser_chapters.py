@@ -30,36 +30,41 @@ def test_lesson_runs_and_draws_every_figure(walled_lab, walls, context, chapter)
     sentence the lesson says about its figures and tables (lesson_facts.py), and nothing outside her namespace."""
     lab = walled_lab
     walls.clear()
+    lab.new_log_lines()  # lines from before this test are not its own
     nb = Notebook.open(context, lab, f"notebooks/{chapter.stem}.ipynb")
-    nb.run_all(timeout=240)
-    nb.page.screenshot(path=str(SHOTS / f"lesson{chapter.id}.png"))
-    assert nb.problems() == []
-    images = nb.panel.locator(".jp-OutputArea-output img")
-    assert images.count() >= FIGURES.get(chapter.id, 3), f"{chapter.stem} showed {images.count()} figures"
-    for n in range(images.count()):
-        image = images.nth(n)
-        image.scroll_into_view_if_needed()  # JupyterLab lays out cells only when they come into view
-        assert image.evaluate(DRAWN), f"figure {n + 1} of {chapter.stem} is not drawn"
-    if chapter.id in MAIN_FIGURE:
-        nb.screenshot(MAIN_FIGURE[chapter.id], SHOTS / f"lesson{chapter.id}-figure.png", outputs_only=True)
-    saved = nb.save()
-    nb.close()
+    try:
+        nb.run_all(timeout=240)
+        nb.page.screenshot(path=str(SHOTS / f"lesson{chapter.id}.png"))
+        assert nb.problems() == []
+        images = nb.panel.locator(".jp-OutputArea-output img")
+        assert images.count() >= FIGURES.get(chapter.id, 3), f"{chapter.stem} showed {images.count()} figures"
+        for n in range(images.count()):
+            image = images.nth(n)
+            image.scroll_into_view_if_needed()  # JupyterLab lays out cells only when they come into view
+            assert image.evaluate(DRAWN), f"figure {n + 1} of {chapter.stem} is not drawn"
+        if chapter.id in MAIN_FIGURE:
+            nb.screenshot(MAIN_FIGURE[chapter.id], SHOTS / f"lesson{chapter.id}-figure.png", outputs_only=True)
+        saved = nb.save()
+    finally:
+        nb.close()  # its kernel and workers end here, pass or fail: the lab serves the next test
     assert lab.new_log_lines() == [], "JupyterLab logged lines a learner would have to decode"
     broken = failures(chapter.stem, "notebooks", facts.read(saved))
     assert not broken, f"{chapter.stem} shows something other than its text says:\n" + "\n".join(broken)
     assert walls.keys() > 0, f"{chapter.stem} left no key on the team Redis: it ran elsewhere"
     assert walls.breaches() == [], f"{chapter.stem} reached outside the learner's namespace"
 
-
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
 def test_solutions_show_a_passed_card_per_exercise(lab, context, chapter):
+    lab.new_log_lines()  # lines from before this test are not its own
     nb = Notebook.open(context, lab, f"solutions/{chapter.stem}.ipynb")
-    nb.run_all(timeout=240)
-    assert nb.problems() == []
-    cards = nb.panel.locator(".jp-OutputArea-output.jp-RenderedHTML", has_text=f"· {chapter.id}.")
-    verdicts = [c.strip() for c in cards.all_text_contents()]
-    expected = [e for e in course.exercises() if e.startswith(f"{chapter.id}.")]
-    assert len(verdicts) == len(expected) >= 3, verdicts
-    assert all(v.startswith("Passed") for v in verdicts), verdicts
-    nb.screenshot(f"{expected[0].split('.')[1]}.check()", SHOTS / f"exercise{chapter.id}-verdict.png")
-    nb.close()
+    try:
+        nb.run_all(timeout=240)
+        assert nb.problems() == []
+        cards = nb.panel.locator(".jp-OutputArea-output.jp-RenderedHTML", has_text=f"· {chapter.id}.")
+        verdicts = [c.strip() for c in cards.all_text_contents()]
+        expected = [e for e in course.exercises() if e.startswith(f"{chapter.id}.")]
+        assert len(verdicts) == len(expected) >= 3, verdicts
+        assert all(v.startswith("Passed") for v in verdicts), verdicts
+        nb.screenshot(f"{expected[0].split('.')[1]}.check()", SHOTS / f"exercise{chapter.id}-verdict.png")
+    finally:
+        nb.close()  # its kernel and workers end here, pass or fail: the lab serves the next test

@@ -139,6 +139,12 @@ TABLE: list[Row] = [
     Row(ch01.countdown, "timing", "just-under", swap(S01, "countdown=2)", "countdown=1.5)"),
         "must start no sooner than 2 s"),
     Row(ch01.countdown, "timing", "well-over", swap(S01, "countdown=2)", "countdown=20)"), "aim for 2 s"),
+    Row(ch01.countdown, "mechanism", "sleeps-a-little-first", swap(S01, SEND_LATER, "    __import__('time').sleep(0.9)\n"
+                                                                  "    return add.apply_async((x, y), countdown=2)"),
+        "waited instead of scheduling"),
+    Row(ch01.countdown, "timing", "longer-countdown-hidden-by-a-sleep", swap(S01, SEND_LATER, (
+        "    result = add.apply_async((x, y), countdown=3)\n    __import__('time').sleep(0.6)\n    return result")),
+        "waited instead of scheduling"),
     Row(ch01.countdown, "mechanism", "sleeps", swap(S01, SEND_LATER, "    __import__('time').sleep(2)\n"
                                                    "    return add.delay(x, y)"), "waited instead of scheduling"),
     Row(ch01.countdown, "mechanism", "timer", swap(S01, SEND_LATER, (

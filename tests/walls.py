@@ -51,10 +51,12 @@ class Walls:
                 monkeypatch.setenv(name, value)
 
     def clear(self) -> None:
-        """Delete her keys, so that `keys()` after a lesson counts what that lesson left."""
+        """Delete her keys and forget what Redis refused before, so that `keys()` and `breaches()` after a lesson
+        speak of that lesson alone."""
         with redis.Redis.from_url(self.group.admin_url) as admin:
             for key in admin.scan_iter(match=namespace.of_learner(self.learner) + "*", count=1000):
                 admin.delete(key)
+            admin.execute_command("ACL", "LOG", "RESET")
 
     def keys(self) -> int:
         """How many keys she has on the team Redis: none after a lesson means it ran on another broker."""
@@ -74,10 +76,10 @@ class Walls:
 def walls():
     folder = Path(tempfile.mkdtemp(dir=os.environ["COURSEKIT_STATE_DIR"], prefix="walls-"))
     learner = f"l{os.getpid()}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSEKIT_STATE_DIR", str(folder))
-        group = team.up([learner])
     try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("COURSEKIT_STATE_DIR", str(folder))
+            group = team.up([learner])
         yield Walls(group, learner)
     finally:
         with pytest.MonkeyPatch.context() as patch:
