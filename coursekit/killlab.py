@@ -143,7 +143,10 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
         if entry["pid"] not in worker.children:
             run.problems.append(f"payment {order} ran in pid {entry['pid']}, no longer a pool child; no kill")
             continue
-        if kind == "before" and ledger.counts()[order]:
+        # A run of it that charged already is a problem only if no run of it is still before its charge: with a short
+        # visibility_timeout a payment can be delivered twice before the first kill (CI saw it), and the kill then
+        # lands in the second run, before that run's charge, as planned.
+        if kind == "before" and ledger.counts()[order] >= sum(e["key"] == order for e in begun.entries()):
             run.problems.append(f"payment {order} had already charged when its 'before' kill came")
         size = len(worker.children)
         worker.kill_child(entry["pid"])
