@@ -626,7 +626,9 @@ def the_timeline_shows_where_each_stopped(shown):
         assert bar["outcome"] == "FAILURE" and 0.95 <= bar["x1"] - bar["x0"] < 2.0, bar
     crunch = by["crunch"][0]
     assert not [b for b in bars if b["lane"] == crunch["lane"] and b["x0"] > crunch["x1"]], "a run on a dead process"
-    naps = sorted(by["nap"], key=lambda b: b["x1"] - b["x0"])
+    # first runs: a loaded CI once showed a nap delivered again (the short visibility_timeout of the duplicates
+    # sections restores what sits in the namespace's `unacked`); the sentence is about how long each nap ran
+    naps = sorted((b for b in by["nap"] if b["kind"] == "first"), key=lambda b: b["x1"] - b["x0"])
     assert len(naps) == 3 and all(b["x1"] - b["x0"] >= 1.45 for b in naps[1:]), naps
 
 
