@@ -30,28 +30,27 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture(scope="session")
-def lab(chromium, redis_url, tmp_path_factory):
-    server = LabServer(tmp_path_factory.mktemp("lab"))
+def _serve(folder, env: dict | None = None):
+    """A started LabServer in `folder`, stopped when the session ends; a lab that does not start fails the test."""
+    server = LabServer(folder, env=env)
     try:
         server.start()
     except LabDidNotStart as exc:
         pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def lab(chromium, redis_url, tmp_path_factory):
+    yield from _serve(tmp_path_factory.mktemp("lab"))
 
 
 @pytest.fixture(scope="session")
 def walled_lab(chromium, walls, tmp_path_factory):
     """A lab whose kernels work for the learner of `walls` (walls.py), on the team Redis: the lessons run in the
     browser there, so one run shows what a learner sees and proves the lesson keeps inside her namespace."""
-    server = LabServer(tmp_path_factory.mktemp("walled-lab"), env=walls.environment())
-    try:
-        server.start()
-    except LabDidNotStart as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield from _serve(tmp_path_factory.mktemp("walled-lab"), walls.environment())
 
 
 @pytest.fixture
