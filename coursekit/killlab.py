@@ -21,8 +21,7 @@ from .ledger import Ledger
 from .labs.losing import started
 
 SLOW_S = 1.2
-"""How long the two aimed-at payments take: a kill aimed at a half of 0.6 s lands in it on a busy machine too (CI
-once took longer than 0.4 s between seeing a payment begin and killing its process)."""
+"""How long the two aimed-at payments take (see `share`: each kill has 1.08 s of it to land in)."""
 SETTLE_S = 8.0
 """How long the whole-worker kill waits for the worker to have dealt with the child kill before it (a pool notices a
 dead process at its check, every 5 s)."""
@@ -69,6 +68,14 @@ def orders(n: int, tag: str) -> list[tuple[str, float]]:
     return [(f"{tag}-{i:03d}", SLOW_S if i in slow else FAST_S) for i in range(n)]
 
 
+def share(batch: list[tuple[str, float]], order: str) -> float:
+    """How far into its run `order` charges: the payment the 'before' kill aims at late (90 %), the one the 'after'
+    kill aims at early (10 %), the rest half way. Each child kill has 90 % of a slow payment to land in: with half,
+    CI once took longer than the half between seeing a payment begin and killing its process."""
+    slow = [o for o, s in batch if s == SLOW_S]
+    return {slow[0]: 0.9, slow[-1]: 0.1}.get(order, 0.5)
+
+
 def _wait(condition: Callable[[], object], until: float, step: float = 0.01):
     while time.monotonic() < until:
         found = condition()
@@ -82,9 +89,9 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
           batch: list[tuple[str, float]], budget_s: float = 40.0, held: Callable[[], int] = lambda: 0,
           patience_s: float = 2.0, on_worker: Callable[[object], None] | None = None) -> Storm:
     """Run the batch on workers from `start_worker()` (a started `Worker`, pool of 2 or more), killing as PLAN says;
-    `send(order, seconds)` publishes one payment and returns its AsyncResult. Return once nothing more happens: the ledger still for half a
-    second and no message left anywhere (`held()`: messages waiting in the queue or held unacknowledged), or the
-    ledger still for `patience_s` while messages stay held (they come back only after a visibility timeout the lab
+    `send(order, seconds)` publishes one payment and returns its AsyncResult. Return once nothing more happens: no
+    charge and no run begun for half a second, and no message left anywhere through that half second (`held()`:
+    messages waiting in the queue or held unacknowledged), or no charge for `patience_s` while messages stay held (they come back only after a visibility timeout the lab
     does not wait for); at the latest after `budget_s`. So a payment charged twice is counted twice. `on_worker`
     hears of every worker started, so that its owner can reap it."""
     slow = [o for o, s in batch if s == SLOW_S]
@@ -157,9 +164,19 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
         # a whole-worker kill before that would hide what the child kill did to its task
         if not _wait(lambda: _replaced(worker, entry["pid"], size), deadline, step=0.05):
             run.problems.append(f"the worker did not replace its killed child {entry['pid']}")
+    empty = {"since": None}  # when held() was last seen turning to 0
+
     def finished() -> bool:
-        quiet = calm()
-        return quiet >= 0.5 and (held() == 0 or quiet >= patience_s)
+        """Nothing charged for 0.5 s, no run begun for 0.5 s, and nothing held through the last 0.5 s (one reading is
+        not enough: a message a worker has just popped is in neither its queue nor `unacked` for an instant); or
+        nothing charged for `patience_s` while messages stay held."""
+        quiet, now = calm(), time.monotonic()
+        if held():
+            empty["since"] = None
+            return quiet >= patience_s
+        empty["since"] = empty["since"] or now
+        last_start = max((e["at"] for e in begun.entries()), default=0.0)
+        return quiet >= 0.5 and now - empty["since"] >= 0.5 and time.time() - last_start >= 0.5
 
     _wait(finished, deadline, step=0.05)
     run.ended = time.time()
@@ -207,6 +224,31 @@ def _unacked(app):
     return redis.Redis.from_url(str(app.conf.broker_url)), f"{prefix}unacked", f"{prefix}unacked_index"
 
 
+def stuck_lock(app, look_s: float = 0.3) -> int | None:
+    """Seconds left on kombu's restore lock (`unacked_mutex`, this namespace's) if it is still taken after `look_s`,
+    else None. A worker takes it for the few milliseconds of each sweep of `unacked`; one SIGKILLed during a sweep
+    leaves it taken for `unacked_mutex_expire` (kombu's default: 300 s), and until then no worker restores anything."""
+    client, unacked, _ = _unacked(app)
+    lock = f"{unacked}_mutex"
+    with client:
+        if not client.exists(lock):
+            return None
+        time.sleep(look_s)
+        ttl = client.ttl(lock)
+    return ttl if ttl > 0 else None
+
+
+def free_lock(app) -> bool:
+    """Delete a restore lock left taken by a worker the course killed (see stuck_lock), so that an experiment starts
+    with restores working; True if there was one. Only this namespace's lock, and only one still taken after 0.3 s:
+    a live worker holds it for milliseconds."""
+    if stuck_lock(app) is None:
+        return False
+    client, unacked, _ = _unacked(app)
+    with client:
+        return bool(client.delete(f"{unacked}_mutex"))
+
+
 def parked(app) -> dict[str, str]:
     """The messages held in Redis's `unacked` hash (this namespace's), as task id -> the queue each came from: taken
     by a worker and not acknowledged. kombu puts one back in its queue once it is older than `visibility_timeout`."""
@@ -235,10 +277,25 @@ def unpark(app, task_ids) -> int:
 
 
 RIGHT = {"task_acks_late": True, "task_reject_on_worker_lost": True,
-         "broker_transport_options": {"visibility_timeout": 2, "unacked_restore_interval": 1,
-                                      "unacked_restore_throttle": 1}}
-"""The settings under which the lab loses nothing: a killed child's message requeued, a dead worker's messages back
-from `unacked` 2 s after delivery, looked for every second."""
+         "broker_transport_options": {"visibility_timeout": 5, "unacked_restore_interval": 1,
+                                      "unacked_restore_throttle": 1, "unacked_mutex_expire": 2}}
+"""The settings under which the lab loses nothing a setting can save: a killed child's message requeued, a dead
+worker's messages back from `unacked` 5 s after delivery, looked for every second. 5 s, not less: kombu restores any
+message held longer than that, a live worker's too, and on a loaded machine a slow payment can be held over 3 s
+(CI saw one run three times with 2 s). `unacked_mutex_expire` 2 s: a worker killed in the middle of a sweep holds the
+restore lock that long instead of 300 s (see stuck_lock)."""
+
+
+def vanished(app, lost, sent: dict[str, str], ledger: Ledger) -> list[str]:
+    """The lost payments that never began and whose message is in no queue and not in `unacked`: taken off the queue
+    by a worker's BRPOP, and gone with that worker before kombu wrote it to `unacked` (it does so only when the
+    worker's event loop reads the reply). No setting brings such a message back on Redis; a worker holds at most one
+    so. `sent`: order -> task id; `ledger`: the charges' ledger (its `started` twin says what began)."""
+    from .whereis import waiting
+
+    starts = started(ledger.name).counts()
+    somewhere = set(waiting(app)) | set(parked(app))
+    return [order for order in lost if starts[order] == 0 and sent[order] not in somewhere]
 
 
 @dataclass
@@ -264,6 +321,7 @@ def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: 
     for b in (book, started(book.name)):
         b.clear()
     queues.purge(app, queue)
+    free_lock(app)  # one the previous run's workers left taken when the lab killed them would stall every restore
     # Two workers boot side by side: the first reads the queue; the second, a standby, reads nothing until the first is
     # killed, then takes the queue over at once (as a restarted worker would, without waiting for another boot).
     workers = [Worker("coursekit.labs.losing", name=f"{label}{n}", queues=queue if n == 1 else f"{queue}.standby",
@@ -278,8 +336,10 @@ def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: 
             app.control.add_consumer(queue, destination=[worker.nodename], reply=True, timeout=3)
         return worker
 
+    batch = orders(n, label)
+
     def send(order, seconds):
-        result = charge.apply_async((order, seconds, book.name), queue=queue)
+        result = charge.apply_async((order, seconds, book.name, share(batch, order)), queue=queue)
         sent[order] = result.id
         return result
 
@@ -287,7 +347,7 @@ def lab(label: str, config: dict, n: int = 200, patience_s: float = 3.0, queue: 
         return queues.depth(app, queue) + sum(q == queue for q in parked(app).values())
 
     try:
-        run = storm(start, send, book, orders(n, label), held=held, patience_s=patience_s)
+        run = storm(start, send, book, batch, held=held, patience_s=patience_s)
     finally:
         for w in workers:
             w.kill()

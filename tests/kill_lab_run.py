@@ -9,7 +9,7 @@ import sys
 from coursekit import killlab
 from coursekit.labs.losing import app
 
-RUNS = (("defaults", {}, 1.0), ("right", killlab.RIGHT, 6.0))
+RUNS = (("defaults", {}, 1.0), ("right", killlab.RIGHT, 8.0))
 
 
 def main(rounds: int) -> None:
@@ -19,7 +19,8 @@ def main(rounds: int) -> None:
             storm = run.storm
             starts = killlab.started(run.ledger.name).counts()
             print(json.dumps({"round": n + 1, "settings": label, "done": storm.tally["done"],
-                              "lost": len(storm.tally["lost"]), "duplicated": storm.tally["duplicated"],
+                              "lost": len(storm.tally["lost"]),
+                              "in_transit": killlab.vanished(app, storm.tally["lost"], run.sent, run.ledger), "duplicated": storm.tally["duplicated"],
                               "starts_of_duplicated": {k: starts[k] for k in storm.tally["duplicated"]},
                               "kills": [k.kind for k in storm.kills], "problems": storm.problems + storm.skipped,
                               "seconds": round(storm.ended - storm.began, 1)}), flush=True)

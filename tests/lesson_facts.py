@@ -322,7 +322,8 @@ def four_processes_ran_the_burst_four_at_a_time(shown):
     assert (one["processes used"], one["most at once"]) == (1, 1), one
     assert (four["processes used"], four["most at once"]) == (4, 4), four
     took = "first start to last end (s)"
-    assert one[took] > 2 * four[took], f"-c 1 took {one[took]} s, -c 4 {four[took]} s"
+    # "the longer time", no ratio: CI saw 2.09 s against 1.12 s with five test processes on two cores
+    assert one[took] > four[took], f"-c 1 took {one[took]} s, -c 4 {four[took]} s"
     lanes = _lanes(shown[TIMING_03]["bars"])
     assert sorted(_worker_of(lane) for lane in lanes) == ["four"] * 4 + ["one"], sorted(lanes)
     assert sorted(len(b) for lane, b in lanes.items() if _worker_of(lane) == "one") == [8]
@@ -726,22 +727,31 @@ def a_warm_shutdown_returns_the_prefetched_payments(shown):
 
 
 @says("06_lost_tasks")
-def defaults_lose_payments_and_the_right_settings_charge_all_200(shown):
+def defaults_lose_payments_and_the_right_settings_lose_at_most_one_in_transit(shown):
     """"With the defaults the line stops short of 200 ... With task_acks_late=True, task_reject_on_worker_lost=True
-    and a short visibility_timeout, all 200 were charged." """
+    and a short visibility_timeout, no kill lost a payment that a setting can save ... On most runs all 200 are
+    charged. On some, one payment is missing all the same, and the table above lists it as 'never began, in no
+    queue, not in unacked'" """
     tally = {r["settings"]: r for r in rows(shown, "kill lab tally")}
     assert tally["defaults"]["lost"] >= 1 and tally["defaults"]["charged"] == 200 - tally["defaults"]["lost"], tally
-    assert (tally["right settings"]["charged"], tally["right settings"]["lost"]) == (200, 0), tally
+    right = tally["right settings"]
+    assert right["lost"] <= 1 and right["charged"] == 200 - right["lost"], tally
+    where = [r for r in rows(shown, "where the lost went") if r["settings"] == "right settings"]
+    assert sum(r["count"] for r in where) == right["lost"], where
+    assert all(r["what became of it"] == TRANSIT_06 for r in where), where
     batches = shown["kill lab"]["batches"]
-    assert batches["defaults"]["final"] < 200 == batches["right settings"]["final"], batches
+    assert batches["defaults"]["final"] < 200 and batches["right settings"]["final"] == right["charged"], batches
     assert all(len(b["kills"]) == 3 for b in batches.values()), batches
+
+
+TRANSIT_06 = "never began, in no queue, not in unacked: taken off the queue as its worker died"
 
 
 @says("06_lost_tasks")
 def each_kill_lost_its_own_kind(shown):
     """"Each kill lost its own kind: the child killed before its charge: FAILURE ... the whole worker: the payments it
     had prefetched ... wait in unacked ... A payment running at that moment was acknowledged and is gone" """
-    table = rows(shown, "where the lost went")
+    table = [r for r in rows(shown, "where the lost went") if r["settings"] == "defaults"]
     lost = {r["settings"]: r for r in rows(shown, "kill lab tally")}["defaults"]["lost"]
     assert sum(r["count"] for r in table) == lost, table
     kinds = {r["what became of it"] for r in table}
@@ -749,7 +759,7 @@ def each_kill_lost_its_own_kind(shown):
     assert any(k.startswith("prefetched") for k in kinds), kinds
     assert kinds <= {"FAILURE: WorkerLostError (its child was killed)",
                      "prefetched, held unacknowledged: back after visibility_timeout (1 h)",
-                     "started, acknowledged, killed with its worker: gone"}, kinds
+                     "started, acknowledged, killed with its worker: gone", TRANSIT_06}, kinds
 
 
 @says("06_lost_tasks")

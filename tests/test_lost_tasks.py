@@ -1,5 +1,6 @@
 """Chapter 06's kill lab, run apart from the lesson on a private redis-server: with Celery's defaults the ledger shows
-payments lost, with the right settings all 200 charged, each duplicate a payment that began twice; and after the
+payments lost, with the right settings all 200 charged (or 199, the one lost in transit as the worker died: see
+killlab.vanished), each duplicate a payment that began twice; and after the
 kills no process of the lab is alive and no key outside the namespace is left.
 
 `test_kill_lab_five_rounds` is the issue's soak (5 rounds, about 2 minutes): marked `soak` and skipped unless
@@ -55,7 +56,9 @@ def judge(runs: list[dict]) -> None:
         if run["settings"] == "defaults":
             assert run["lost"] >= 1 and run["done"] == 200 - run["lost"], run
         else:
-            assert (run["done"], run["lost"]) == (200, 0), run
+            # nothing lost that a setting can save: at most the one message the killed worker had popped and not yet
+            # written to `unacked` (killlab.vanished), which never began
+            assert run["done"] == 200 - run["lost"] and run["lost"] == len(run["in_transit"]) <= 1, run
             for order, charges in run["duplicated"].items():
                 assert run["starts_of_duplicated"][order] >= charges, run  # each charge came from a run of its own
 

@@ -1,8 +1,8 @@
 """Chapter 06: lost tasks. Tasks whose side effect goes into a `coursekit.Ledger`, so that a lesson or a check counts
 what really happened after a worker was killed, whatever the results say.
 
-`charge(order, seconds, ledger)` is a payment: it works half its time, records the charge (the side effect), then
-works the other half. A kill in the first half loses the charge unless the message comes back; a kill in the second
+`charge(order, seconds, ledger, share)` is a payment: it works `share` of its time (half by default), records the
+charge (the side effect), then works the rest. A kill in the first half loses the charge unless the message comes back; a kill in the second
 half, after the charge, gives a duplicate if it does. It also notes its start in the ledger `<ledger>:started`, so
 that a lesson can aim a kill at a task that has begun.
 
@@ -30,11 +30,11 @@ def started(ledger: str) -> Ledger:
 
 
 @app.task
-def charge(order, seconds=0.04, ledger=LEDGER):
+def charge(order, seconds=0.04, ledger=LEDGER, share=0.5):
     started(ledger).write(order)
-    time.sleep(seconds / 2)
+    time.sleep(seconds * share)
     Ledger(ledger).write(order)  # the side effect: once per order, or the customer notices
-    time.sleep(seconds / 2)
+    time.sleep(seconds * (1 - share))
     return {"order": order, **ran_here()}
 
 
@@ -45,18 +45,21 @@ def nap(label, seconds=1.0):
     return {"label": label, **ran_here()}
 
 
-SLOW = "/slow"
-"""An order ending in SLOW takes PAY_SLOW_S: the checks aim their child kills at such payments."""
-PAY_S, PAY_SLOW_S = 0.05, 0.8
+SLOW_LATE, SLOW_EARLY = "/slow-late", "/slow-early"
+"""An order ending in one of these takes PAY_SLOW_S and charges at 90 % or at 10 % of it: the check aims its child
+kill before the charge at the first kind and the one after the charge at the second, each with 0.9 s to land in."""
+PAY_S, PAY_SLOW_S = 0.05, 1.0
+SHARE = {SLOW_LATE: 0.9, SLOW_EARLY: 0.1}
 
 
 def pay(order, ledger: str = "ex06"):
-    """Exercise 06.no_loss: the body of the learner's task. Records the payment half way through its work."""
-    seconds = PAY_SLOW_S if str(order).endswith(SLOW) else PAY_S
+    """Exercise 06.no_loss: the body of the learner's task. Records the payment part way through its work."""
+    suffix = next((end for end in SHARE if str(order).endswith(end)), None)
+    seconds, share = (PAY_SLOW_S, SHARE[suffix]) if suffix else (PAY_S, 0.5)
     started(ledger).write(order)
-    time.sleep(seconds / 2)
+    time.sleep(seconds * share)
     Ledger(ledger).write(order)
-    time.sleep(seconds / 2)
+    time.sleep(seconds * (1 - share))
     return order
 
 
