@@ -277,10 +277,10 @@ def unpark(app, task_ids) -> int:
 
 
 RIGHT = {"task_acks_late": True, "task_reject_on_worker_lost": True,
-         "broker_transport_options": {"visibility_timeout": 5, "unacked_restore_interval": 1,
+         "broker_transport_options": {"visibility_timeout": 4, "unacked_restore_interval": 1,
                                       "unacked_restore_throttle": 1, "unacked_mutex_expire": 2}}
 """The settings under which the lab loses nothing a setting can save: a killed child's message requeued, a dead
-worker's messages back from `unacked` 5 s after delivery, looked for every second. 5 s, not less: kombu restores any
+worker's messages back from `unacked` 4 s after delivery, looked for every second. 4 s, not less: kombu restores any
 message held longer than that, a live worker's too, and on a loaded machine a slow payment can be held over 3 s
 (CI saw one run three times with 2 s). `unacked_mutex_expire` 2 s: a worker killed in the middle of a sweep holds the
 restore lock that long instead of 300 s (see stuck_lock)."""
