@@ -29,6 +29,8 @@ SENDING = re.compile(r"^\[(?P<at>[\d-]+ [\d:,]+): INFO/\w+\] Scheduler: Sending 
                      r"\((?P<task>[^)]+)\)", re.M)
 """The line beat logs (at INFO) for every message it sends: `Scheduler: Sending due task tick (labs.beat.tick)`."""
 
+STARTING = re.compile(r"^\[(?P<at>[\d-]+ [\d:,]+): INFO/\w+\] beat: Starting\.\.\.", re.M)
+
 _live: "set[Beat]" = set()
 _live_lock = threading.Lock()
 _folders: list[Path] = []  # schedule folders this process made: removed when it exits
@@ -115,6 +117,11 @@ class Beat(Worker):
         return [{"entry": m["entry"], "task": m["task"],
                  "at": datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S,%f")}
                 for m in SENDING.finditer(self.logs(stream="stderr"))]
+
+    def began(self) -> datetime | None:
+        """When beat's scheduler started (its log's `beat: Starting...`, local time), or None before that."""
+        found = STARTING.search(self.logs(stream="stderr"))
+        return datetime.strptime(found["at"], "%Y-%m-%d %H:%M:%S,%f") if found else None
 
     @property
     def children(self) -> list[int]:
