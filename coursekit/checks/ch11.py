@@ -131,10 +131,13 @@ class Expires(Exercise):
         observed.append(f"the worker read nothing for {reading - sent[0]['at'] if sent else away:.1f} s after beat's "
                         f"first send; beat sent {len(sent)}: " +
                         ", ".join(f"{clock(m['at'])} {m['fate']}" for m in sent))
-        return {"sent": sent, "reading": reading, "task": task, "entry": entry, "name": name}
+        errors = [x.split("] ", 1)[-1] for x in beat.logs(stream="stderr").splitlines() if "ERROR/" in x]
+        return {"sent": sent, "reading": reading, "task": task, "entry": entry, "name": name, "errors": errors}
 
     def judge(self, seen, observed):
         sent, reading = seen["sent"], seen["reading"]
+        if len(sent) < 4 and seen["errors"]:
+            raise AssertionError(f"beat tried to send refresh, but the send failed: {seen['errors'][-1][:300]}")
         assert len(sent) >= 4, f"beat sent refresh only {len(sent)} times in the check's time"
         stale = [m for m in sent if m["at"] < reading - self.stale_s]
         fresh = [m for m in sent if m["at"] > reading + 0.3]
