@@ -79,7 +79,7 @@ class Expires(Exercise):
     every_s = 1.0
     stale_s = 1.5
     """A message sent this long before the worker began to read had waited past its second when it was taken."""
-    after_s = 3.5
+    after_s = 3.0
     """How long the check watches once the worker reads."""
 
     def run(self, s, observed):
@@ -100,7 +100,7 @@ class Expires(Exercise):
                             "of runs a second apart to be stale at all", fix="'schedule': 1.0 (seconds, or a timedelta)")
         ledger = Ledger(self.ledger)
         ledger.clear()
-        away = random.SystemRandom().uniform(2.5, 3.5)
+        away = random.SystemRandom().uniform(2.5, 3.2)
         beat = hosted_beat(s, "check-beat")
         try:
             try:
@@ -169,7 +169,7 @@ class Once(Exercise):
     module = "ex11_once"
     functions = ("digest",)
     ledger = "ex11_once"
-    watch_s = 4.5
+    watch_s = 3.5
 
     def run(self, s, observed):
         task = task_named(s.mod, "digest", bound=True)
@@ -186,7 +186,7 @@ class Once(Exercise):
         try:
             try:
                 one.start(timeout=budget(12))
-                time.sleep(rng.uniform(0.1, 0.6))
+                time.sleep(rng.uniform(0.1, 0.4))
                 two.start(timeout=budget(12))
             except WorkerError as exc:
                 raise beat_failed(one if not one.running else two, exc) from None
