@@ -1195,6 +1195,9 @@ TABLE += [
     Row(ch11.cron, "hidden", "every-hour-between", tokyo('crontab(minute=30, hour="7-19", day_of_week="mon-fri")'),
         "but the report is wanted at"),
     Row(ch11.cron, "mechanism", "an-interval", tokyo("43200.0"), "an interval counted from the last run"),
+    Row(ch11.cron, "value", "minute-left-out", tokyo('crontab(hour="7,19", day_of_week="mon-fri")'),
+        "but the report is wanted at"),
+    Row(ch11.cron, "blank", "schedule", tokyo("____"), "SCHEDULE still holds"),
 ]
 
 
