@@ -4,6 +4,7 @@ from .broker import Broker, current, down, rabbitmq, up
 from .results import get
 from .errors import BrokerError, CourseError, ResultError, WorkerError
 from .worker import Worker, live_workers, start_all, stop_all
+from .beat import Beat
 from .private import PrivateRedis
 from .flower import Flower
 from .ledger import Ledger
@@ -46,5 +47,5 @@ def checkup() -> None:
     print(text)
 
 
-__all__ = ["workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "Flower", "Ledger", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
+__all__ = ["Beat", "workspace", "live", "Recording", "load_recording", "record", "PrivateRedis", "Flower", "Ledger", "checkup", "reset", "Broker", "BrokerError", "CourseError", "ResultError", "Worker", "WorkerError", "current", "down", "get",
            "live_workers", "make_app", "rabbitmq", "start_all", "stop_all", "up"]

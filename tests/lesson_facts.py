@@ -1052,3 +1052,80 @@ def a_result_is_its_whole_return_value_kept_a_day(shown):
     small, big = rows(shown, "result sizes")
     assert big["bytes in Redis"] > 100 * small["bytes in Redis"] and big["bytes in Redis"] > 300_000, (small, big)
     assert 86_000 <= small["TTL (s)"] <= 86_400 and 86_000 <= big["TTL (s)"] <= 86_400, (small, big)
+
+
+# -- 11 beat ------------------------------------------------------------------------------------------------
+def _rate_11(shown, phase: str, entry: str) -> dict:
+    return next(r for r in rows(shown, "rates") if r["phase"] == phase and r["entry"] == entry)
+
+
+@says("11_beat")
+def a_crontab_follows_the_timezone_setting(shown):
+    """"The crontab runs at 07:30 UTC by default; with `timezone="Asia/Tokyo"` ... 22:30 UTC the day before ... its
+    first run is on Sunday 22:30 UTC"; seconds and timedelta are intervals the time zone does not change."""
+    runs = {(r["timezone"], r["entry"]): r["next three runs after Fri 2026-11-27 00:00 UTC"] for r in rows(shown, "schedules")}
+    assert runs[("(default: UTC)", "weekdays-0730")] == "Fri 07:30:00, Mon 07:30:00, Tue 07:30:00", runs
+    assert runs[("Asia/Tokyo", "weekdays-0730")] == "Sun 22:30:00, Mon 22:30:00, Tue 22:30:00", runs
+    for entry in ("every-2s", "every-90s"):
+        assert runs[("(default: UTC)", entry)] == runs[("Asia/Tokyo", entry)], runs
+    assert {r["becomes"] for r in rows(shown, "schedules") if r["entry"] != "weekdays-0730"} == {"schedule"}
+
+
+@says("11_beat")
+def one_beat_works_once_a_second_two_beats_twice(shown):
+    """"Beat A alone sent each entry once a second, and each did its work once a second. With beat B running, every
+    message was sent twice ... `tick` did its work twice a second." """
+    for entry in ("tick", "sweep"):
+        alone = _rate_11(shown, "beat A alone", entry)
+        assert alone["sent"] >= 3 and alone["did its work"] == alone["sent"], alone
+        assert 0.7 <= alone["work per second"] <= 1.3, alone
+    both = _rate_11(shown, "beats A and B", "tick")
+    assert both["sent"] >= 6 and both["did its work"] == both["sent"] and 1.6 <= both["work per second"] <= 2.4, both
+
+
+@says("11_beat")
+def the_slot_lock_keeps_sweep_once_a_second(shown):
+    """"`sweep` did its work once a second all along: of each pair, the first run to take the slot's lock did the
+    work, the other found it taken" (on the figure: on each second both beats sent, one filled dot)."""
+    both = _rate_11(shown, "beats A and B", "sweep")
+    assert both["sent"] >= 6 and abs(both["did its work"] - both["sent"] / 2) <= 1, both
+    assert 0.7 <= both["work per second"] <= 1.3, both
+    lines = shown["two beats"]["lines"]
+    worked = [round(x) for label, pts in lines.items() if label.startswith("sweep") and "did its work" in label
+              for x, _ in pts]
+    skipped = [round(x) for label, pts in lines.items() if label.startswith("sweep") and "skipped" in label
+               for x, _ in pts]
+    assert skipped, lines.keys()
+    pairs = [s for s in set(skipped)]
+    lone = [s for s in pairs if worked.count(s) != 1]
+    assert len(lone) <= 1, (worked, skipped)
+
+
+@says("11_beat")
+def expires_drops_the_backlog_and_stale_runs_it_late(shown):
+    """"`stale` ran every message it ever sent, the old ones seconds late ... The worker took the old messages, saw
+    they had expired, and dropped them ... the ones it received in time ran." """
+    by = {r["entry"]: r for r in rows(shown, "backlog")}
+    fresh, stale = by["fresh"], by["stale"]
+    assert stale["dropped as expired"] == 0 and stale["ran"] == stale["sent"], stale
+    assert stale["sent before the late worker started"] >= 2 and stale["longest wait before a run (s)"] >= 2, stale
+    assert fresh["dropped as expired"] >= 2 and fresh["dropped as expired"] + fresh["ran"] == fresh["sent"], fresh
+    assert fresh["dropped as expired"] <= fresh["sent"] - fresh["ran"], fresh
+    assert fresh["ran"] >= 3 and fresh["longest wait before a run (s)"] <= 1.2, fresh
+    lines = shown["expires"]["lines"]
+    assert "fresh: dropped as expired" in lines and "stale: dropped as expired" not in lines, lines.keys()
+    # the old ones were dropped, the later ones ran: every drop was sent before the first fresh message that ran
+    assert max(x for x, _ in lines["fresh: dropped as expired"]) < min(x for x, _ in lines["fresh: ran"]), lines
+
+
+@says("11_beat")
+def a_restarted_beat_sends_a_missed_run_once(shown):
+    """"It sent the entry once, right at its start, and then every second again: the runs it missed were not
+    replayed ... A fresh beat, with no file, sends an entry one interval after it starts (beat D's first dot)." """
+    (row,) = rows(shown, "restart")
+    assert row["runs missed"] >= 2 and row["beat D down (s)"] >= 2.5, row
+    assert row["first send after its restart (s)"] <= 0.5 and row["sends in its first 0.9 s"] == 1, row
+    assert 0.9 <= row["then one every (s)"] <= 1.1, row
+    assert 0.8 <= row["fresh beat D: first send after its start (s)"] <= 1.3, row
+    after = shown["downtime"]["lines"]["after the restart"]
+    assert len(after) >= 2, after

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S06F,
-                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, attempt, solution_module, swap)
+                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S11C, S11E, S11O, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch11
 from coursekit.exercise import Exercise
 
 
@@ -1133,6 +1133,72 @@ TABLE += [
         "import_batch has max_retries=0"),
 ]
 
+
+
+# -- chapter 11: beat. 11.expires and 11.once start real beats (about 12 s a row); 11.crontab runs nothing. ---------
+E_ENTRY = '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "options": {"expires": 1}},'
+O_LOCK = """    slot = int(time.time())
+    if not client().set(lock_key(f"{entry}:{slot}"), 1, nx=True, ex=10):
+        return "skipped: another copy has this slot"
+"""
+C_CRON = 'crontab(minute=30, hour="7,19", day_of_week="mon-fri")'
+
+
+def refresh_entry(entry: str, task: str = "@app.task(bind=True)") -> str:
+    return swap(swap(S11E, E_ENTRY, entry), "@app.task(bind=True)\ndef refresh", f"{task}\ndef refresh")
+
+
+def digest_body(lock: str) -> str:
+    return swap(S11O, O_LOCK, textwrap.indent(textwrap.dedent(lock), "    ") if lock else "")
+
+
+def tokyo(cron: str = C_CRON, settings: str = '"timezone": "Asia/Tokyo",') -> str:
+    return swap(swap(S11C, C_CRON, cron), '    "timezone": "Asia/Tokyo",', f"    {settings}" if settings else "")
+
+
+TABLE += [
+    # -- 11.expires ---------------------------------------------------------------------------------------------
+    Row(ch11.expires, "right", "expires-on-the-task", swap(refresh_entry(
+        '"refresh-prices": {"task": refresh.name, "schedule": datetime.timedelta(seconds=1), "args": ["prices"]},',
+        "@app.task(bind=True, expires=1)"), "import coursekit", "import datetime\nimport coursekit")),
+    Row(ch11.expires, "timing", "expires-a-minute", refresh_entry(
+        '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "options": {"expires": 60}},'),
+        "expires=60 lets a message live longer"),
+    Row(ch11.expires, "crash", "expires-beside-schedule", refresh_entry(
+        '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "expires": 1},'),
+        "beat could not run your schedule"),
+    Row(ch11.expires, "value", "every-ten-seconds", refresh_entry(
+        '"refresh-prices": {"task": refresh.name, "schedule": 10.0, "args": ["prices"], "options": {"expires": 1}},'),
+        "not every second"),
+    Row(ch11.expires, "blank", "schedule", refresh_entry("____"), "SCHEDULE still holds"),
+
+    # -- 11.once ------------------------------------------------------------------------------------------------
+    Row(ch11.once, "right", "ttl-shorter-than-the-period", digest_body(
+        'if not client().set(lock_key(entry), 1, nx=True, px=600):\n    return "skipped"\n')),
+    Row(ch11.once, "mechanism", "no-lock", digest_body(""), "both copies did the work"),
+    Row(ch11.once, "mechanism", "released-when-done", swap(digest_body(
+        'if not client().set(lock_key(entry), 1, nx=True, ex=10):\n    return "skipped"\n'),
+        '    return do_work("ex11_once", entry, self.request.id)',
+        '    try:\n        return do_work("ex11_once", entry, self.request.id)\n'
+        '    finally:\n        client().delete(lock_key(entry))'), "both copies did the work"),
+    Row(ch11.once, "timing", "lock-without-ttl", digest_body(
+        'if not client().set(lock_key(entry), 1, nx=True):\n    return "skipped"\n'), "no copy did the work"),
+
+    # -- 11.crontab ---------------------------------------------------------------------------------------------
+    Row(ch11.cron, "right", "numbers-and-conf", swap(tokyo('crontab(minute="30", hour=[7, 19], day_of_week="1-5")', ""),
+                                                   'app = ck.make_app("ex11_crontab", **SETTINGS)',
+                                                   'app = ck.make_app("ex11_crontab", **SETTINGS)\n'
+                                                   'app.conf.timezone = "Asia/Tokyo"')),
+    Row(ch11.cron, "value", "no-timezone", tokyo(settings=""), "your app has no timezone, so the hours are read in UTC"),
+    Row(ch11.cron, "value", "sunday-to-thursday", tokyo('crontab(minute=30, hour="7,19", day_of_week="0-4")'),
+        "but the report is wanted at"),
+    Row(ch11.cron, "hidden", "every-hour-between", tokyo('crontab(minute=30, hour="7-19", day_of_week="mon-fri")'),
+        "but the report is wanted at"),
+    Row(ch11.cron, "mechanism", "an-interval", tokyo("43200.0"), "an interval counted from the last run"),
+    Row(ch11.cron, "value", "minute-left-out", tokyo('crontab(hour="7,19", day_of_week="mon-fri")'),
+        "but the report is wanted at"),
+    Row(ch11.cron, "blank", "schedule", tokyo("____"), "SCHEDULE still holds"),
+]
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
