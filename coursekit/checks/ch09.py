@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from ..budget import budget
 from ..exercise import Exercise
 from ..fleet import pool_kind, pool_of
 from ..outcomes import Incorrect
@@ -32,6 +33,10 @@ def one_line(s, example: str):
     lines = parse_workers(getattr(s.mod, "WORKERS", None), s.name, mod=s.mod)
     if len(lines) != 1:
         raise Incorrect(f"WORKERS names {len(lines)} workers; the exercise deploys one", fix=f"e.g. {example}")
+    note = unpatched_note(lines[0], s.app)
+    if note:  # judged before it starts: such a worker logs "ready", then never answers a ping (seen, 20 s)
+        raise Incorrect(f"{lines[0].name}: {note[2:]}; started so, the worker logs 'ready' and then answers nothing",
+                        fix="write `-P gevent` (with the space) or `--pool=gevent` on the command line")
     return lines[0]
 
 
@@ -65,11 +70,12 @@ def too_many_processes(line, app, what: str) -> None:
                         fix="see the lesson's table: what -c means on each pool")
 
 
-def fetch_jobs(fleet, task, n: int, seconds: float, extra=()):
-    """Send n fetches (and `extra` (task, args) calls first), wait for them, and return the Jobs."""
+def fetch_jobs(fleet, task, n: int, seconds: float, extra=(), wait: float = 6.0):
+    """Send n fetches (and `extra` (task, args) calls first), wait up to `wait` s for them, and return the Jobs.
+    One round takes about `seconds`; a wait of 6 s lets a few rounds end, enough to say how many ran at once."""
     calls = list(extra) + [(task, (f"https://api.example/item/{i}", seconds)) for i in range(n)]
     sent = [(t, args, fleet.send(t, args)) for t, args in calls]
-    return fleet.jobs(sent, wait=max(seconds * 3, 4.0) + 4)
+    return fleet.jobs(sent, wait=budget(wait))
 
 
 def values(jobs) -> list[dict]:
@@ -197,7 +203,8 @@ class HungFetch(Exercise):
         observed += fleet.describe()
         rng = random.SystemRandom()
         n, seconds, hang = rng.randint(24, 30), round(rng.uniform(0.3, 0.5), 2), rng.randint(8, 12)
-        jobs = fetch_jobs(fleet, fetch, n, seconds, extra=[(fetch, ("https://api.example/hangs", hang))])
+        # 5 s: the burst takes one round, the hung fetch must end by 2.5 s; one still running then was not stopped
+        jobs = fetch_jobs(fleet, fetch, n, seconds, extra=[(fetch, ("https://api.example/hangs", hang))], wait=5.0)
         hung, normal = jobs[0], jobs[1:]
         observed.append(f"the hung fetch ({hang} s): {hung.describe()}")
         got = values(normal)
