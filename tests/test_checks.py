@@ -1175,8 +1175,6 @@ TABLE += [
         "the threads pool ignores time limits"),
     Row(ch09.limit, "mechanism", "gevent-soft-only", limit_module("-P gevent -c 100", "@app.task(soft_time_limit=1)"),
         "gevent ignores soft_time_limit"),
-    Row(ch09.limit, "timing", "limit-too-long", limit_module("-P gevent -c 100", "@app.task(time_limit=4)"),
-        "stopped only"),
     Row(ch09.limit, "value", "prefork-rounds", limit_module("-P prefork -c 4"), "at most 4 of the"),
 ]
 
