@@ -121,3 +121,54 @@ def summary(io: dict, cpu: dict, recording, workers: dict) -> pd.DataFrame:
                      "processes": int(last.pid.nunique()) if len(last) else None,
                      "RSS, all its processes (MiB)": round(float(last.rss.sum()) / (1 << 20)) if len(last) else None})
     return pd.DataFrame(rows)
+
+
+def memory(recording, workers: dict, labels: dict[str, str], name: str = "pool memory") -> CourseFigure:
+    """One horizontal bar per worker, stacked from its processes' RSS at the recording's last memory sample: the
+    main process first, then each pool child."""
+    mem = recording.memory
+    fig = CourseFigure(figsize=(8, 2.6), layout="constrained", name=name)
+    ax = fig.add_subplot()
+    names = list(workers)
+    totals = {}
+    for band, worker in enumerate(names):
+        mine = mem[mem.node == workers[worker].nodename]
+        last = mine[mine.t == mine.t.max()].sort_values("role", key=lambda r: r != "main")
+        left = 0.0
+        for row in last.itertuples():
+            mib = float(row.rss) / (1 << 20)
+            ax.barh(band, mib, left=left, height=0.6, color="tab:gray" if row.role == "main" else "tab:blue",
+                    edgecolor="white", label="_")
+            left += mib
+        totals[worker] = {"processes": int(len(last)), "mib": round(left)}
+        ax.text(left + 4, band, f"{round(left)} MiB, {len(last)} process{'es' if len(last) > 1 else ''}",
+                va="center", fontsize="small", color="dimgray")
+    top = max(t["mib"] for t in totals.values())
+    ax.set_xlim(0, top * 1.45)
+    ax.set_ylim(len(names) - 0.4, -0.6)
+    ax.set_yticks(range(len(names)), [labels[w] for w in names])
+    ax.set_xlabel("resident memory (MiB): grey the main process, blue each pool child")
+    ax.set_title("What each worker costs in memory, as the recorder sampled it")
+    fig.facts = {"workers": totals}
+    return fig
+
+
+def limits(table: pd.DataFrame, soft: float, hard: float, name: str = "pool limits") -> CourseFigure:
+    """One bar per worker from 0 to when `stuck` ended, red for FAILURE, green for SUCCESS, with the task's soft and
+    hard limits as dashed lines; `table` has the columns worker, state, result, ended after (s)."""
+    fig = CourseFigure(figsize=(8, 2.6), layout="constrained", name=name)
+    ax = fig.add_subplot()
+    longest = float(table["ended after (s)"].max())
+    for band, row in enumerate(table.to_dict("records")):
+        ended = row["ended after (s)"]
+        ax.barh(band, ended, height=0.55, color="tab:red" if row["state"] == "FAILURE" else "tab:green", label="_")
+        ax.text(ended + 0.05, band, f"{row['state']}: {row['result']}", va="center", fontsize="small")
+    for at, what, y, va in ((soft, "soft_time_limit", -0.55, "top"), (hard, "time_limit", len(table) - 0.45, "bottom")):
+        ax.axvline(at, color="black", linestyle="--", linewidth=1)
+        ax.text(at + 0.03, y, f"{what}={at:g}", fontsize="x-small", va=va)
+    ax.set_xlim(0, longest * 1.75)
+    ax.set_ylim(len(table) - 0.4, -0.6)
+    ax.set_yticks(range(len(table)), list(table.worker))
+    ax.set_xlabel("seconds after stuck(3.0) was sent to all four")
+    ax.set_title("The same stuck task on each pool: who stopped it, and when")
+    return fig

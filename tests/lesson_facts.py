@@ -1107,6 +1107,8 @@ def prefork_pays_a_process_per_child(shown):
         row = _row_09(shown, "pool numbers", pool)
         assert row["processes"] == 1, row
         assert prefork["RSS, all its processes (MiB)"] >= 1.8 * row["RSS, all its processes (MiB)"], (prefork, row)
+    drawn = shown["pool memory"]["workers"]
+    assert drawn["prefork"]["processes"] == 3 and drawn["threads"]["processes"] == 1, drawn
 
 
 @says("09_pools")
