@@ -169,6 +169,6 @@ def limits(table: pd.DataFrame, soft: float, hard: float, name: str = "pool limi
     ax.set_xlim(0, longest * 1.75)
     ax.set_ylim(len(table) - 0.4, -0.6)
     ax.set_yticks(range(len(table)), list(table.worker))
-    ax.set_xlabel("seconds after stuck(3.0) was sent to all four")
+    ax.set_xlabel("seconds after stuck(2.5) was sent to all four")
     ax.set_title("The same stuck task on each pool: who stopped it, and when")
     return fig
