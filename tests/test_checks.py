@@ -1175,7 +1175,8 @@ TABLE += [
         "the threads pool ignores time limits"),
     Row(ch09.limit, "mechanism", "gevent-soft-only", limit_module("-P gevent -c 100", "@app.task(soft_time_limit=1)"),
         "gevent ignores soft_time_limit"),
-    Row(ch09.limit, "value", "prefork-rounds", limit_module("-P prefork -c 4"), "normal fetches were in flight at once"),
+    Row(ch09.limit, "value", "prefork-rounds", limit_module("-P prefork -c 4"),
+        "normal fetches were in flight at once"),
 ]
 
 

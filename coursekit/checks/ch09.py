@@ -208,7 +208,8 @@ class HungFetch(Exercise):
         rng = random.SystemRandom()
         n, seconds, hang = rng.randint(24, 30), round(rng.uniform(0.3, 0.5), 2), rng.randint(8, 12)
         # 5 s: the burst takes one round, the hung fetch must end by 2.5 s; one still running then was not stopped
-        jobs = fetch_jobs(fleet, fetch, n, seconds, extra=[(fetch, ("https://api.example/hangs", hang))], wait=5.0)
+        hung_call = (fetch, ("https://api.example/hangs", hang))
+        jobs = fetch_jobs(fleet, fetch, n, seconds, extra=[hung_call], wait=5.0)
         hung, normal = jobs[0], jobs[1:]
         observed.append(f"the hung fetch ({hang} s): {hung.describe()}")
         got = values(normal)
