@@ -196,7 +196,7 @@ class HungFetch(Exercise):
 
     id = "09.limit"
     module = "ex09_limit"
-    functions = ("WORKERS",)
+    functions = ("WORKERS", "fetch")  # fetch's decorator is part of the answer
     fleet = True
 
     def run(self, s, observed):
