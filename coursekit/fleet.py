@@ -36,6 +36,8 @@ MAX_POOL = 24
 MAX_THREADS = 100
 """Threads in one worker's pool: cheap to start (a threads pool starts them as tasks arrive), so not counted in
 MAX_FLEET_POOL."""
+MAX_GREENLETS = 1000
+"""Greenlets in one gevent or eventlet worker: a few KiB each, spawned as tasks arrive (chapter 09)."""
 MAX_FLEET_POOL = 32
 """Pool processes of all of one check's workers together: on 2 cores, a few seconds of boot at most."""
 
@@ -167,8 +169,9 @@ class Fleet:
                 continue  # 'auto', or a value the worker itself will refuse at start, naming it
             if kind == "solo":
                 size = 1
-            threads = kind == "threads"
-            limit, unit = (MAX_THREADS, "threads") if threads else (MAX_POOL, "processes")
+            threads = kind in ("threads", "gevent", "eventlet")  # threads or greenlets of one process
+            limit, unit = ((MAX_GREENLETS, "greenlets") if kind in ("gevent", "eventlet") else
+                           (MAX_THREADS, "threads") if threads else (MAX_POOL, "processes"))
             if size > limit:
                 source = f"-c {size}" if worker.line.concurrency else f"worker_concurrency={size} in your settings"
                 raise Uncheckable(f"worker {worker.name!r} would start {size} pool {unit} ({source}); a check starts "

@@ -39,6 +39,9 @@ class WorkerLine:
     options: tuple[str, ...]
     concurrency: int | str | None
     pool: str | None = None
+    unpatched: bool = False
+    """-P gevent/eventlet written so that the `celery` command does not see it before importing anything (`-Pgevent`,
+    `-P=gevent`): the pool starts without monkey patching, as celery itself would start it (celery-facts 9)."""
     app_attribute: str | None = None
     """`app` in `-A module:app` or `-A module.app`: the name the worker looks up in the module (None: Celery looks
     for `app`, `celery` or the only Celery app there)."""
@@ -159,8 +162,24 @@ def parse_line(name: object, text: object, module: str) -> WorkerLine:
             options += [flag, ",".join(listed[key]) if key in listed else str(params[key])]
     if params["disable_prefetch"]:
         options.append("--disable-prefetch")
+    unpatched = pool in ("gevent", "eventlet") and _patched_pool(args) != pool
+    if unpatched:  # pass it on as written: a spelling that celery's early look at argv misses
+        options[options.index("-P") + 1:options.index("-P") + 2] = []
+        options[options.index("-P")] = f"-P{pool}"
     attribute = app[len(module) + 1:] or None
-    return WorkerLine(name, text, listed.get("queues"), tuple(options), params["concurrency"], pool, attribute)
+    return WorkerLine(name, text, listed.get("queues"), tuple(options), params["concurrency"], pool, unpatched,
+                      attribute)
+
+
+def _patched_pool(args: list[str]) -> str | None:
+    """The pool `celery` finds in argv before it imports anything, and patches for (gevent, eventlet): only
+    `-P NAME`, `--pool NAME` and `--pool=NAME` (celery/__init__.py: maybe_patch_concurrency)."""
+    from celery import _find_option_with_arg
+
+    try:
+        return _find_option_with_arg(list(args), ["-P"], ["--pool"])
+    except (KeyError, IndexError):
+        return None
 
 
 def parse_workers(value: object, module: str, label: str = "WORKERS", mod=None) -> list[WorkerLine]:

@@ -1054,6 +1054,101 @@ def a_result_is_its_whole_return_value_kept_a_day(shown):
     assert 86_000 <= small["TTL (s)"] <= 86_400 and 86_000 <= big["TTL (s)"] <= 86_400, (small, big)
 
 
+# -- 09 pools -----------------------------------------------------------------------------------------------------
+IO_09, CPU_09 = "20 x fetch(0.2 s): waiting", "6 x crunch(3): computing"
+
+
+def _burst_09(shown, burst: str) -> dict:
+    return shown["pools"]["bursts"][burst]
+
+
+def _row_09(shown, table: str, worker: str) -> dict:
+    return next(r for r in rows(shown, table) if r["worker"] == worker)
+
+
+@says("09_pools")
+def threads_and_gevent_finish_the_waits_at_least_3_times_faster(shown):
+    """"threads and gevent started all 20 fetches at once, each in a lane of its own, and were done in about one
+    fetch's time: at least 3 times faster than prefork -c 2"; prefork "ran 2 at a time"; solo "one at a time ... at
+    least 1.5 times prefork's time"."""
+    io = _burst_09(shown, IO_09)
+    for pool in ("threads", "gevent"):
+        assert io[pool]["at_once"] == 20 and io[pool]["lanes"] == 20, io[pool]
+        assert io[pool]["wall_s"] * 3 <= io["prefork"]["wall_s"], (pool, io)
+    assert io["prefork"]["at_once"] == 2 and io["prefork"]["processes"] == 2, io["prefork"]
+    assert io["solo"]["at_once"] == 1 and io["solo"]["wall_s"] >= 1.5 * io["prefork"]["wall_s"], io
+
+
+@says("09_pools")
+def only_prefork_crunches_in_two_processes_at_once(shown):
+    """"prefork ran 2 crunches at the same moment, in two processes: the only pool that can use two cores"."""
+    cpu = _burst_09(shown, CPU_09)
+    assert cpu["prefork"]["processes"] == 2 and cpu["prefork"]["pairs_in_two_processes"] >= 1, cpu["prefork"]
+    assert all(cpu[p]["pairs_in_two_processes"] == 0 for p in ("threads", "gevent", "solo")), cpu
+
+
+@says("09_pools")
+def threads_never_get_more_than_one_core(shown):
+    """"threads started several crunches at once, yet its threads together got at most one core (CPU cores used
+    about 1 or less) ... six crunches took at least their whole CPU time"."""
+    threads = _burst_09(shown, CPU_09)["threads"]
+    assert threads["at_once"] >= 2, threads
+    assert threads["cores_used"] <= 1.15, threads
+    assert threads["wall_s"] >= 0.85 * threads["cpu_s"], threads
+    assert _row_09(shown, "pool numbers", "threads")["CPU cores used"] <= 1.15
+
+
+@says("09_pools")
+def gevent_and_solo_crunch_one_at_a_time(shown):
+    """"gevent ran the crunches one after another, each in its own greenlet"; "solo ran them one after another
+    too"."""
+    cpu = _burst_09(shown, CPU_09)
+    assert cpu["gevent"]["at_once"] == 1 and cpu["gevent"]["lanes"] == 6, cpu["gevent"]
+    assert cpu["solo"]["at_once"] == 1 and cpu["solo"]["lanes"] == 1, cpu["solo"]
+
+
+@says("09_pools")
+def prefork_pays_a_process_per_child(shown):
+    """"prefork pays a whole Python process per unit of concurrency (here 3 processes: the main one and 2
+    children), threads and gevent one process for 20"."""
+    prefork = _row_09(shown, "pool numbers", "prefork")
+    assert prefork["processes"] == 3, prefork
+    for pool in ("threads", "gevent"):
+        row = _row_09(shown, "pool numbers", pool)
+        assert row["processes"] == 1, row
+        assert prefork["RSS, all its processes (MiB)"] >= 1.8 * row["RSS, all its processes (MiB)"], (prefork, row)
+    drawn = shown["pool memory"]["workers"]
+    assert drawn["prefork"]["processes"] == 3 and drawn["threads"]["processes"] == 1, drawn
+
+
+@says("09_pools")
+def only_prefork_and_gevent_stop_the_stuck_task(shown):
+    """"prefork enforced the soft limit (SoftTimeLimitExceeded ... at 0.5 s)"; "gevent ... TimeLimitExceeded at 1 s";
+    "threads and solo let it run to its end: 2.5 s and SUCCESS"."""
+    prefork, gevent = _row_09(shown, "limits", "prefork"), _row_09(shown, "limits", "gevent")
+    assert prefork["state"] == "FAILURE" and prefork["result"] == "SoftTimeLimitExceeded", prefork
+    assert gevent["state"] == "FAILURE" and gevent["result"] == "TimeLimitExceeded", gevent
+    assert prefork["ended after (s)"] < 2.5 and gevent["ended after (s)"] < 2.5, (prefork, gevent)
+    for pool in ("threads", "solo"):
+        row = _row_09(shown, "limits", pool)
+        assert row["state"] == "SUCCESS" and row["ended after (s)"] >= 2.4, row
+
+
+@says("09_pools")
+def a_busy_solo_worker_answers_no_ping(shown):
+    """"while it works, `celery inspect` gets no reply from it" (ping returns None), and it answers once the task
+    ends."""
+    during, after = rows(shown, "solo ping")
+    assert during["reply"] == "None", during
+    assert "pong" in after["reply"], after
+
+
+@says("09_pools")
+def auto_counts_no_more_than_the_default(shown):
+    """The default -c counts the host's CPUs; -c auto never more than those this process may run on."""
+    row = rows(shown, "cpu budget")[0]
+    assert row["-c auto for prefork"] <= row["CPUs this process may run on (affinity)"], row
+    assert row["CPUs this process may run on (affinity)"] <= row["os.cpu_count() (the default -c)"], row
 # -- 11 beat ------------------------------------------------------------------------------------------------
 def _rate_11(shown, phase: str, entry: str) -> dict:
     return next(r for r in rows(shown, "rates") if r["phase"] == phase and r["entry"] == entry)

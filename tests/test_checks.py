@@ -29,10 +29,11 @@ from pathlib import Path
 
 import pytest
 from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S06F,
-                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S11C, S11E, S11O, attempt, solution_module, swap)
+                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S09C, S09I, S09L, S11C, S11E, S11O, attempt,
+                     solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch11
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch11
 from coursekit.exercise import Exercise
 
 
@@ -545,8 +546,8 @@ TABLE += [
         "ran in the checking process itself, not on a worker"),
     Row(ch03.burst, "mechanism", "no-wait", swap(S03_BURST, FETCH_WAIT, "    pass  # waiting on the network"),
         "keep that wait"),
-    Row(ch03.burst, "crash", "pool-not-installed", burst_settings('    "worker_pool": "gevent",\n' + TEN),
-        "No module named 'gevent'"),
+    Row(ch03.burst, "crash", "pool-not-installed", burst_settings('    "worker_pool": "eventlet",\n' + TEN),
+        "No module named 'eventlet'"),
     Row(ch03.burst, "hang", "fetch-never-returns", swap(S03_BURST, FETCH_WAIT, "    time.sleep(10**6)  # waiting"),
         "had no result after"),
     Row(ch03.burst, "blank", "settings", burst_settings("    ____"), "SETTINGS still holds"),
@@ -1135,6 +1136,51 @@ TABLE += [
 
 
 
+# -- chapter 09: pools. Each row boots the one worker its WORKERS line names; a few seconds a row. -------------------
+IO_LINE = '"fetcher": "celery -A workspace.ex09_io worker -P gevent -c 100",'
+CPU_LINE = '"cruncher": "celery -A workspace.ex09_cpu worker -P prefork -c 2",'
+LIMIT_LINE = '"fetcher": "celery -A workspace.ex09_limit worker -P gevent -c 100",'
+
+
+def io_line(options: str) -> str:
+    return swap(S09I, IO_LINE, f'"fetcher": "celery -A workspace.ex09_io worker {options}",')
+
+
+def cpu_line(options: str) -> str:
+    return swap(S09C, CPU_LINE, f'"cruncher": "celery -A workspace.ex09_cpu worker {options}",')
+
+
+def limit_module(options: str, decorator: str = "@app.task(time_limit=1.5)") -> str:
+    return swap(swap(S09L, LIMIT_LINE, f'"fetcher": "celery -A workspace.ex09_limit worker {options}",'),
+                "@app.task(time_limit=1.5)", decorator)
+
+
+TABLE += [
+    # -- 09.io ---------------------------------------------------------------------------------------------------
+    Row(ch09.io, "right", "threads-50", io_line("-P threads -c 50")),
+    Row(ch09.io, "mechanism", "prefork-20-processes", io_line("-P prefork -c 20"), "forks 20 processes"),
+    Row(ch09.io, "value", "threads-20", io_line("-P threads -c 20"), "at most 20 of the"),
+    Row(ch09.io, "mechanism", "gevent-spelled-unpatched", io_line("-Pgevent -c 100"), "WITHOUT monkey patching"),
+    Row(ch09.io, "blank", "workers", swap(S09I, IO_LINE, "____"), "WORKERS still holds"),
+
+    # -- 09.cpu --------------------------------------------------------------------------------------------------
+    Row(ch09.cpu, "right", "default-pool", cpu_line("-c 2")),
+    Row(ch09.cpu, "mechanism", "threads", cpu_line("-P threads -c 8"), "the GIL lets one thread at a time"),
+    Row(ch09.cpu, "mechanism", "gevent", cpu_line("-P gevent -c 8"), "a greenlet that computes never yields"),
+    Row(ch09.cpu, "value", "one-process", cpu_line("-c 1"), "no two crunches ran at the same moment"),
+
+    # -- 09.limit ------------------------------------------------------------------------------------------------
+    Row(ch09.limit, "right", "gevent-hard-and-soft", limit_module("--pool=gevent -c 60",
+                                                                  "@app.task(time_limit=1, soft_time_limit=0.5)")),
+    Row(ch09.limit, "mechanism", "threads", limit_module("-P threads -c 50"),
+        "the threads pool ignores time limits"),
+    Row(ch09.limit, "mechanism", "gevent-soft-only", limit_module("-P gevent -c 100", "@app.task(soft_time_limit=1)"),
+        "gevent ignores soft_time_limit"),
+    Row(ch09.limit, "value", "prefork-rounds", limit_module("-P prefork -c 4"),
+        "normal fetches were in flight at once"),
+]
+
+
 # -- chapter 11: beat. 11.expires and 11.once start real beats (about 12 s a row); 11.crontab runs nothing. ---------
 E_ENTRY = '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "options": {"expires": 1}},'
 O_LOCK = """    slot = int(time.time())
@@ -1377,7 +1423,7 @@ M03 = "workspace.ex03_routing"
     (f"celery -A {M03} worker -Q 'images", "incorrect", "No closing quotation"),
     (f"celery -A {M03} worker --autoscale 4,1", "uncheckable", "the check does not run --autoscale"),
     (f"celery -b redis://elsewhere -A {M03} worker", "uncheckable", "does not run celery's option -b"),
-    (f"celery -A {M03} worker -P gevent", "uncheckable", "needs the gevent package"),
+    (f"celery -A {M03} worker -P eventlet", "uncheckable", "needs the eventlet package"),
     (f"celery -A {M03} worker -c 500", "", "-c 500"),  # the fleet refuses it, knowing the pool (-P, worker_pool)
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_worker_lines_are_read_strictly(line, status, says):

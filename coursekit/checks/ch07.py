@@ -319,8 +319,10 @@ class Pool(Exercise):
             f"{long_job.describe()}; the time limit should have stopped it (TimeLimitExceeded)")
         if long_job.ended is not None:
             took = long_job.ended - long_job.started
+            green = GREEN_POOLS.get(pool.split()[0])  # gevent, installed since chapter 09: it does fail, late
             assert took <= (limit or soft) + 0.6, (f"{long_job.call} was stopped only after {took:.1f} s, though "
-                                                   f"its limit is {limit or soft} s ({pool})")
+                                                   f"its limit is {limit or soft} s ({pool})"
+                                                   + (f": {green}" if green else ""))
         assert short_job.end.state == "SUCCESS", f"{short_job.describe()}; a short crunch must succeed"
 
 
