@@ -49,8 +49,9 @@ class Ledger:
         entry = {"key": key, "pid": os.getpid(), "at": time.time(), **extra}
         _client(self.url).rpush(self.redis_key, json.dumps(entry))
 
-    def entries(self) -> list[dict]:
-        return [json.loads(raw) for raw in _client(self.url).lrange(self.redis_key, 0, -1)]
+    def entries(self, start: int = 0) -> list[dict]:
+        """The entries in the order they were written, from the `start`-th on (a poller reads only what is new)."""
+        return [json.loads(raw) for raw in _client(self.url).lrange(self.redis_key, start, -1)]
 
     def counts(self) -> Counter:
         """How many times each key's side effect happened."""
