@@ -11,10 +11,9 @@ from required import missing
 from coursekit import course
 
 IN_THE_BROWSER = [ch for ch in course.chapters() if ch.id >= "03"]
-"""Chapters whose lesson and solutions tests/test_browser_chapters.py runs in JupyterLab (00-02 have their own
-tests in test_browser.py). They are not run a second time on a bare kernel (test_notebooks.py): the lesson's facts
-and walls are checked on the notebook as the browser saved it, and a Passed card per exercise in the browser asks
-what strict mode asks."""
+"""Chapters whose lesson tests/test_browser_chapters.py runs in JupyterLab (00-02 have their own tests in
+test_browser.py). Their lessons are not run a second time on a bare kernel (test_notebooks.py): the lesson's facts
+and walls are checked on the notebook as the browser saved it. Their solutions run on a bare kernel only."""
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Chapters 03 on as a learner meets them in JupyterLab: each lesson with Run All (its figures drawn, nothing on
-stderr), and each solutions notebook, whose checks must show Passed cards. Each test process that runs one has
-its own lab (browser_fixtures.py), so they spread over the suite's processes."""
+stderr). Their solutions notebooks run headless in strict mode (test_notebooks.py): in the browser they cost about
+15 s more each, and a Passed card is the same HTML for every chapter (test_browser.py looks at one). Each test
+process that runs a lesson has its own lab (browser_fixtures.py), so they spread over the suite's processes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,19 +54,3 @@ def test_lesson_runs_and_draws_every_figure(walled_lab, walls, context, chapter)
     assert not broken, f"{chapter.stem} shows something other than its text says:\n" + "\n".join(broken)
     assert walls.keys() > 0, f"{chapter.stem} left no key on the team Redis: it ran elsewhere"
     assert walls.breaches() == [], f"{chapter.stem} reached outside the learner's namespace"
-
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=[ch.stem for ch in CHAPTERS])
-def test_solutions_show_a_passed_card_per_exercise(lab, context, chapter):
-    lab.new_log_lines()  # lines from before this test are not its own
-    nb = Notebook.open(context, lab, f"solutions/{chapter.stem}.ipynb")
-    try:
-        nb.run_all(timeout=240)
-        assert nb.problems() == []
-        cards = nb.panel.locator(".jp-OutputArea-output.jp-RenderedHTML", has_text=f"· {chapter.id}.")
-        verdicts = [c.strip() for c in cards.all_text_contents()]
-        expected = [e for e in course.exercises() if e.startswith(f"{chapter.id}.")]
-        assert len(verdicts) == len(expected) >= 3, verdicts
-        assert all(v.startswith("Passed") for v in verdicts), verdicts
-        nb.screenshot(f"{expected[0].split('.')[1]}.check()", SHOTS / f"exercise{chapter.id}-verdict.png")
-    finally:
-        nb.close()  # its kernel and workers end here, pass or fail: the lab serves the next test
