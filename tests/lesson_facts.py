@@ -1042,3 +1042,144 @@ def a_result_is_its_whole_return_value_kept_a_day(shown):
     small, big = rows(shown, "result sizes")
     assert big["bytes in Redis"] > 100 * small["bytes in Redis"] and big["bytes in Redis"] > 300_000, (small, big)
     assert 86_000 <= small["TTL (s)"] <= 86_400 and 86_000 <= big["TTL (s)"] <= 86_400, (small, big)
+
+
+# -- 12 canvas ----------------------------------------------------------------------------------------------
+def _bars_12(shown, figure: str, label: str) -> list[dict]:
+    return [b for b in shown[figure]["bars"] if b["label"] == label]
+
+
+@says("12_canvas")
+def a_chain_hands_each_result_on(shown):
+    """"`mul.s(10)` received `(5, 10)` ... `add.si(1, 1)` received `(1, 1)` and dropped the 50 ... the last `mul.s(5)`
+    got its 2. `flow.get()` returns the **last** step's result, and `flow.parent` ... lead back" """
+    steps = rows(shown, "chain steps")
+    assert [s["received"] for s in steps] == ["(2, 3)", "(5, 10)", "(1, 1)", "(2, 5)"], steps
+    assert [s["returned"] for s in steps] == [5, 50, 2, 10], steps
+    assert steps[0]["parent"] == "none" and all(s["parent"] != "none" for s in steps[1:]), steps
+    assert rows(shown, "primitives")[0][".get() returned"] == "10"
+
+
+@says("12_canvas")
+def the_chain_ran_one_step_after_another(shown):
+    """"The chain ran its steps **one after another**, each on whichever process was free." (its bars are labelled
+    with their results 5, 50, 2, 10)"""
+    bars = [_bars_12(shown, "tour", v) for v in ("5", "50", "2", "10")]
+    assert all(len(b) == 1 for b in bars), bars
+    for before, after in zip(bars, bars[1:]):
+        assert after[0]["x0"] >= before[0]["x1"] - 0.01, (before, after)
+
+
+@says("12_canvas")
+def group_chord_and_chunks_do_what_the_table_says(shown):
+    """"Four tasks ran on both processes of the worker"; the chord's callback "got `[1, 4, 9, 16]` and returned 30"
+    and "started only once the last header task had ended"; "six additions became two tasks" """
+    chain_, group_, header, callback, chunks = rows(shown, "primitives")
+    assert group_["result object"] == "GroupResult" and group_[".get() returned"] == "[1, 4, 9, 16]", group_
+    assert group_["runs"] == 4 and group_["processes"] == 2, group_
+    assert header[".get() returned"] == "[1, 4, 9, 16]" and header["runs"] == 4, header
+    assert callback[".get() returned"] == "30" and callback["runs"] == 1, callback
+    assert callback["first start (s)"] >= header["last end (s)"], (header, callback)
+    assert chunks["runs"] == 2 and chunks[".get() returned"] == "[[0, 2, 4], [6, 8, 10]]", chunks
+    assert len(_bars_12(shown, "tour", "3 adds")) == 2
+
+
+@says("12_canvas")
+def get_inside_a_task_is_refused_and_alone_it_works(shown):
+    """"inside a task it raises `RuntimeError: Never call result.get() within a task!`" and "With the guard off,
+    one waiter alone got its answer" """
+    refused, alone = rows(shown, "get inside a task")
+    assert refused["state"] == "FAILURE" and refused["result"] == "Never call result.get() within a task!", refused
+    assert alone["state"] == "SUCCESS" and alone["result"] == "2", alone
+
+
+@says("12_canvas")
+def two_waiters_deadlock_a_two_process_pool(shown):
+    """"The worker **received** both `add` messages ... neither ever started, and the two waiters were still running
+    (no end) when the worker was killed." The figure: two bars that run to the end, one per process."""
+    stuck = rows(shown, "stuck tasks")
+    waiters = [r for r in stuck if r["task"].startswith("waits_inside")]
+    adds = [r for r in stuck if r["task"].startswith("add")]
+    assert len(waiters) == 2 and all(r["ended"] == "RUNNING" for r in waiters), stuck
+    assert len(adds) == 2 and all(r["started (s)"] == "never" for r in adds), stuck
+    bars = shown["deadlock"]["bars"]
+    assert len(bars) == 2 and {b["outcome"] for b in bars} == {"RUNNING"}, bars
+    assert len({b["lane"] for b in bars}) == 2 and all(b["x1"] - b["x0"] >= 2.9 for b in bars), bars
+
+
+@says("12_canvas")
+def a_failing_step_fails_the_rest_of_the_chain(shown):
+    """"`mul(?, 3)` never ran (no run, no bar), yet its state is FAILURE with the same `ValueError` ... The first
+    step's SUCCESS stays." """
+    first, middle, last = rows(shown, "fates")[:3]
+    assert (first["state"], first["ran"]) == ("SUCCESS", 1), first
+    assert (middle["state"], middle["ran"]) == ("FAILURE", 1), middle
+    assert (last["state"], last["ran"]) == ("FAILURE", 0), last
+    assert last["stored result"] == middle["stored result"] == "ValueError('bad input: 2')", (middle, last)
+    assert not [b for b in shown["failures"]["bars"] if b["name"].endswith(".mul")]
+
+
+@says("12_canvas")
+def a_failing_header_task_keeps_the_callback_from_running(shown):
+    """"one header task failed and the two others succeeded; the callback `total` **never ran**. Its state is
+    FAILURE with `ChordError: Dependency <id> raised ValueError(...)`" """
+    fates = rows(shown, "fates")
+    headers, callback = fates[3:6], fates[6]
+    assert [h["state"] for h in headers] == ["SUCCESS", "FAILURE", "SUCCESS"] and all(h["ran"] == 1 for h in headers)
+    assert callback["state"] == "FAILURE" and callback["ran"] == 0, callback
+    assert callback["stored result"].startswith("ChordError(\"Dependency ") and "raised Val" in \
+        callback["stored result"], callback
+    assert not [b for b in shown["failures"]["bars"] if b["name"].endswith(".total")]
+
+
+@says("12_canvas")
+def errors_surface_and_the_errback_runs_once_in_the_failed_process(shown):
+    """"`broken.get()` ... raises the middle step's error"; "`bad.get()` raised the header task's own `ValueError`";
+    the errback is "fired once: for the step that failed", "in the process that ran the failed task ... the ledger
+    entry carries that pid and no `note_failure` run appears." """
+    said = {r["what"]: r["value"] for r in rows(shown, "error callbacks")}
+    assert said["chain .get() raised"] == "ValueError('bad input: 2')", said
+    assert said["chord .get() raised"] == "ValueError('bad input: 3')", said
+    assert said["note_failure calls (ledger entries)"] == 1, said
+    assert said["failed task id it recorded"] == said["id of the chain's failed step"], said
+    wrote, ran = said["pid that wrote the entry / pid that ran fails"].split(" / ")
+    assert wrote == f"[{ran}]", said
+    assert said["note_failure runs as a task of its own"] == 0, said
+
+
+@says("12_canvas")
+def chords_without_a_backend_are_refused_in_the_caller(shown):
+    """"The chain was sent ... Both chords were refused **in the caller** ...: `NotImplementedError: Starting chords
+    requires a result backend to be configured.`" """
+    chain_, chord_, upgraded = rows(shown, "no backend")
+    assert chain_["in the caller"] == "sent: AsyncResult", chain_
+    refusal = "NotImplementedError: Starting chords requires a result backend to be configured."
+    assert chord_["in the caller"] == upgraded["in the caller"] == refusal, (chord_, upgraded)
+
+
+@says("12_canvas")
+def the_chord_key_grows_then_goes_before_the_callback(shown):
+    """"The key grew one entry at a time as header tasks ended. The worker whose task ended last found the count
+    complete: it read the entries, deleted the key (the count falls back to 0) and sent the callback, which started
+    only then (the dashed line)." """
+    lines = shown["chord counter"]["lines"]
+    count, callback = lines["ZCARD of the .j key"], lines["total (the callback) starts"]
+    values = [y for _, y in count]
+    top = max(values)
+    assert 2 <= top <= 6 and values[-1] == 0, count
+    peak = values.index(top)
+    assert values[:peak + 1] == sorted(values[:peak + 1]), count  # it only grew, until the drop
+    assert all(v == 0 for v in values[peak + 1:]), count
+    assert callback[0][0] >= count[peak][0], (callback, count)
+
+
+@says("12_canvas")
+def ignoring_results_in_a_chord(shown):
+    """"Header tasks with `ignore_result=True`: no result key for any of them, and the chord still completed, with
+    the right sum"; sent with `ignore_result=True`: "`total` ran ..., but its result was never stored; its state
+    stays PENDING and the caller's `.get()` waits until its timeout." """
+    header, whole = rows(shown, "ignore_result")
+    assert header["header result keys"] == 0 and header["total ran"] == 1, header
+    assert header["callback state"] == "SUCCESS" and header[".get() gave"] == "12", header
+    assert whole["header result keys"] == 0 and whole["total ran"] == 1, whole
+    assert whole["callback state"] == "PENDING" and whole[".get() gave"] == "TimeoutError after 3 s", whole
