@@ -50,13 +50,19 @@ def published_nothing(called, name: str) -> None:
 
 
 def send_signature(sig: Signature, name: str):
+    from celery.canvas import group
+
     try:
         return sig.apply_async()
     except NotImplementedError as exc:
         raise Incorrect(f"sending what {name} returned raised NotImplementedError: {str(exc).splitlines()[0]}") \
             from None
     except Exception as exc:
-        raise Incorrect(f"sending what {name} returned raised {type(exc).__name__}: {exc}") from None
+        said = f"sending what {name} returned raised {type(exc).__name__}: {exc}"
+        if isinstance(sig, group):
+            said += (". A group sends every task at once, each with only the arguments written in it (Celery checks "
+                     "them as it sends): steps that need the one before must be a chain")
+        raise Incorrect(said) from None
 
 
 def short(task_name: str) -> str:
@@ -176,6 +182,18 @@ class Chain(Exercise):
             f"release_stock returned ({tickets[0]!r}), handed on by the chain")
 
     @staticmethod
+    def _handoff(step, got, target, error, amount) -> None:
+        said = (f"{step}{got!r} ran, but sending the next step failed: Celery checks a signature's arguments as it "
+                f"sends it, and {error}")
+        if target == "release_stock" and "takes 1 positional argument" in error:
+            said += (". release_stock was handed the previous result too: a chain prepends it to every step that is "
+                     "not immutable. Write release_stock.si(order_id)")
+        elif target == "charge" and "missing" in error:
+            said += (". charge got only the order id: .si() keeps the sum out. charge must receive the sum first: a "
+                     "partial, charge.s(order_id)")
+        raise AssertionError(said)
+
+    @staticmethod
     def _args(one) -> tuple:
         """The step's arguments, keyword ones in their places (charge(amount, order_id), and so on)."""
         args, kwargs = tuple(one["args"]), dict(one["kwargs"])
@@ -191,6 +209,9 @@ class Chain(Exercise):
         said = f"{step}{got!r} failed"
         if error:
             said += f" with {kind or 'an error'}: {error}"
+        named = re.match(r"(\w+)\(\) (?:takes|missing|got)", error)
+        if named and named.group(1) != step:  # the step ran; sending the next one failed (Celery checks its args)
+            self._handoff(step, got, named.group(1), error, amount)
         if step == "release_stock" and len(got) > 1:
             said += (f". It was handed the previous step's result too ({got[0]!r}): a chain prepends it to every "
                      "step that is not immutable. Write release_stock.si(order_id)")
@@ -217,6 +238,10 @@ class Chord(Exercise):
     functions = ("fetch", "merge", "crawl")
     concurrency = 2
     wait_s = 12.0
+    retry_s = 3.0
+    """A retry that has not come this long after the RETRY state is too slow for a crawl (180 s by default)."""
+    settle_s = 2.5
+    """Every page fetched this long ago and still no result: the callback's result will not come."""
 
     def run(self, s, observed):
         fetch, merge = task_named(s.mod, "fetch"), task_named(s.mod, "merge")
@@ -236,9 +261,13 @@ class Chord(Exercise):
             raise Incorrect("crawl returned a group: the pages are counted in parallel, but nothing merges them. "
                             "A chord is a group plus a callback that gets the list of results: chord(header, "
                             "merge.s())")
-        end = ending(result, budget(self.wait_s), sent=begun)
+        self._wait(s.app, result, [m.id for m in s.sent], begun)
+        end = ending(result, budget(0.5), sent=begun)
         runs = s.runs(list(dict.fromkeys([m.id for m in s.sent] + [result.id])))  # merge is sent by a worker
-        fetches = {}
+        fetches, sent_per_page = {}, {}
+        for m in s.sent:
+            if m.task == fetch.name and m.args and m.retries == 0:
+                sent_per_page[m.args[0]] = sent_per_page.get(m.args[0], 0) + 1
         for m in s.sent:
             if m.task == fetch.name and m.args and m.retries == 0:
                 fetches[m.id] = m.args[0]
@@ -248,8 +277,21 @@ class Chord(Exercise):
             observed.append(f"fetch({page!r}): runs {[r['outcome'] for r in runs.get(tid, [])]}")
         observed.append(f"merge: {end.describe()}, runs {[r['outcome'] for r in runs.get(merge_id, [])]}")
         return {"pages": pages, "flaky": flaky, "end": end, "runs": runs, "fetches": fetches, "merge_id": merge_id,
-                "fetch": fetch, "merge": merge, "app": s.app, "result": result,
+                "sent_per_page": sent_per_page, "fetch": fetch, "merge": merge, "app": s.app, "result": result,
                 "logs": s.worker.logs()}
+
+    def _wait(self, app, result, header_ids, begun) -> None:
+        """Until the chord's result is ready, or it is plain that it will not be soon: a header task has waited in
+        RETRY for RETRY_S, or every header task succeeded SETTLE_S ago and still no result (an ignored one)."""
+        since: dict[str, float] = {}
+        while time.monotonic() - begun < budget(self.wait_s) and not result.ready():
+            states = {i: app.AsyncResult(i).state for i in header_ids}
+            now = time.monotonic()
+            for key, hit in (("retry", "RETRY" in states.values()), ("done", set(states.values()) == {"SUCCESS"})):
+                since[key] = since.get(key, now) if hit else now
+            if now - since["retry"] > self.retry_s or now - since["done"] > self.settle_s:
+                return
+            time.sleep(0.1)
 
     def judge(self, seen, observed):
         pages, flaky, end, runs = seen["pages"], seen["flaky"], seen["end"], seen["runs"]
@@ -259,6 +301,8 @@ class Chord(Exercise):
         missing = [p for p in pages if p not in by_page]
         assert not missing, (f"no fetch was sent for {missing}: the chord's header must have one fetch.s(page) per "
                              "page crawl is given")
+        twice = {p: n for p, n in seen["sent_per_page"].items() if n > 1}
+        assert not twice, f"fetch was sent {max(twice.values())} times for {list(twice)[0]!r}: once per page"
         merge_runs = runs.get(seen["merge_id"], [])
         flaky_runs = runs.get(by_page[flaky], [])
         if end.state == "FAILURE" and end.error == "ChordError":
@@ -266,11 +310,12 @@ class Chord(Exercise):
             if len(flaky_runs) <= 1:
                 why = (f" fetch({flaky!r}) ran once and failed with PageTimeout, and nothing retried it: a chord's "
                        "callback runs only when every header task has succeeded")
-                if fetch.autoretry_for:
-                    names = ", ".join(e.__name__ for e in fetch.autoretry_for)
-                    why += f". autoretry_for=({names},) does not catch PageTimeout"
-                elif fetch.max_retries == 0:
+                listed = tuple(getattr(fetch, "autoretry_for", None) or ())
+                if fetch.max_retries == 0:
                     why += ". max_retries=0 allows no retry"
+                elif listed and not any(isinstance(e, type) and issubclass(canvas.PageTimeout, e) for e in listed):
+                    names = ", ".join(getattr(e, "__name__", str(e)) for e in listed)
+                    why += f". autoretry_for=({names},) does not catch PageTimeout (a ConnectionError)"
             raise AssertionError(f"merge never ran: the chord failed with {end.message}.{why}")
         if end.state == "NO RESULT":
             state = seen["app"].AsyncResult(by_page[flaky]).state
@@ -369,6 +414,10 @@ class Errback(Exercise):
             if card in declined:
                 assert end.state == "FAILURE", (f"pay({card!r}) on a declined card {end.describe()}: a payment that "
                                                 "fails must fail (raise), so that its error callback is called")
+            elif end.state == "FAILURE" and "record_failure()" in end.message:
+                raise AssertionError(f"pay({card!r}) on a good card ran, but calling record_failure after it failed "
+                                     f"({end.message}): link= is the callback Celery calls on SUCCESS, with the "
+                                     "result. The error callback is link_error=")
             else:
                 assert end.state == "SUCCESS", f"pay({card!r}) on a good card {end.describe()}"
         failed = {results[c].id: c for c in declined}
