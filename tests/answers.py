@@ -25,3 +25,4 @@ S05J, S05F, S05O = (solution_module(m) for m in ("ex05_json", "ex05_file", "ex05
 S06N, S06F, S06X = (solution_module(m) for m in ("ex06_no_loss", "ex06_find", "ex06_fail_fast"))
 S07P, S07E, S07W = (solution_module(m) for m in ("ex07_payment", "ex07_export", "ex07_pool"))
 S08M, S08R, S08O = (solution_module(m) for m in ("ex08_recycle", "ex08_results", "ex08_oom"))
+S12C, S12H, S12E = (solution_module(m) for m in ("ex12_chain", "ex12_chord", "ex12_errback"))
