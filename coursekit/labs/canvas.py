@@ -183,3 +183,16 @@ def where(x):
     """Returns its argument and where it ran: the data flowing between steps, with the process that handled it."""
     time.sleep(STEP_S)
     return {"got": x, **ran_here()}
+
+
+def let_go(app_=None) -> int:
+    """Stop listening for results nobody will collect now (an ignored chord's, a failed chord's callback, a killed
+    waiter's): Celery's Redis backend keeps a pub/sub subscription per awaited result, and drops it when the
+    AsyncResult is garbage-collected. At kernel shutdown that happens while Python is half gone, and each one
+    prints a traceback; here it happens while Python runs. Returns how many subscriptions were dropped."""
+    consumer = (app_ or app).backend.result_consumer
+    keys = set(getattr(consumer, "subscribed_to", ()))
+    if keys:
+        consumer._pending_unsubscribe.update(keys)  # the path AsyncResult.__del__ takes (cancel_for), for all
+        consumer._flush_pending_unsubscribe()
+    return len(keys)
