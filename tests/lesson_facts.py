@@ -1149,8 +1149,8 @@ def errors_surface_and_the_errback_runs_once_in_the_failed_process(shown):
 
 @says("12_canvas")
 def chords_without_a_backend_are_refused_in_the_caller(shown):
-    """"The chain was sent ... Both chords were refused **in the caller** ...: `NotImplementedError: Starting chords
-    requires a result backend to be configured.`" """
+    """"The chain was sent ... Both chords were refused **in the caller**: `apply_async` raised `NotImplementedError:
+    Starting chords requires a result backend to be configured.`" """
     chain_, chord_, upgraded = rows(shown, "no backend")
     assert chain_["in the caller"] == "sent: AsyncResult", chain_
     refusal = "NotImplementedError: Starting chords requires a result backend to be configured."

@@ -20,7 +20,7 @@ from celery.signals import before_task_publish
 
 from ..budget import budget
 from ..calls import call
-from ..evidence import Ending, ending
+from ..evidence import call_repr, ending
 from ..exercise import Exercise
 from ..labs import canvas
 from ..ledger import Ledger
@@ -137,8 +137,8 @@ class Chain(Exercise):
         observed.append(f"{name} -> {sig!r}"[:300])
         for step in STEPS:
             for one in steps.get(step, []):
-                observed.append(f"{step}{one['args']!r}{' ' + repr(one['kwargs']) if one['kwargs'] else ''}: "
-                                f"{one['state']}, ran {len(one['runs'])} time(s), result {str(one['result'])[:60]}")
+                observed.append(f"{call_repr(step, one['args'], one['kwargs'])}: {one['state']}, ran "
+                                f"{len(one['runs'])} time(s), result {str(one['result'])[:60]}")
         return {"order": order, "steps": steps, "charges": charges.entries(), "stock": stock.entries(),
                 "name": name, "duration": rec.duration}
 
@@ -193,7 +193,7 @@ class Chain(Exercise):
 
     @staticmethod
     def _handoff(step, got, target, error, amount) -> None:
-        said = (f"{step}{got!r} ran, but sending the next step failed: Celery checks a signature's arguments as it "
+        said = (f"{call_repr(step, got)} ran, but sending the next step failed: Celery checks a signature's arguments as it "
                 f"sends it, and {error}")
         if target == "release_stock" and "takes 1 positional argument" in error:
             said += (". release_stock was handed the previous result too: a chain prepends it to every step that is "
@@ -216,7 +216,7 @@ class Chain(Exercise):
         error = str(one["result"])[:200] if one["result"] is not None else ""
         kind = type(one["result"]).__name__ if isinstance(one["result"], BaseException) else ""
         got = self._args(one)
-        said = f"{step}{got!r} failed"
+        said = f"{call_repr(step, got)} failed"
         if error:
             said += f" with {kind or 'an error'}: {error}"
         named = re.match(r"(\w+)\(\) (?:takes|missing|got)", error)
