@@ -278,11 +278,10 @@ class Chord(Exercise):
         runs = s.runs(list(dict.fromkeys([m.id for m in s.sent] + [result.id])))  # merge is sent by a worker
         fetches, sent_per_page = {}, {}
         for m in s.sent:
-            if m.task == fetch.name and m.args and m.retries == 0:
-                sent_per_page[m.args[0]] = sent_per_page.get(m.args[0], 0) + 1
-        for m in s.sent:
-            if m.task == fetch.name and m.args and m.retries == 0:
-                fetches[m.id] = m.args[0]
+            page = m.args[0] if m.args else next(iter(m.kwargs.values()), None)  # fetch.s(page) or fetch.s(page=...)
+            if m.task == fetch.name and page is not None and m.retries == 0:
+                sent_per_page[page] = sent_per_page.get(page, 0) + 1
+                fetches[m.id] = page
         merge_id = result.id
         observed.append(f"{len(pages)} pages, flaky: {flaky}; {name}"[:300])
         for tid, page in fetches.items():
