@@ -39,7 +39,7 @@ LEARNER_COMMANDS = (
     "+lindex", "+lset", "+hset", "+hsetnx", "+hmset", "+hget", "+hmget", "+hdel", "+hgetall", "+hlen", "+hkeys",
     "+hvals", "+hexists", "+hincrby", "+hscan", "+sadd", "+srem", "+smembers", "+scard", "+sismember", "+sscan",
     "+zadd", "+zrem", "+zrange", "+zrangebyscore", "+zrevrange", "+zrevrangebyscore", "+zremrangebyscore",
-    "+zcard", "+zscore",
+    "+zcard", "+zscore", "+zcount",  # zcount: a chord's part-return script counts its header's results
     # events, remote control, result notifications
     "+publish", "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe",
     # kombu's pipelines and its binding scripts (REFRESH_BINDING calls TIME); a script's own calls are checked

@@ -1224,3 +1224,144 @@ def a_restarted_beat_sends_a_missed_run_once(shown):
     assert 0.8 <= row["fresh beat D: first send after its start (s)"] <= 1.3, row
     after = shown["downtime"]["lines"]["after the restart"]
     assert len(after) >= 2, after
+# -- 12 canvas ----------------------------------------------------------------------------------------------
+def _bars_12(shown, figure: str, label: str) -> list[dict]:
+    return [b for b in shown[figure]["bars"] if b["label"] == label]
+
+
+@says("12_canvas")
+def a_chain_hands_each_result_on(shown):
+    """"`mul.s(10)` received `(5, 10)` ... `add.si(1, 1)` received `(1, 1)` and dropped the 50 ... the last `mul.s(5)`
+    got its 2. `flow.get()` returns the **last** step's result, and `flow.parent` ... lead back" """
+    steps = rows(shown, "chain steps")
+    assert [s["received"] for s in steps] == ["(2, 3)", "(5, 10)", "(1, 1)", "(2, 5)"], steps
+    assert [s["returned"] for s in steps] == [5, 50, 2, 10], steps
+    assert steps[0]["parent"] == "none" and all(s["parent"] != "none" for s in steps[1:]), steps
+    assert rows(shown, "primitives")[0][".get() returned"] == "10"
+
+
+@says("12_canvas")
+def the_chain_ran_one_step_after_another(shown):
+    """"The chain ran its steps **one after another** ...: a step is sent when the one before has returned" (its bars
+    are labelled with their results 5, 50, 2, 10; each step sleeps 0.3 s before it returns)."""
+    bars = [_bars_12(shown, "tour", v) for v in ("5", "50", "2", "10")]
+    assert all(len(b) == 1 for b in bars), bars
+    for before, after in zip(bars, bars[1:]):
+        assert after[0]["x0"] >= before[0]["x0"] + 0.29, (before, after)
+
+
+@says("12_canvas")
+def group_chord_and_chunks_do_what_the_table_says(shown):
+    """"Four tasks ran on both processes of the worker"; the chord's callback "got `[1, 4, 9, 16]` and returned 30"
+    and "started only once the last header task had returned: at least the 0.3 s each task works after the
+    header's last start"; "six additions became two tasks" """
+    chain_, group_, header, callback, chunks = rows(shown, "primitives")
+    assert group_["result object"] == "GroupResult" and group_[".get() returned"] == "[1, 4, 9, 16]", group_
+    assert group_["runs"] == 4 and group_["processes"] == 2, group_
+    assert header[".get() returned"] == "[1, 4, 9, 16]" and header["runs"] == 4, header
+    assert callback[".get() returned"] == "30" and callback["runs"] == 1, callback
+    assert callback["first start (s)"] >= header["last start (s)"] + 0.29, (header, callback)
+    assert chunks["runs"] == 2 and chunks[".get() returned"] == "[[0, 2, 4], [6, 8, 10]]", chunks
+    assert len(_bars_12(shown, "tour", "3 adds")) == 2
+
+
+@says("12_canvas")
+def get_inside_a_task_is_refused_and_alone_it_works(shown):
+    """"inside a task it raises `RuntimeError: Never call result.get() within a task!`" and "With the guard off,
+    one waiter alone got its answer" """
+    refused, alone = rows(shown, "get inside a task")
+    assert refused["state"] == "FAILURE" and refused["result"] == "Never call result.get() within a task!", refused
+    assert alone["state"] == "SUCCESS" and alone["result"] == "2", alone
+
+
+@says("12_canvas")
+def two_waiters_deadlock_a_two_process_pool(shown):
+    """"The worker **received** both `add` messages ... neither ever started, and the two waiters were still running
+    (no end) when the worker was killed." The figure: two bars that run to the end, one per process."""
+    stuck = rows(shown, "stuck tasks")
+    waiters = [r for r in stuck if r["task"].startswith("waits_inside")]
+    adds = [r for r in stuck if r["task"].startswith("add")]
+    assert len(waiters) == 2 and all(r["ended"] == "RUNNING" for r in waiters), stuck
+    assert len(adds) == 2 and all(r["started (s)"] == "never" for r in adds), stuck
+    bars = shown["deadlock"]["bars"]
+    assert len(bars) == 2 and {b["outcome"] for b in bars} == {"RUNNING"}, bars
+    assert len({b["lane"] for b in bars}) == 2 and all(b["x1"] - b["x0"] >= 1.95 for b in bars), bars
+
+
+@says("12_canvas")
+def a_failing_step_fails_the_rest_of_the_chain(shown):
+    """"`mul(?, 3)` never ran (no run, no bar), yet its state is FAILURE with the same `ValueError` ... The first
+    step's SUCCESS stays." """
+    first, middle, last = rows(shown, "fates")[:3]
+    assert (first["state"], first["ran"]) == ("SUCCESS", 1), first
+    assert (middle["state"], middle["ran"]) == ("FAILURE", 1), middle
+    assert (last["state"], last["ran"]) == ("FAILURE", 0), last
+    assert last["stored result"] == middle["stored result"] == "ValueError('bad input: 2')", (middle, last)
+    assert not [b for b in shown["failures"]["bars"] if b["name"].endswith(".mul")]
+
+
+@says("12_canvas")
+def a_failing_header_task_keeps_the_callback_from_running(shown):
+    """"one header task failed and the two others succeeded; the callback `total` **never ran**. Its state is
+    FAILURE with `ChordError: Dependency <id> raised ValueError(...)`" """
+    fates = rows(shown, "fates")
+    headers, callback = fates[3:6], fates[6]
+    assert [h["state"] for h in headers] == ["SUCCESS", "FAILURE", "SUCCESS"] and all(h["ran"] == 1 for h in headers)
+    assert callback["state"] == "FAILURE" and callback["ran"] == 0, callback
+    assert callback["stored result"].startswith("ChordError(\"Dependency ") and "raised Val" in \
+        callback["stored result"], callback
+    assert not [b for b in shown["failures"]["bars"] if b["name"].endswith(".total")]
+
+
+@says("12_canvas")
+def errors_surface_and_the_errback_runs_once_in_the_failed_process(shown):
+    """"`broken.get()` ... raises the middle step's error"; "`bad.get()` raised the header task's own `ValueError`";
+    the errback is "fired once: for the step that failed", "in the process that ran the failed task ... the ledger
+    entry carries that pid and no `note_failure` run appears." """
+    said = {r["what"]: r["value"] for r in rows(shown, "error callbacks")}
+    assert said["chain .get() raised"] == "ValueError('bad input: 2')", said
+    assert said["chord .get() raised"] == "ValueError('bad input: 3')", said
+    assert said["note_failure calls (ledger entries)"] == 1, said
+    assert said["failed task id it recorded"] == said["id of the chain's failed step"], said
+    wrote, ran = said["pid that wrote the entry / pid that ran fails"].split(" / ")
+    assert wrote == f"[{ran}]", said
+    assert said["note_failure runs as a task of its own"] == 0, said
+
+
+@says("12_canvas")
+def chords_without_a_backend_are_refused_in_the_caller(shown):
+    """"The chain was sent ... Both chords were refused **in the caller**: `apply_async` raised `NotImplementedError:
+    Starting chords requires a result backend to be configured.`" """
+    chain_, chord_, upgraded = rows(shown, "no backend")
+    assert chain_["in the caller"] == "sent: AsyncResult", chain_
+    refusal = "NotImplementedError: Starting chords requires a result backend to be configured."
+    assert chord_["in the caller"] == upgraded["in the caller"] == refusal, (chord_, upgraded)
+
+
+@says("12_canvas")
+def the_chord_key_grows_then_empties(shown):
+    """"The key gained an entry as each header task ended ... sent the callback (the dashed line: it starts), and
+    then deleted the key: the count falls back to 0." """
+    lines = shown["chord counter"]["lines"]
+    count = lines["ZCARD of the .j key"]
+    values = [y for _, y in count]
+    top = max(values)
+    assert 1 <= top <= 6 and values[-1] == 0, count
+    peak = values.index(top)
+    assert values[:peak + 1] == sorted(values[:peak + 1]), count  # it only grew, until the drop
+    assert all(v == 0 for v in values[peak + 1:]), count
+    callback = lines["total (the callback) starts"][0][0]
+    first = next(x for x, y in count if y > 0)
+    assert callback > first, (first, callback)  # the count was growing before the callback started
+
+
+@says("12_canvas")
+def ignoring_results_in_a_chord(shown):
+    """"Header tasks with `ignore_result=True`: no result key for any of them, and the chord still completed, with
+    the right sum"; sent with `ignore_result=True`: "`total` ran ..., but its result was never stored; its state
+    stays PENDING and the caller's `.get()` waits until its timeout." """
+    header, whole = rows(shown, "ignore_result")
+    assert header["header result keys"] == 0 and header["total ran"] == 1, header
+    assert header["callback state"] == "SUCCESS" and header[".get() gave"] == "12", header
+    assert whole["header result keys"] == 0 and whole["total ran"] == 1, whole
+    assert whole["callback state"] == "PENDING" and whole[".get() gave"] == "TimeoutError after 2 s", whole

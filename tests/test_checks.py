@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S06F,
-                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S09C, S09I, S09L, S11C, S11E, S11O, attempt,
-                     solution_module, swap)
+                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S09C, S09I, S09L, S11C, S11E, S11O, S12C, S12E,
+                     S12H, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch11
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch11, ch12
 from coursekit.exercise import Exercise
 
 
@@ -101,6 +101,19 @@ def routed(reply: int, invoice: int, export: int, settings: str = "") -> str:
 def charge(body: str, decorator: str = "@app.task(bind=True)") -> str:
     old = CHARGE + "\ndef charge(self, order):\n    return gateway(order, self.request.retries)"
     return swap(S02, old, f"{decorator}\ndef charge(self, order):\n{textwrap.indent(textwrap.dedent(body), '    ')}")
+
+
+
+PIPE = ("    return chain(load_order.s(order_id), sum_prices.s(), charge.s(order_id), release_stock.si(order_id), "
+        "email.s())")
+CHORD_FETCH = "@app.task(autoretry_for=(PageTimeout,), max_retries=3, default_retry_delay=0.2)"
+RECORD = '    ck.Ledger("ex12_failures").write(request.id)'
+SUBMIT = "    return pay.apply_async((card, amount), link_error=record_failure.s())"
+
+
+def pipeline(body: str) -> str:
+    """The chain module with pipeline returning `body` (a whole return line, or just the expression)."""
+    return swap(S12C, PIPE, body if body.startswith("    return ") else f"    return {body}")
 
 
 TABLE: list[Row] = [
@@ -1132,6 +1145,39 @@ TABLE += [
     Row(ch08.oom, "value", "retry-but-no-retries", survive('"task_retry_on_worker_lost": True,',
                                                            "@app.task(default_retry_delay=0.3, max_retries=0)"),
         "import_batch has max_retries=0"),
+    # -- 12.chain ---------------------------------------------------------------------------------------------------
+    Row(ch12.chain, "right", "pipes-keywords-immutable-option", pipeline(
+        "load_order.s(order_id) | sum_prices.s() | charge.s(order_id=order_id)"
+        " | release_stock.signature((order_id,), immutable=True) | email.s()")),
+    Row(ch12.chain, "mechanism", "release-not-immutable", pipeline(PIPE.replace("release_stock.si(", "release_stock.s(")),
+        "Write release_stock.si(order_id)"),
+    Row(ch12.chain, "mechanism", "group-not-chain", swap(pipeline(PIPE.replace("chain(", "group(")),
+                                                         "from celery import chain", "from celery import group"),
+        "steps that need the one before must be a chain"),
+    Row(ch12.chain, "value", "ticket-made-up", pipeline(PIPE.replace("email.s()", "email.si(f'{order_id}/ticket')")),
+        "it should get the ticket that release_stock returned"),
+    # -- 12.chord ---------------------------------------------------------------------------------------------------
+    Row(ch12.chord, "right", "bound-self-retry", swap(swap(S12H, CHORD_FETCH, "@app.task(bind=True, max_retries=3)"),
+        "def fetch(page):\n    return count_words(page)",
+        "def fetch(self, page):\n    try:\n        return count_words(page)\n    except PageTimeout as exc:\n"
+        "        raise self.retry(exc=exc, countdown=0.1)")),
+    Row(ch12.chord, "mechanism", "no-retry", swap(S12H, CHORD_FETCH, "@app.task"), "merge never ran"),
+    Row(ch12.chord, "timing", "default-retry-delay",
+        swap(S12H, CHORD_FETCH, "@app.task(autoretry_for=(PageTimeout,), max_retries=3)"), "default_retry_delay (180 s)"),
+    Row(ch12.chord, "value", "timeout-swallowed", swap(S12H, "    return count_words(page)",
+        "    try:\n        return count_words(page)\n    except PageTimeout:\n        return 0"), "is missing from it"),
+    # -- 12.errback -------------------------------------------------------------------------------------------------
+    Row(ch12.errback, "right", "old-style-errback", swap(swap(S12E, "def record_failure(request, exc, traceback):",
+        "def record_failure(task_id):"), RECORD, '    ck.Ledger("ex12_failures").write(task_id)')),
+    Row(ch12.errback, "mechanism", "link-not-link-error", swap(S12E, SUBMIT, SUBMIT.replace("link_error=", "link=")),
+        "link= is the callback Celery calls on SUCCESS"),
+    Row(ch12.errback, "value", "errback-own-id", swap(swap(S12E, "@app.task\ndef record_failure(request, exc, traceback):",
+        "@app.task(bind=True)\ndef record_failure(self, task_id):"), RECORD,
+        '    ck.Ledger("ex12_failures").write(self.request.id)'), "id(s) of no payment"),
+    Row(ch12.errback, "mechanism", "recorded-inside-pay", swap(swap(S12E, "    return settle_payment(card, amount)",
+        "    try:\n        return settle_payment(card, amount)\n    except Exception:\n"
+        "        ck.Ledger('ex12_failures').write(pay.request.id)\n        raise"), SUBMIT,
+        "    return pay.apply_async((card, amount))"), "no message carried an error callback"),
 ]
 
 
