@@ -13,14 +13,13 @@ import atexit
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-from . import launch, state, streams
+from . import launch, state
 from .defaults import DEFAULTS
 from .errors import WorkerError
 from .worker import Worker, load_app
@@ -71,13 +70,7 @@ class Beat(Worker):
             return self
         if self.app is None:
             self.app = load_app(self.module)
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
-                                     start_new_session=True)
-        self._copier = streams.Copier(self.proc, self.logfile)
-        self._spawned_at = time.monotonic()
-        with _live_lock:
-            _live.add(self)
+        self._launch(_live, _live_lock)  # beats are kept apart from workers: the recorder never waits on one
         return self
 
     def wait_until_ready(self, timeout: float = DEFAULTS.worker_ready_timeout_s) -> "Beat":

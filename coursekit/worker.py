@@ -179,14 +179,19 @@ class Worker(OwnedProcess):
         if reason is not None:  # a worker would retry forever; say so now instead
             raise WorkerError(f"worker {self.name} cannot reach its broker {probe.safe(url)}: {reason}",
                               fix=_LOG_DIAGNOSES[0][1])
+        self._launch(_live, _live_lock)
+        return self
+
+    def _launch(self, live: set, lock) -> None:
+        """Start `command()` in a session of its own (so that `kill()` reaches its whole group), its stdout and
+        stderr copied apart and together (streams.py), and note it in `live`, the set its owner reaps at exit."""
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
                                      start_new_session=True)
-        self._copier = streams.Copier(self.proc, self.logfile)  # stdout and stderr apart, and together
+        self._copier = streams.Copier(self.proc, self.logfile)
         self._spawned_at = time.monotonic()
-        with _live_lock:
-            _live.add(self)
-        return self
+        with lock:
+            live.add(self)
 
     def wait_until_ready(self, timeout: float = DEFAULTS.worker_ready_timeout_s) -> "Worker":
         """Return once the worker answers a ping; raise with the log's tail if it exits or stays silent."""
