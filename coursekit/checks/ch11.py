@@ -3,7 +3,8 @@
 11.expires runs a beat on the learner's module while the check's worker reads nothing, for a few seconds of the
 check's choosing, then lets the worker read: every message that waited longer than a second must be dropped, and
 the ones sent after must run. 11.once runs TWO beats on one schedule the check writes (an entry name of its own, every
-second) and counts, per schedule slot, how many copies did their work (the ledger): exactly one. 11.crontab runs
+second) on a two-process worker and counts, per schedule slot, how many copies did their work (the ledger): exactly
+one; then it sends two copies of one second apart, the second after the first finished: again exactly one. 11.crontab runs
 nothing: it computes the learner's crontab's next runs, in the learner's app's time zone, from instants the check
 draws, and compares them with the schedule the exercise asks for.
 """
@@ -163,13 +164,20 @@ class Expires(Exercise):
 # -- 2. once -------------------------------------------------------------------------------------------------------
 class Once(Exercise):
     """Two beats send `digest(entry)` every second (`relative`: on the whole second), the second one started a
-    moment after the first; each slot (second) both beats sent must do the work exactly once (ledger `ex11_once`)."""
+    moment after the first; each slot (second) both beats sent must do the work exactly once (ledger `ex11_once`).
+    The worker has two processes and a Redis a network away (each command of the task waits `slow_redis_s`), so the
+    two copies of a slot run side by side and overlap by whole commands: a lock taken in two steps races. Then the
+    check sends copies apart itself: a second copy once the first has finished, in the same second; it too must
+    find the slot taken (a lock released when the work is done lets it through)."""
 
     id = "11.once"
     module = "ex11_once"
     functions = ("digest",)
     ledger = "ex11_once"
     watch_s = 3.5
+    concurrency = 2
+    slow_redis_s = 0.05
+    apart_pairs = 2
 
     def run(self, s, observed):
         task = task_named(s.mod, "digest", bound=True)
@@ -198,10 +206,23 @@ class Once(Exercise):
             time.sleep(0.4)
         finally:
             one.kill(), two.kill()
+        later = f"digest-{rng.randint(1000, 9999)}"
+        apart = [self.send_apart(s, task, later, ledger) for _ in range(self.apart_pairs)]
         rec = s.recording()
         sent = sends(rec, task.name, {one.pid: "beat-1", two.pid: "beat-2"})
-        worked = [e for e in ledger.entries() if e.get("key") == entry]
+        everything = ledger.entries()
+        worked = [e for e in everything if e.get("key") == entry]
         ledger.clear()
+        did_later = {e.get("task_id") for e in everything if e.get("key") == later}
+        ev = rec.events_df
+        began = ev[ev.type == "task-started"].groupby("task_id").t.min()
+        for pair in apart:
+            at = [began.get(i) for i in (pair["first"], pair["second"])]
+            pair["judged"] = pair["second"] is not None and None not in at and \
+                int(rec.started_at + at[0]) == int(rec.started_at + at[1])
+            pair["work"] = [i in did_later for i in (pair["first"], pair["second"])]
+        observed.append(f"then copies of digest({later!r}) sent apart, the second once the first had finished, "
+                        f"in the same second: work done {[p['work'] for p in apart]}")
         slots: dict[int, dict] = {}
         for m in sent:
             slot = slots.setdefault(int(m["at"]), {"ids": set(), "beats": set()})
@@ -212,7 +233,25 @@ class Once(Exercise):
         untracked = [e for e in worked if e.get("task_id") not in {m["id"] for m in sent}]
         observed.append(f"two beats sent {len(sent)} digest({entry!r}); seconds both sent: {len(paired)}; "
                         f"work done in each: {list(paired.values())}")
-        return {"paired": paired, "entry": entry, "worked": worked, "untracked": untracked, "sent": sent}
+        return {"paired": paired, "entry": entry, "worked": worked, "untracked": untracked, "sent": sent,
+                "apart": apart}
+
+    @staticmethod
+    def send_apart(s, task, name: str, ledger: Ledger) -> dict:
+        """Send `digest(name)` just after a whole second; once that copy has finished (its result stored, or at
+        most 0.6 s), a second copy, which then normally runs in the same second."""
+        time.sleep(1.02 - time.time() % 1)
+        first = task.apply_async(args=[name])
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline and not s._has_result(first.id):
+            time.sleep(0.01)
+        if not s._has_result(first.id):
+            return {"first": first.id, "second": None}
+        second = task.apply_async(args=[name])
+        deadline = time.monotonic() + budget(2)
+        while time.monotonic() < deadline and not s._has_result(second.id):
+            time.sleep(0.02)
+        return {"first": first.id, "second": second.id}
 
     def judge(self, seen, observed):
         paired = seen["paired"]
@@ -231,6 +270,18 @@ class Once(Exercise):
                                  f"(first at {clock(never[0])[:8]}): a lock must free the next slot, by a key per slot "
                                  "or a TTL shorter than the period (1 s); a lock with no TTL never frees it")
         assert len(paired) >= 3, f"only {len(paired)} seconds had a copy from both beats: too few to judge"
+        judged = [p for p in seen["apart"] if p["judged"]]
+        if any(p["work"] == [True, True] for p in judged):
+            raise AssertionError("copies of one second that arrive together did the work once; but when the second "
+                                 "copy came after the first had finished, still in the same second, both copies did "
+                                 "the work: the lock was gone by then. Keep it until its TTL ends (do not delete it "
+                                 "when the work is done)")
+        if any(not p["work"][0] for p in judged):
+            raise AssertionError("a copy sent alone, on a second no other copy had taken, did no work: the lock must "
+                                 "free the next slot, by a key per slot or a TTL shorter than the period (1 s)")
+        if not judged:
+            raise Uncheckable("the check's copies sent apart never ran in the same second: nothing was judged",
+                              fix="check again; the machine may be very busy")
 
 
 # -- 3. crontab ----------------------------------------------------------------------------------------------------
