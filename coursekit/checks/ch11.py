@@ -78,10 +78,12 @@ class Expires(Exercise):
     functions = ("SCHEDULE",)
     ledger = "ex11_expires"
     every_s = 1.0
-    stale_s = 1.5
+    stale_s = 1.2
     """A message sent this long before the worker began to read had waited past its second when it was taken."""
     after_s = 3.0
     """How long the check watches once the worker reads."""
+    lead_s = 0.05
+    """The youngest stale message has waited `stale_s` + this when the worker begins to read."""
 
     def run(self, s, observed):
         task = task_named(s.mod, "refresh", bound=False)
@@ -109,6 +111,7 @@ class Expires(Exercise):
             except WorkerError as exc:
                 raise beat_failed(beat, exc) from None
             time.sleep(budget(away))
+            self.align(beat, every.run_every.total_seconds())
             reading = time.time()
             s.consume()
             time.sleep(budget(self.after_s))
@@ -134,6 +137,17 @@ class Expires(Exercise):
                         ", ".join(f"{clock(m['at'])} {m['fate']}" for m in sent))
         errors = [x.split("] ", 1)[-1] for x in beat.logs(stream="stderr").splitlines() if "ERROR/" in x]
         return {"sent": sent, "reading": reading, "task": task, "entry": entry, "name": name, "errors": errors}
+
+    def align(self, beat: Beat, period: float) -> None:
+        """Wait until `lead_s` after one of beat's sends: then the youngest message that counts as stale has waited
+        just over `stale_s` when the worker begins to read, so an expiry of 2 s lets it run, every time."""
+        sends = beat.sends()
+        if not sends:
+            return
+        target = sends[-1]["at"].timestamp() + self.stale_s + self.lead_s - period
+        while target < time.time():
+            target += period
+        time.sleep(target - time.time())
 
     def judge(self, seen, observed):
         sent, reading = seen["sent"], seen["reading"]
