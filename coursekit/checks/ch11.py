@@ -342,6 +342,10 @@ class Crontab(Exercise):
         if not isinstance(given, crontab):
             raise Incorrect(f"entry {name!r} has the schedule {given!r}, an interval counted from the last run: it "
                             "drifts with every restart and knows no weekdays; a clock time needs a crontab")
+        if not s.app.conf.timezone and not s.app.conf.enable_utc:
+            raise Incorrect("your app sets enable_utc=False and no timezone: its crontabs follow the local time of "
+                            "whatever machine beat runs on, 07:30 in Tokyo only on a machine set to Tokyo",
+                            fix="name the zone: timezone='Asia/Tokyo'")
         cron = copy.copy(given)
         cron.app = s.app  # as beat binds it: the app's timezone and enable_utc decide the hours
         rng = random.SystemRandom()
