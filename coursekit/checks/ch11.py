@@ -235,8 +235,7 @@ class Once(Exercise):
             pair["judged"] = pair["second"] is not None and None not in at and \
                 int(rec.started_at + at[0]) == int(rec.started_at + at[1])
             pair["work"] = [i in did_later for i in (pair["first"], pair["second"])]
-        observed.append(f"then copies of digest({later!r}) sent apart, the second once the first had finished, "
-                        f"in the same second: work done {[p['work'] for p in apart]}")
+
         slots: dict[int, dict] = {}
         for m in sent:
             slot = slots.setdefault(int(m["at"]), {"ids": set(), "beats": set()})
@@ -247,6 +246,11 @@ class Once(Exercise):
         untracked = [e for e in worked if e.get("task_id") not in {m["id"] for m in sent}]
         observed.append(f"two beats sent {len(sent)} digest({entry!r}); seconds both sent: {len(paired)}; "
                         f"work done in each: {list(paired.values())}")
+        said = {(True, False): "the first did the work, the second nothing", (True, True): "both did the work",
+                (False, False): "neither did the work", (False, True): "only the second did the work"}
+        observed.append(f"then the check sent digest({later!r}) twice in one second, the second copy once the first "
+                        "had finished: " + "; ".join(said[tuple(p["work"])] if p["judged"] else "not in one second"
+                                                      for p in apart))
         return {"paired": paired, "entry": entry, "worked": worked, "untracked": untracked, "sent": sent,
                 "apart": apart}
 
