@@ -57,6 +57,7 @@ class Beat(Worker):
         self.schedule_file = Path(schedule_file).resolve()
         """PersistentScheduler's shelve; on disk it may be several files (`.dat`, `.dir`, `.bak`), by Python's dbm."""
         self.first_sent_s: float | None = None
+        self._log_mark = 0
 
     def command(self) -> list[str]:
         cmd = launch.command("-A", self.module, "beat", "-l", self.loglevel, "-s", str(self.schedule_file))
@@ -70,6 +71,7 @@ class Beat(Worker):
             return self
         if self.app is None:
             self.app = load_app(self.module)
+        self._log_mark = len(self.logs(stream="stderr"))  # the log is appended to: a restart reads its own lines
         self._launch(_live, _live_lock)  # beats are kept apart from workers: the recorder never waits on one
         return self
 
@@ -78,12 +80,13 @@ class Beat(Worker):
         if it exits first or sends nothing within `timeout` s (an entry due later than that, or none at all)."""
         deadline = self._spawned_at + timeout
         while True:
-            if self.sends():
+            this_life = self.logs(stream="stderr")[self._log_mark:]
+            if SENDING.search(this_life):
                 self.first_sent_s = self.ready_s = time.monotonic() - self._spawned_at
                 return self
             if self.proc.poll() is not None:
                 self._fail(f"beat {self.name} exited with code {self.proc.returncode} before it sent anything")
-            if "Cannot connect to" in self.logs():
+            if "Cannot connect to" in this_life:
                 self.kill()
                 self._fail(f"beat {self.name} cannot reach its broker {self.app.conf.broker_url}")
             if time.monotonic() > deadline:
@@ -112,9 +115,9 @@ class Beat(Worker):
                 for m in SENDING.finditer(self.logs(stream="stderr"))]
 
     def began(self) -> datetime | None:
-        """When beat's scheduler started (its log's `beat: Starting...`, local time), or None before that."""
-        found = STARTING.search(self.logs(stream="stderr"))
-        return datetime.strptime(found["at"], "%Y-%m-%d %H:%M:%S,%f") if found else None
+        """When beat's scheduler last started (its log's `beat: Starting...`, local time), or None before that."""
+        found = list(STARTING.finditer(self.logs(stream="stderr")[self._log_mark:]))
+        return datetime.strptime(found[-1]["at"], "%Y-%m-%d %H:%M:%S,%f") if found else None
 
     @property
     def children(self) -> list[int]:

@@ -40,6 +40,8 @@ READY_WAIT_S = 20.0
 """How long, at most, a check waits for its worker to answer a ping once spawned."""
 HOST = "coursekit.checks.host"
 FILE_ENV, NAME_ENV = "COURSEKIT_CHECK_FILE", "COURSEKIT_CHECK_MODULE"
+SLOW_REDIS_ENV = "COURSEKIT_CHECK_SLOW_REDIS_S"
+"""Set on a check's worker (`Exercise.slow_redis_s`): each Redis command of a task body waits that long first."""
 
 
 def app_in(mod) -> Celery | None:
@@ -85,10 +87,10 @@ class CheckWorker(Worker):
     `coursekit.checks.host` the way the check loads it. It reads only IDLE_QUEUE until `consume()`."""
 
     def __init__(self, lab: str | None, hosting: tuple[Path, str] | None, cwd: Path, exercise_id: str,
-                 broker_url: str | None = None, concurrency: int = 1):
+                 broker_url: str | None = None, concurrency: int = 1, slow_redis_s: float = 0.0):
         self.broker_url = broker_url or broker.current().url
         super().__init__(lab or HOST, name="check", queues=[idle_queue(self.broker_url)], cwd=cwd,
-                         concurrency=concurrency,
+                         concurrency=concurrency, env={SLOW_REDIS_ENV: str(slow_redis_s)} if slow_redis_s else None,
                          started_by=f"the check of exercise {exercise_id}",
                          config={"broker_transport_options": {"polling_interval": POLL_S}})
         self.hosting = hosting
@@ -210,7 +212,8 @@ class Session:
         hosting = None if ex.lab else (self.path, self.name)
         if not ex.fleet:
             self.worker = CheckWorker(ex.lab, hosting, cwd=self.path.parent.parent, exercise_id=ex.id,
-                                      broker_url=tasks_url, concurrency=ex.concurrency)
+                                      broker_url=tasks_url, concurrency=ex.concurrency,
+                                      slow_redis_s=ex.slow_redis_s)
             if rabbit.is_amqp(tasks_url):  # declared by an earlier check, maybe with other arguments
                 rabbit.drop(tasks_url, [idle_queue(tasks_url)])
             self.worker.spawn()

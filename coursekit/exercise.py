@@ -97,6 +97,9 @@ class Exercise:
     """True: the check boots no worker of its own; `run` starts several, named, with `session.start_fleet`."""
     concurrency = 1
     """Pool processes of the check's worker (prefork): 2 when the check runs two copies of a task at once."""
+    slow_redis_s = 0.0
+    """> 0: each Redis command the learner's task body sends waits this long on the check's worker (a network's
+    round trip), so copies that start together overlap by whole commands (`checks.host`)."""
     broker = "redis"
     """The broker the learner's app and the check's worker use: "redis" or "rabbitmq" (results stay on Redis)."""
     concurrency = 1

@@ -60,3 +60,15 @@ def test_beat_follows_its_owner_even_when_sigkilled(tmp_path):
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_a_restarted_beat_waits_for_its_own_first_send(clean_namespace):
+    beat = ck.Beat(LAB, config=every(1.0))
+    beat.start()
+    first, sent = beat.began(), len(beat.sends())
+    beat.stop()
+    beat.start()  # same log file, appended to: ready only once this life has sent
+    try:
+        assert beat.began() > first and len(beat.sends()) > sent, (first, beat.began(), beat.sends())
+    finally:
+        beat.stop()

@@ -1253,9 +1253,9 @@ TABLE += [
     Row(ch11.expires, "right", "expires-on-the-task", swap(refresh_entry(
         '"refresh-prices": {"task": refresh.name, "schedule": datetime.timedelta(seconds=1), "args": ["prices"]},',
         "@app.task(bind=True, expires=1)"), "import coursekit", "import datetime\nimport coursekit")),
-    Row(ch11.expires, "timing", "expires-a-minute", refresh_entry(
-        '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "options": {"expires": 60}},'),
-        "expires=60 lets a message live longer"),
+    Row(ch11.expires, "timing", "expires-two-seconds", refresh_entry(
+        '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "options": {"expires": 2}},'),
+        "expires=2 lets a message live longer"),
     Row(ch11.expires, "crash", "expires-beside-schedule", refresh_entry(
         '"refresh-prices": {"task": refresh.name, "schedule": 1.0, "args": ["prices"], "expires": 1},'),
         "beat could not run your schedule"),
@@ -1267,7 +1267,9 @@ TABLE += [
     # -- 11.once ------------------------------------------------------------------------------------------------
     Row(ch11.once, "right", "ttl-shorter-than-the-period", digest_body(
         'if not client().set(lock_key(entry), 1, nx=True, px=600):\n    return "skipped"\n')),
-    Row(ch11.once, "mechanism", "no-lock", digest_body(""), "both copies did the work"),
+    Row(ch11.once, "mechanism", "get-then-set", digest_body(
+        'key = lock_key(f"{entry}:{int(time.time())}")\nif client().get(key):\n    return "skipped"\n'
+        'client().set(key, 1, ex=10)\n'), "both copies did the work"),
     Row(ch11.once, "mechanism", "released-when-done", swap(digest_body(
         'if not client().set(lock_key(entry), 1, nx=True, ex=10):\n    return "skipped"\n'),
         '    return do_work("ex11_once", entry, self.request.id)',
@@ -1282,6 +1284,7 @@ TABLE += [
                                                    'app = ck.make_app("ex11_crontab", **SETTINGS)\n'
                                                    'app.conf.timezone = "Asia/Tokyo"')),
     Row(ch11.cron, "value", "no-timezone", tokyo(settings=""), "your app has no timezone, so the hours are read in UTC"),
+    Row(ch11.cron, "value", "machine-local-time", tokyo(settings='"enable_utc": False,'), "local time of whatever machine"),
     Row(ch11.cron, "value", "sunday-to-thursday", tokyo('crontab(minute=30, hour="7,19", day_of_week="0-4")'),
         "but the report is wanted at"),
     Row(ch11.cron, "hidden", "every-hour-between", tokyo('crontab(minute=30, hour="7-19", day_of_week="mon-fri")'),

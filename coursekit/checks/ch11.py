@@ -3,7 +3,8 @@
 11.expires runs a beat on the learner's module while the check's worker reads nothing, for a few seconds of the
 check's choosing, then lets the worker read: every message that waited longer than a second must be dropped, and
 the ones sent after must run. 11.once runs TWO beats on one schedule the check writes (an entry name of its own, every
-second) and counts, per schedule slot, how many copies did their work (the ledger): exactly one. 11.crontab runs
+second) on a two-process worker and counts, per schedule slot, how many copies did their work (the ledger): exactly
+one; then it sends two copies of one second apart, the second after the first finished: again exactly one. 11.crontab runs
 nothing: it computes the learner's crontab's next runs, in the learner's app's time zone, from instants the check
 draws, and compares them with the schedule the exercise asks for.
 """
@@ -77,10 +78,12 @@ class Expires(Exercise):
     functions = ("SCHEDULE",)
     ledger = "ex11_expires"
     every_s = 1.0
-    stale_s = 1.5
+    stale_s = 1.2
     """A message sent this long before the worker began to read had waited past its second when it was taken."""
     after_s = 3.0
     """How long the check watches once the worker reads."""
+    lead_s = 0.05
+    """The youngest stale message has waited `stale_s` + this when the worker begins to read."""
 
     def run(self, s, observed):
         task = task_named(s.mod, "refresh", bound=False)
@@ -108,6 +111,7 @@ class Expires(Exercise):
             except WorkerError as exc:
                 raise beat_failed(beat, exc) from None
             time.sleep(budget(away))
+            self.align(beat, every.run_every.total_seconds())
             reading = time.time()
             s.consume()
             time.sleep(budget(self.after_s))
@@ -133,6 +137,17 @@ class Expires(Exercise):
                         ", ".join(f"{clock(m['at'])} {m['fate']}" for m in sent))
         errors = [x.split("] ", 1)[-1] for x in beat.logs(stream="stderr").splitlines() if "ERROR/" in x]
         return {"sent": sent, "reading": reading, "task": task, "entry": entry, "name": name, "errors": errors}
+
+    def align(self, beat: Beat, period: float) -> None:
+        """Wait until `lead_s` after one of beat's sends: then the youngest message that counts as stale has waited
+        just over `stale_s` when the worker begins to read, so an expiry of 2 s lets it run, every time."""
+        sends = beat.sends()
+        if not sends:
+            return
+        target = sends[-1]["at"].timestamp() + self.stale_s + self.lead_s - period
+        while target < time.time():
+            target += period
+        time.sleep(target - time.time())
 
     def judge(self, seen, observed):
         sent, reading = seen["sent"], seen["reading"]
@@ -163,13 +178,20 @@ class Expires(Exercise):
 # -- 2. once -------------------------------------------------------------------------------------------------------
 class Once(Exercise):
     """Two beats send `digest(entry)` every second (`relative`: on the whole second), the second one started a
-    moment after the first; each slot (second) both beats sent must do the work exactly once (ledger `ex11_once`)."""
+    moment after the first; each slot (second) both beats sent must do the work exactly once (ledger `ex11_once`).
+    The worker has two processes and a Redis a network away (each command of the task waits `slow_redis_s`), so the
+    two copies of a slot run side by side and overlap by whole commands: a lock taken in two steps races. Then the
+    check sends copies apart itself: a second copy once the first has finished, in the same second; it too must
+    find the slot taken (a lock released when the work is done lets it through)."""
 
     id = "11.once"
     module = "ex11_once"
     functions = ("digest",)
     ledger = "ex11_once"
     watch_s = 3.5
+    concurrency = 2
+    slow_redis_s = 0.05
+    apart_pairs = 2
 
     def run(self, s, observed):
         task = task_named(s.mod, "digest", bound=True)
@@ -198,10 +220,22 @@ class Once(Exercise):
             time.sleep(0.4)
         finally:
             one.kill(), two.kill()
+        later = f"digest-{rng.randint(1000, 9999)}"
+        apart = [self.send_apart(s, task, later, ledger) for _ in range(self.apart_pairs)]
         rec = s.recording()
         sent = sends(rec, task.name, {one.pid: "beat-1", two.pid: "beat-2"})
-        worked = [e for e in ledger.entries() if e.get("key") == entry]
+        everything = ledger.entries()
+        worked = [e for e in everything if e.get("key") == entry]
         ledger.clear()
+        did_later = {e.get("task_id") for e in everything if e.get("key") == later}
+        ev = rec.events_df
+        began = ev[ev.type == "task-started"].groupby("task_id").t.min()
+        for pair in apart:
+            at = [began.get(i) for i in (pair["first"], pair["second"])]
+            pair["judged"] = pair["second"] is not None and None not in at and \
+                int(rec.started_at + at[0]) == int(rec.started_at + at[1])
+            pair["work"] = [i in did_later for i in (pair["first"], pair["second"])]
+
         slots: dict[int, dict] = {}
         for m in sent:
             slot = slots.setdefault(int(m["at"]), {"ids": set(), "beats": set()})
@@ -212,7 +246,30 @@ class Once(Exercise):
         untracked = [e for e in worked if e.get("task_id") not in {m["id"] for m in sent}]
         observed.append(f"two beats sent {len(sent)} digest({entry!r}); seconds both sent: {len(paired)}; "
                         f"work done in each: {list(paired.values())}")
-        return {"paired": paired, "entry": entry, "worked": worked, "untracked": untracked, "sent": sent}
+        said = {(True, False): "the first did the work, the second nothing", (True, True): "both did the work",
+                (False, False): "neither did the work", (False, True): "only the second did the work"}
+        observed.append(f"then the check sent digest({later!r}) twice in one second, the second copy once the first "
+                        "had finished: " + "; ".join(said[tuple(p["work"])] if p["judged"] else "not in one second"
+                                                      for p in apart))
+        return {"paired": paired, "entry": entry, "worked": worked, "untracked": untracked, "sent": sent,
+                "apart": apart}
+
+    @staticmethod
+    def send_apart(s, task, name: str, ledger: Ledger) -> dict:
+        """Send `digest(name)` just after a whole second; once that copy has finished (its result stored, or at
+        most 0.6 s), a second copy, which then normally runs in the same second."""
+        time.sleep(1.02 - time.time() % 1)
+        first = task.apply_async(args=[name])
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline and not s._has_result(first.id):
+            time.sleep(0.01)
+        if not s._has_result(first.id):
+            return {"first": first.id, "second": None}
+        second = task.apply_async(args=[name])
+        deadline = time.monotonic() + budget(2)
+        while time.monotonic() < deadline and not s._has_result(second.id):
+            time.sleep(0.02)
+        return {"first": first.id, "second": second.id}
 
     def judge(self, seen, observed):
         paired = seen["paired"]
@@ -231,6 +288,18 @@ class Once(Exercise):
                                  f"(first at {clock(never[0])[:8]}): a lock must free the next slot, by a key per slot "
                                  "or a TTL shorter than the period (1 s); a lock with no TTL never frees it")
         assert len(paired) >= 3, f"only {len(paired)} seconds had a copy from both beats: too few to judge"
+        judged = [p for p in seen["apart"] if p["judged"]]
+        if any(p["work"] == [True, True] for p in judged):
+            raise AssertionError("copies of one second that arrive together did the work once; but when the second "
+                                 "copy came after the first had finished, still in the same second, both copies did "
+                                 "the work: the lock was gone by then. Keep it until its TTL ends (do not delete it "
+                                 "when the work is done)")
+        if any(not p["work"][0] for p in judged):
+            raise AssertionError("a copy sent alone, on a second no other copy had taken, did no work: the lock must "
+                                 "free the next slot, by a key per slot or a TTL shorter than the period (1 s)")
+        if not judged:
+            raise Uncheckable("the check's copies sent apart never ran in the same second: nothing was judged",
+                              fix="check again; the machine may be very busy")
 
 
 # -- 3. crontab ----------------------------------------------------------------------------------------------------
@@ -277,6 +346,10 @@ class Crontab(Exercise):
         if not isinstance(given, crontab):
             raise Incorrect(f"entry {name!r} has the schedule {given!r}, an interval counted from the last run: it "
                             "drifts with every restart and knows no weekdays; a clock time needs a crontab")
+        if not s.app.conf.timezone and not s.app.conf.enable_utc:
+            raise Incorrect("your app sets enable_utc=False and no timezone: its crontabs follow the local time of "
+                            "whatever machine beat runs on, 07:30 in Tokyo only on a machine set to Tokyo",
+                            fix="name the zone: timezone='Asia/Tokyo'")
         cron = copy.copy(given)
         cron.app = s.app  # as beat binds it: the app's timezone and enable_utc decide the hours
         rng = random.SystemRandom()
