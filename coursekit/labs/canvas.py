@@ -109,14 +109,24 @@ def mark(kind: str, *names: str) -> None:
     pipe.execute()
 
 
+def write_words(counts: dict[str, int]) -> None:
+    """Give pages their numbers of words (a check's hidden input), for two minutes."""
+    pipe = client().pipeline()
+    pipe.hset(marked_key("words"), mapping=counts)
+    pipe.expire(marked_key("words"), 120)
+    pipe.execute()
+
+
 def count_words(page: str) -> int:
-    """The words on `page` (its length in characters, for the course). A page marked flaky (`mark("flaky", page)`)
-    raises PageTimeout on its first attempt and answers on the next ones."""
+    """The words on `page`: the number given to it (`write_words`), else its length in characters. A page marked
+    flaky (`mark("flaky", page)`) raises PageTimeout on its first attempt and answers on the next ones. Each call
+    counts as an attempt (`attempts_key(page)`)."""
     n = attempt(page)
     time.sleep(0.1)
     if n == 1 and client().sismember(marked_key("flaky"), page):
         raise PageTimeout(f"{page} timed out (attempt {n})")
-    return len(page)
+    words = client().hget(marked_key("words"), page)
+    return int(words) if words is not None else len(page)
 
 
 class CardDeclined(ValueError):
@@ -133,8 +143,16 @@ def settle_payment(card: str, amount: int) -> dict:
 
 # -- the order pipeline (exercise 12.chain) --------------------------------------------------------------------
 def prices_of(order_id: int) -> list[int]:
-    """The prices of an order's items: made up, but always the same for one order."""
-    return [order_id % 7 + 3, order_id % 11 + 5, 4]
+    """The prices of an order's items: made up, the same for one order, plus the price of an item added last
+    (`add_item`) if any."""
+    added = client().get(f"{marked_key('added')}:{order_id}")
+    return [order_id % 7 + 3, order_id % 11 + 5, 4] + ([int(added)] if added is not None else [])
+
+
+def add_item(order_id: int, price: int) -> None:
+    """Put one more item in the order (replacing one added before), for two minutes: a check changes the order
+    between building its pipeline and running it, as a customer would."""
+    client().set(f"{marked_key('added')}:{order_id}", price, ex=120)
 
 
 @app.task
