@@ -207,10 +207,13 @@ def let_go(app_=None) -> int:
     """Stop listening for results nobody will collect now (an ignored chord's, a failed chord's callback, a killed
     waiter's): Celery's Redis backend keeps a pub/sub subscription per awaited result, and drops it when the
     AsyncResult is garbage-collected. At kernel shutdown that happens while Python is half gone, and each one
-    prints a traceback; here it happens while Python runs. Returns how many subscriptions were dropped."""
-    consumer = (app_ or app).backend.result_consumer
-    keys = set(getattr(consumer, "subscribed_to", ()))
-    if keys:
-        consumer._pending_unsubscribe.update(keys)  # the path AsyncResult.__del__ takes (cancel_for), for all
-        consumer._flush_pending_unsubscribe()
-    return len(keys)
+    prints a traceback; here it happens while Python runs, through the consumer's public `cancel_for(task_id)`,
+    the very call that garbage collection ends in (`AsyncResult.__del__` -> `remove_pending_result`). Returns how
+    many subscriptions were dropped."""
+    backend = (app_ or app).backend
+    consumer = backend.result_consumer
+    prefix = backend.get_key_for_task("-")[:-1]  # the subscribed channels are the results' keys: prefix + task id
+    ids = [key[len(prefix):] for key in list(getattr(consumer, "subscribed_to", ())) if key.startswith(prefix)]
+    for task_id in ids:
+        consumer.cancel_for(task_id.decode() if isinstance(task_id, bytes) else task_id)
+    return len(ids)
