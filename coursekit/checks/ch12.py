@@ -2,10 +2,13 @@
 side effects the lab's tasks leave in ledgers.
 
 12.chain sends the learner's order pipeline for an order id of its own and reads every step back: its run in the
-recording, the arguments stored with its result (`result_extended`), the charge and the release ticket in their
-ledgers. 12.chord marks one page of its own list flaky (its first fetch raises) and expects the chord's callback
-to run once, after every page, with the right total. 12.errback marks some cards of its own list declined and
-expects the ledger of failures to hold exactly the ids of the payments that failed, written by an error callback.
+recording, the arguments stored with its result (`result_extended`), the step that sent it (`parent_id`), the
+charge and the release ticket in their ledgers. One item of the order changes after pipeline() returns, so a sum
+worked out while building the workflow shows. 12.chord gives its pages hidden word counts and marks one flaky
+(its first fetch raises), and expects the chord's callback to run once, after every page, with the right total,
+and count_words to be called once per fetch run. 12.errback marks some cards of its own list declined and
+expects the ledger of failures to hold exactly the ids of the payments that failed, written on a worker by an
+error callback; a declined payment the check sends without one must leave no entry.
 """
 from __future__ import annotations
 
