@@ -1154,6 +1154,13 @@ TABLE += [
     Row(ch12.chain, "mechanism", "group-not-chain", swap(pipeline(PIPE.replace("chain(", "group(")),
                                                          "from celery import chain", "from celery import group"),
         "steps that need the one before must be a chain"),
+    Row(ch12.chain, "hidden", "sum-computed-in-pipeline", swap(pipeline(PIPE.replace(
+        "charge.s(order_id)", "charge.si(sum(prices_of(order_id)), order_id)")), "import load_order,",
+        "import prices_of, load_order,"), "Compute nothing in pipeline()"),
+    Row(ch12.chain, "mechanism", "two-chains-in-a-group", swap(pipeline(
+        "group(chain(load_order.s(order_id), sum_prices.s(), charge.s(order_id)), "
+        "chain(release_stock.si(order_id), email.s()))"), "from celery import chain", "from celery import chain, group"),
+        "release_stock was not sent by charge"),
     Row(ch12.chain, "value", "ticket-made-up", pipeline(PIPE.replace("email.s()", "email.si(f'{order_id}/ticket')")),
         "it should get the ticket that release_stock returned"),
     # -- 12.chord ---------------------------------------------------------------------------------------------------
@@ -1166,6 +1173,9 @@ TABLE += [
         swap(S12H, CHORD_FETCH, "@app.task(autoretry_for=(PageTimeout,), max_retries=3)"), "default_retry_delay (180 s)"),
     Row(ch12.chord, "value", "timeout-swallowed", swap(S12H, "    return count_words(page)",
         "    try:\n        return count_words(page)\n    except PageTimeout:\n        return 0"), "is missing from it"),
+    Row(ch12.chord, "mechanism", "merge-counts-again", swap(swap(S12H, "def merge(counts):\n    return sum(counts)",
+        "def merge(counts, pages):\n    return sum(fetch(p) for p in pages)"), "merge.s())", "merge.s(pages))"),
+        "only fetch counts a page"),
     # -- 12.errback -------------------------------------------------------------------------------------------------
     Row(ch12.errback, "right", "old-style-errback", swap(swap(S12E, "def record_failure(request, exc, traceback):",
         "def record_failure(task_id):"), RECORD, '    ck.Ledger("ex12_failures").write(task_id)')),
@@ -1178,6 +1188,16 @@ TABLE += [
         "    try:\n        return settle_payment(card, amount)\n    except Exception:\n"
         "        ck.Ledger('ex12_failures').write(pay.request.id)\n        raise"), SUBMIT,
         "    return pay.apply_async((card, amount))"), "no message carried an error callback"),
+    Row(ch12.errback, "mechanism", "pay-records-errback-idle", swap(swap(S12E, "    return settle_payment(card, amount)",
+        "    try:\n        return settle_payment(card, amount)\n    except Exception:\n"
+        "        ck.Ledger('ex12_failures').write(pay.request.id)\n        raise"), RECORD, "    pass"),
+        "WITHOUT an error callback"),
+    Row(ch12.errback, "mechanism", "caller-thread-waits", swap(swap(S12E, SUBMIT,
+        "    import threading\n    import time\n    sent = pay.apply_async((card, amount), link_error=record_failure.s())\n\n"
+        "    def watch():\n        for _ in range(200):\n            if sent.ready():\n                break\n"
+        "            time.sleep(0.05)\n        if sent.failed():\n            ck.Ledger('ex12_failures').write(sent.id)\n\n"
+        "    threading.Thread(target=watch, daemon=True).start()\n    return sent"), RECORD, "    pass"),
+        "written by the process that called submit"),
 ]
 
 

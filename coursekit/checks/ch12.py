@@ -2,13 +2,17 @@
 side effects the lab's tasks leave in ledgers.
 
 12.chain sends the learner's order pipeline for an order id of its own and reads every step back: its run in the
-recording, the arguments stored with its result (`result_extended`), the charge and the release ticket in their
-ledgers. 12.chord marks one page of its own list flaky (its first fetch raises) and expects the chord's callback
-to run once, after every page, with the right total. 12.errback marks some cards of its own list declined and
-expects the ledger of failures to hold exactly the ids of the payments that failed, written by an error callback.
+recording, the arguments stored with its result (`result_extended`), the step that sent it (`parent_id`), the
+charge and the release ticket in their ledgers. One item of the order changes after pipeline() returns, so a sum
+worked out while building the workflow shows. 12.chord gives its pages hidden word counts and marks one flaky
+(its first fetch raises), and expects the chord's callback to run once, after every page, with the right total,
+and count_words to be called once per fetch run. 12.errback marks some cards of its own list declined and
+expects the ledger of failures to hold exactly the ids of the payments that failed, written on a worker by an
+error callback; a declined payment the check sends without one must leave no entry.
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import string
@@ -103,9 +107,14 @@ class Chain(Exercise):
         charges.clear()
         stock.clear()
         name = f"pipeline({order})"
+        built_with = rng.randint(1, 9)
+        canvas.add_item(order, built_with)  # the order as pipeline() sees it...
         called = call(s.mod.pipeline, order, name=name, source=s.source)
         published_nothing(called, name)
         sig = unsent(called.value, name)
+        added = rng.choice([p for p in range(11, 40) if p != built_with])
+        canvas.add_item(order, added)  # ...and as the chain must find it: one item changed in between
+        stale = canvas.prices_of(order)[:-1] + [built_with]
         s.consume()
         begun = time.monotonic()
         result = send_signature(sig, name)
@@ -133,18 +142,18 @@ class Chain(Exercise):
             steps.setdefault(short(task_name), []).append(
                 {"id": task_id, "runs": runs.get(task_id, []), "state": meta.get("status", "PENDING"),
                  "result": meta.get("result"), "args": tuple(meta.get("args") or ()),
-                 "kwargs": dict(meta.get("kwargs") or {})})
+                 "kwargs": dict(meta.get("kwargs") or {}), "parent": meta.get("parent_id")})
         observed.append(f"{name} -> {sig!r}"[:300])
         for step in STEPS:
             for one in steps.get(step, []):
                 observed.append(f"{call_repr(step, one['args'], one['kwargs'])}: {one['state']}, ran "
                                 f"{len(one['runs'])} time(s), result {str(one['result'])[:60]}")
         return {"order": order, "steps": steps, "charges": charges.entries(), "stock": stock.entries(),
-                "name": name, "duration": rec.duration}
+                "name": name, "duration": rec.duration, "prices": canvas.prices_of(order), "stale": stale}
 
     def judge(self, seen, observed):
         order, steps, name = seen["order"], seen["steps"], seen["name"]
-        prices = canvas.prices_of(order)
+        prices = seen["prices"]
         amount = sum(prices)
         # the first step that went wrong, in pipeline order: its failure says what the learner wrote
         for step in STEPS:
@@ -168,10 +177,24 @@ class Chain(Exercise):
                                  "worker sends each step when the one before it succeeds")
             assert len(one["runs"]) == 1, f"{step} ran {len(one['runs'])} times; once is enough"
             runs_in_order.append((step, one["runs"][0]))
+        for (a, _), (b, _) in zip(runs_in_order, runs_in_order[1:]):
+            assert steps[b][0]["parent"] == steps[a][0]["id"], (
+                f"{b} was not sent by {a}: it was sent by {'the caller' if not steps[b][0]['parent'] else 'another task'}"
+                f", so it did not wait for {a}'s end. In a chain the worker that "
+                "ran a step sends the next one")
         for (a, ra), (b, rb) in zip(runs_in_order, runs_in_order[1:]):
             ended_a = ra["at"] + max(0.0, (ra.get("ended") or ra["started"]) - ra["started"])
             assert rb["at"] >= ended_a - 0.05, (f"{b} started before {a} had ended: the steps ran side by side (a "
                                                 "group?), not one after another (a chain)")
+        loaded, summed = steps["load_order"][0], steps["sum_prices"][0]
+        if self._args(summed) != (loaded["result"],) or self._args(steps["charge"][0])[:1] != (summed["result"],):
+            said = (f"sum_prices received {self._args(summed)} and charge {self._args(steps['charge'][0])}, but when the "
+                    f"chain ran load_order returned {loaded['result']} and sum_prices {summed['result']}")
+            if self._args(summed) == (seen["stale"],) or self._args(steps["charge"][0])[:1] == (sum(seen["stale"]),):
+                said += (f": the order as it was when pipeline() was called ({seen['stale']}); the check changed one "
+                         "item in between, as a customer might")
+            raise AssertionError(said + ". Compute nothing in pipeline(): each step must get the previous step's "
+                                 "result, handed on by the chain (a partial, .s())")
         charge = steps["charge"][0]
         charged = self._args(charge)
         assert charged == (amount, order), (f"charge received {charged}; it should get the sum of the prices "
@@ -260,6 +283,8 @@ class Chord(Exercise):
         pages = [f"/{tag}/{w}" for w in rng.sample(WORDS, rng.randint(5, 7))]
         flaky = rng.choice(pages)
         canvas.mark("flaky", flaky)
+        words = {page: rng.randint(40, 900) for page in pages}  # what count_words finds on each page
+        canvas.write_words(words)
         name = f"crawl({pages!r})"
         called = call(s.mod.crawl, list(pages), name="crawl(pages)", source=s.source)
         published_nothing(called, "crawl(pages)")
@@ -287,7 +312,9 @@ class Chord(Exercise):
         for tid, page in fetches.items():
             observed.append(f"fetch({page!r}): runs {[r['outcome'] for r in runs.get(tid, [])]}")
         observed.append(f"merge: {end.describe()}, runs {[r['outcome'] for r in runs.get(merge_id, [])]}")
+        counted = {page: int(canvas.client().get(canvas.attempts_key(page)) or 0) for page in pages}
         return {"pages": pages, "flaky": flaky, "end": end, "runs": runs, "fetches": fetches, "merge_id": merge_id,
+                "words": words, "counted": counted,
                 "sent_per_page": sent_per_page, "fetch": fetch, "merge": merge, "app": s.app, "result": result,
                 "logs": s.worker.logs()}
 
@@ -307,7 +334,7 @@ class Chord(Exercise):
     def judge(self, seen, observed):
         pages, flaky, end, runs = seen["pages"], seen["flaky"], seen["end"], seen["runs"]
         fetch, merge = seen["fetch"], seen["merge"]
-        want = sum(len(p) for p in pages)
+        want = sum(seen["words"].values())
         by_page = {page: tid for tid, page in seen["fetches"].items()}
         missing = [p for p in pages if p not in by_page]
         assert not missing, (f"no fetch was sent for {missing}: the chord's header must have one fetch.s(page) per "
@@ -344,7 +371,7 @@ class Chord(Exercise):
         assert len(merge_runs) == 1, f"merge ran {len(merge_runs)} times; a chord's callback runs once"
         if end.value != want:
             said = f"merge returned {end.value!r}; the pages hold {want} words in all"
-            if isinstance(end.value, (int, float)) and end.value == want - len(flaky):
+            if isinstance(end.value, (int, float)) and end.value == want - seen["words"][flaky]:
                 said += (f": the flaky page {flaky!r} is missing from it. Its first fetch raised, and fetch must not "
                          "swallow that error (return 0 or None): let Celery retry it")
             raise AssertionError(said)
@@ -356,6 +383,11 @@ class Chord(Exercise):
             if page != flaky:
                 got = runs.get(by_page[page], [])
                 assert len(got) == 1, f"fetch({page!r}) ran {len(got)} times; it is not flaky, once is enough"
+        for page in pages:
+            got = len(runs.get(by_page[page], []))
+            assert seen["counted"][page] == got, (
+                f"count_words({page!r}) was called {seen['counted'][page]} times, but fetch({page!r}) ran {got} "
+                "time(s): only fetch counts a page, once per run; merge must add up the counts it receives")
         last_start = max(r["at"] for page in pages for r in runs.get(by_page[page], []))
         assert merge_runs[0]["at"] >= last_start, "merge started before the last page had been fetched"
 
@@ -407,9 +439,14 @@ class Errback(Exercise):
             raise Incorrect(f"every payment had ended by the time submit returned: submit waited for its result "
                             "(.get()), which holds the caller for the whole payment. Send it and return the "
                             "AsyncResult at once: the error callback does the waiting's work")
+        # one more declined payment, sent by the check with no error callback: nothing may record it
+        unlinked = f"card-{tag}-x"
+        canvas.mark("declined", unlinked)
+        bare = pay.apply_async((unlinked, rng.randint(5, 500)))
         begun = time.monotonic()
         endings = {card: ending(r, budget(max(0.1, begun + self.wait_s - time.monotonic())), sent=begun)
                    for card, r in results.items()}
+        ending(bare, budget(max(0.1, begun + self.wait_s - time.monotonic())), sent=begun)
         failed = {results[c].id for c, e in endings.items() if e.state == "FAILURE"}
         deadline = time.monotonic() + budget(3.0)  # a one-argument errback is a task of its own: it comes later
         while time.monotonic() < deadline and len(ledger.entries()) < len(failed) and any(
@@ -423,7 +460,7 @@ class Errback(Exercise):
                             f"{results[card].id[:8]}")
         observed.append(f"ledger {self.ledger}: {[e['key'][:8] if isinstance(e['key'], str) else e['key'] for e in entries]}")
         return {"cards": cards, "declined": declined, "results": results, "endings": endings, "entries": entries,
-                "links": links, "pay": pay, "logs": s.worker.logs()}
+                "links": links, "pay": pay, "logs": s.worker.logs(), "bare": (unlinked, bare.id), "here": os.getpid()}
 
     def judge(self, seen, observed):
         results, endings, declined = seen["results"], seen["endings"], seen["declined"]
@@ -447,12 +484,21 @@ class Errback(Exercise):
             if any(m.get("callbacks") for m in sent_with):
                 raise AssertionError("the payments carried a callback (link=), which Celery calls on SUCCESS, and no "
                                      "error callback: pass it as link_error=")
-            if set(keys) == set(failed):
+            if set(keys) - {seen["bare"][1]} == set(failed):
                 raise AssertionError("the failures are in the ledger, but no message carried an error callback: "
                                      "pay recorded them itself. The exercise asks for an error callback: "
                                      "apply_async(..., link_error=record_failure.s())")
             raise AssertionError("no payment was sent with an error callback: pass link_error=record_failure.s() to "
                                  "apply_async")
+        unlinked, bare_id = seen["bare"]
+        assert bare_id not in keys, (
+            f"the ledger holds the id of a payment the check sent itself, on a declined card ({unlinked}), WITHOUT an "
+            "error callback: pay records its own failures. Leave that to the error callback (record_failure), so "
+            "that a payment records a failure only when sent with one")
+        here = [e for e in seen["entries"] if e.get("pid") == seen["here"]]
+        assert not here, (f"{len(here)} ledger entr{'y was' if len(here) == 1 else 'ies were'} written by the process "
+                          "that called submit, not on a worker: submit (or a thread it started) waited for the result. "
+                          "The error callback must do the recording, on the worker")
         good = [k for k in keys if k in ids and ids[k] not in declined]
         assert not good, (f"the ledger holds the ids of {len(set(good))} payment(s) that went through "
                           f"({', '.join(ids[k] for k in dict.fromkeys(good))}): record only failures")

@@ -109,14 +109,24 @@ def mark(kind: str, *names: str) -> None:
     pipe.execute()
 
 
+def write_words(counts: dict[str, int]) -> None:
+    """Give pages their numbers of words (a check's hidden input), for two minutes."""
+    pipe = client().pipeline()
+    pipe.hset(marked_key("words"), mapping=counts)
+    pipe.expire(marked_key("words"), 120)
+    pipe.execute()
+
+
 def count_words(page: str) -> int:
-    """The words on `page` (its length in characters, for the course). A page marked flaky (`mark("flaky", page)`)
-    raises PageTimeout on its first attempt and answers on the next ones."""
+    """The words on `page`: the number given to it (`write_words`), else its length in characters. A page marked
+    flaky (`mark("flaky", page)`) raises PageTimeout on its first attempt and answers on the next ones. Each call
+    counts as an attempt (`attempts_key(page)`)."""
     n = attempt(page)
     time.sleep(0.1)
     if n == 1 and client().sismember(marked_key("flaky"), page):
         raise PageTimeout(f"{page} timed out (attempt {n})")
-    return len(page)
+    words = client().hget(marked_key("words"), page)
+    return int(words) if words is not None else len(page)
 
 
 class CardDeclined(ValueError):
@@ -133,8 +143,16 @@ def settle_payment(card: str, amount: int) -> dict:
 
 # -- the order pipeline (exercise 12.chain) --------------------------------------------------------------------
 def prices_of(order_id: int) -> list[int]:
-    """The prices of an order's items: made up, but always the same for one order."""
-    return [order_id % 7 + 3, order_id % 11 + 5, 4]
+    """The prices of an order's items: made up, the same for one order, plus the price of an item added last
+    (`add_item`) if any."""
+    added = client().get(f"{marked_key('added')}:{order_id}")
+    return [order_id % 7 + 3, order_id % 11 + 5, 4] + ([int(added)] if added is not None else [])
+
+
+def add_item(order_id: int, price: int) -> None:
+    """Put one more item in the order (replacing one added before), for two minutes: a check changes the order
+    between building its pipeline and running it, as a customer would."""
+    client().set(f"{marked_key('added')}:{order_id}", price, ex=120)
 
 
 @app.task
@@ -189,10 +207,13 @@ def let_go(app_=None) -> int:
     """Stop listening for results nobody will collect now (an ignored chord's, a failed chord's callback, a killed
     waiter's): Celery's Redis backend keeps a pub/sub subscription per awaited result, and drops it when the
     AsyncResult is garbage-collected. At kernel shutdown that happens while Python is half gone, and each one
-    prints a traceback; here it happens while Python runs. Returns how many subscriptions were dropped."""
-    consumer = (app_ or app).backend.result_consumer
-    keys = set(getattr(consumer, "subscribed_to", ()))
-    if keys:
-        consumer._pending_unsubscribe.update(keys)  # the path AsyncResult.__del__ takes (cancel_for), for all
-        consumer._flush_pending_unsubscribe()
-    return len(keys)
+    prints a traceback; here it happens while Python runs, through the consumer's public `cancel_for(task_id)`,
+    the very call that garbage collection ends in (`AsyncResult.__del__` -> `remove_pending_result`). Returns how
+    many subscriptions were dropped."""
+    backend = (app_ or app).backend
+    consumer = backend.result_consumer
+    prefix = backend.get_key_for_task("-")[:-1]  # the subscribed channels are the results' keys: prefix + task id
+    ids = [key[len(prefix):] for key in list(getattr(consumer, "subscribed_to", ())) if key.startswith(prefix)]
+    for task_id in ids:
+        consumer.cancel_for(task_id.decode() if isinstance(task_id, bytes) else task_id)
+    return len(ids)
