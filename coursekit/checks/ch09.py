@@ -95,8 +95,9 @@ def more_processes_than_cores(line, app) -> None:
     cores = os.cpu_count() or 1
     if effective_pool(line, app) == "prefork" and isinstance(size, int) and size > cores:
         raise Incorrect(f"{line.name}: -c {size} forks {size} processes on a machine with {cores} cores: the "
-                        "crunches take turns on the cores, each one slower, none done sooner, and every child costs memory",
-                        fix=f"one process per core: -c {cores} (or -c auto, which counts the cores this worker may use)")
+                        "crunches take turns on the cores, each one slower, none done sooner, and every child "
+                        "costs memory",
+                        fix=f"one process per core: -c {cores} (or -c auto: the cores this worker may use)")
 
 
 def cpu_times(fleet) -> dict[int, float]:
@@ -265,12 +266,12 @@ class ComputingBurst(Exercise):
         kind = effective_pool(line, app)
         most = at_once(got)
         cores = f"{seen['cpu']:.2f} s of CPU over {seen['span']:.2f} s"
-        if kind == "threads" or (most > 1 and len({v["pid"] for v in got}) == 1):
-            why = (f"{most} crunches ran at once, but in threads of one process (pid {got[0]['pid']}), and the GIL lets "
-                   f"one thread at a time run Python: {cores}, one core at most")
-        elif kind in ("gevent", "eventlet"):
-            why = (f"the crunches ran one after another in greenlets of one process: a greenlet that computes never "
-                   f"yields, so the others wait ({cores})")
+        if kind in ("gevent", "eventlet"):
+            why = (f"the crunches took turns in greenlets of one process: a greenlet that computes never yields, so "
+                   f"the others wait until it ends ({cores})")
+        elif kind == "threads" or (most > 1 and len({v["pid"] for v in got}) == 1):
+            why = (f"{most} crunches ran at once, but in threads of one process (pid {got[0]['pid']}), and the GIL "
+                   f"lets one thread at a time run Python: {cores}, one core at most")
         elif kind == "solo":
             why = f"solo runs one task at a time in the worker's own process ({cores})"
         else:
