@@ -301,9 +301,9 @@ class HungFetch(Exercise):
         # fewer and shorter than exercise 1's: a limit of 1 s must let a normal fetch end, and the burst must still
         # reach the worker before its first fetch ends (about 0.3 s for 20 messages on a loaded machine)
         n, seconds, hang = rng.randint(16, 20), round(rng.uniform(0.5, 0.7), 2), rng.randint(8, 12)
-        # 6 s: the burst takes one round, the hung fetch must end by 2.5 s; one still running then was not stopped
+        # 4 s: the burst takes one round, the hung fetch must end by 2.5 s; one still running then was not stopped
         hung_call = (fetch, ("https://api.example/hangs", hang))
-        jobs = fetch_jobs(fleet, fetch, n, seconds, extra=[hung_call], wait=6.0)
+        jobs = fetch_jobs(fleet, fetch, n, seconds, extra=[hung_call], wait=4.0)
         hung, normal = jobs[0], jobs[1:]
         observed.append(f"the hung fetch ({hang} s): {hung.describe()}")
         ran = runs(normal, now_since(fleet))
