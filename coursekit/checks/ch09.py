@@ -284,7 +284,8 @@ class ComputingBurst(Exercise):
 # -- 3. limit --------------------------------------------------------------------------------------------------------
 class HungFetch(Exercise):
     """A burst of normal fetches plus one that hangs for a long time: the hung one must end in FAILURE within
-    LIMIT_BOUND_S of its start (a time limit that fires), and the normal ones must all be in flight at once."""
+    LIMIT_BOUND_S of its start, stopped by a time limit that fired (the worker logs 'time limit (Xs) exceeded' for
+    it, no earlier than X), and the normal ones must all be in flight at once, each waiting its time."""
 
     id = "09.limit"
     module = "ex09_limit"
