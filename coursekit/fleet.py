@@ -107,8 +107,9 @@ class Job:
         where = f"queue {self.queue!r}"
         if not self.runs:
             return f"{self.call}: {where}, never started"
-        end = f" to {self.ended:+.2f}" if self.ended is not None else ", still running"
-        return f"{self.call}: {where}, worker {self.worker}, {self.started:+.2f}{end} s, {self.end.describe()}"
+        span = (f"{self.started:+.2f} to {self.ended:+.2f} s" if self.ended is not None else
+                f"from {self.started:+.2f} s, still running")
+        return f"{self.call}: {where}, worker {self.worker}, {span}, {self.end.describe()}"
 
 
 def pool_kind(implementation: object) -> str:

@@ -1068,14 +1068,14 @@ def _row_09(shown, table: str, worker: str) -> dict:
 
 
 @says("09_pools")
-def threads_and_gevent_finish_the_waits_at_least_3_times_faster(shown):
-    """"threads and gevent started all 20 fetches at once, each in a lane of its own, and were done in about one
-    fetch's time: at least 3 times faster than prefork -c 2"; prefork "ran 2 at a time"; solo "one at a time ... at
-    least 1.5 times prefork's time"."""
+def threads_and_gevent_finish_the_waits_at_least_twice_as_fast(shown):
+    """"threads and gevent ... ran many side by side (up to 20), so they were done at least twice as fast as prefork
+    -c 2"; prefork "ran 2 at a time"; solo "one at a time ... at least 1.5 times prefork's time". Not "all 20 at
+    once": on a loaded machine sending 20 messages took longer than a 0.2 s fetch (10 and 13 at once seen)."""
     io = _burst_09(shown, IO_09)
     for pool in ("threads", "gevent"):
-        assert io[pool]["at_once"] == 20 and io[pool]["lanes"] == 20, io[pool]
-        assert io[pool]["wall_s"] * 3 <= io["prefork"]["wall_s"], (pool, io)
+        assert 6 <= io[pool]["at_once"] <= 20, io[pool]
+        assert io[pool]["wall_s"] * 2 <= io["prefork"]["wall_s"], (pool, io)
     assert io["prefork"]["at_once"] == 2 and io["prefork"]["processes"] == 2, io["prefork"]
     assert io["solo"]["at_once"] == 1 and io["solo"]["wall_s"] >= 1.5 * io["prefork"]["wall_s"], io
 

@@ -1221,6 +1221,11 @@ def limit_module(options: str, decorator: str = "@app.task(time_limit=1.5)") -> 
                 "@app.task(time_limit=1.5)", decorator)
 
 
+IO_WAIT = "    time.sleep(seconds)  # the network call\n"
+CPU_WORK = "    arithmetic(units)\n"
+LIMIT_WAIT = "    time.sleep(seconds)  # the network call; sometimes the service never answers\n"
+
+
 TABLE += [
     # -- 09.io ---------------------------------------------------------------------------------------------------
     Row(ch09.io, "right", "threads-50", io_line("-P threads -c 50")),
@@ -1228,12 +1233,18 @@ TABLE += [
     Row(ch09.io, "value", "threads-20", io_line("-P threads -c 20"), "at most 20 of the"),
     Row(ch09.io, "mechanism", "gevent-spelled-unpatched", io_line("-Pgevent -c 100"), "WITHOUT monkey patching"),
     Row(ch09.io, "blank", "workers", swap(S09I, IO_LINE, "____"), "WORKERS still holds"),
+    # gaming the task's own report: solo, no wait, a made-up end (the worker's events say 0.01 s)
+    Row(ch09.io, "mechanism", "solo-reports-fake-times", swap(io_line("-P solo"), IO_WAIT, "").replace(
+        '"ended": time.time()', '"ended": begun + seconds'), "ended well before their time"),
 
     # -- 09.cpu --------------------------------------------------------------------------------------------------
     Row(ch09.cpu, "right", "default-pool", cpu_line("-c 2")),
     Row(ch09.cpu, "mechanism", "threads", cpu_line("-P threads -c 8"), "the GIL lets one thread at a time"),
     Row(ch09.cpu, "mechanism", "gevent", cpu_line("-P gevent -c 8"), "a greenlet that computes never yields"),
     Row(ch09.cpu, "value", "one-process", cpu_line("-c 1"), "no two crunches ran at the same moment"),
+    # the right pool, but crunch sleeps instead of computing: the two children used no CPU
+    Row(ch09.cpu, "mechanism", "prefork-sleeps-not-computes", swap(S09C, CPU_WORK, "    time.sleep(units * 0.06)\n"),
+        "crunch must do its arithmetic"),
 
     # -- 09.limit ------------------------------------------------------------------------------------------------
     Row(ch09.limit, "right", "gevent-hard-and-soft", limit_module("--pool=gevent -c 60",
@@ -1244,6 +1255,10 @@ TABLE += [
         "gevent ignores soft_time_limit"),
     Row(ch09.limit, "value", "prefork-rounds", limit_module("-P prefork -c 4"),
         "normal fetches were in flight at once"),
+    # threads ignore the limit; the task reads the hidden hang and raises the limit's exception itself
+    Row(ch09.limit, "mechanism", "threads-task-raises-itself", swap(limit_module("-P threads -c 50"), LIMIT_WAIT,
+        "    time.sleep(min(seconds, 1.5))\n    if seconds > 1.5:\n"
+        "        raise __import__('celery').exceptions.TimeLimitExceeded(1.5)\n"), "no time limit fired"),
 ]
 
 
