@@ -155,6 +155,17 @@ def now_since(fleet) -> float:
     return time.time() - (fleet.first_sent or time.time())
 
 
+def _fetcher(s, observed: list, module: str, example: str):
+    """The learner's one worker line for `fetch` (the example shows its form), refused before it starts if it forks
+    a process per waiting task; the fleet started from it, the task, and the line."""
+    line = one_line(s, f'{{"fetcher": "celery -A workspace.{module} worker {example}"}}')
+    too_many_processes(line, s.app, "run tasks that only wait")
+    fetch = task_named(s.mod, "fetch")
+    fleet = s.start_fleet([line])
+    observed += fleet.describe()
+    return fleet, fetch, line
+
+
 # -- 1. io -----------------------------------------------------------------------------------------------------------
 class WaitingBurst(Exercise):
     """Forty-odd fetches of about half a second each: every one must be in flight at the same time, and the whole
@@ -166,11 +177,7 @@ class WaitingBurst(Exercise):
     fleet = True
 
     def run(self, s, observed):
-        line = one_line(s, '{"fetcher": "celery -A workspace.ex09_io worker -P threads -c 50"}')
-        too_many_processes(line, s.app, "run tasks that only wait")
-        fetch = task_named(s.mod, "fetch")
-        fleet = s.start_fleet([line])
-        observed += fleet.describe()
+        fleet, fetch, line = _fetcher(s, observed, "ex09_io", "-P threads -c 50")
         rng = random.SystemRandom()
         n, seconds = rng.randint(36, 44), round(rng.uniform(1.2, 1.5), 2)
         jobs = fetch_jobs(fleet, fetch, n, seconds, wait=3 * seconds + 1)
@@ -293,11 +300,7 @@ class HungFetch(Exercise):
     fleet = True
 
     def run(self, s, observed):
-        line = one_line(s, '{"fetcher": "celery -A workspace.ex09_limit worker -P gevent -c 50"}')
-        too_many_processes(line, s.app, "run tasks that only wait")
-        fetch = task_named(s.mod, "fetch")
-        fleet = s.start_fleet([line])
-        observed += fleet.describe()
+        fleet, fetch, line = _fetcher(s, observed, "ex09_limit", "-P gevent -c 50")
         rng = random.SystemRandom()
         # fewer and shorter than exercise 1's: a limit of 1 s must let a normal fetch end, and the burst must still
         # reach the worker before its first fetch ends (about 0.3 s for 20 messages on a loaded machine)
