@@ -27,3 +27,4 @@ S07P, S07E, S07W = (solution_module(m) for m in ("ex07_payment", "ex07_export", 
 S08M, S08R, S08O = (solution_module(m) for m in ("ex08_recycle", "ex08_results", "ex08_oom"))
 S09I, S09C, S09L = (solution_module(m) for m in ("ex09_io", "ex09_cpu", "ex09_limit"))
 S11E, S11O, S11C = (solution_module(m) for m in ("ex11_expires", "ex11_once", "ex11_crontab"))
+S10B, S10P, S10C = (solution_module(m) for m in ("ex10_backlog", "ex10_publish", "ex10_comeback"))
