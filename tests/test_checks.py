@@ -1283,11 +1283,11 @@ TABLE += [
         with redis.Redis.from_url(str(app.conf.broker_url)) as client:
             return client.llen(prefix + queue)
         """), "the list of priority 0-2 alone"),
-    Row(ch10.backlog, "value", "lists-only", count_with("""
+    Row(ch10.backlog, "mechanism", "lists-only", count_with("""
         with redis.Redis.from_url(str(app.conf.broker_url)) as client:
             return sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
         """), "without the messages held unacknowledged"),
-    Row(ch10.backlog, "value", "whole-unacked-hash", count_with("""
+    Row(ch10.backlog, "hidden", "whole-unacked-hash", count_with("""
         with redis.Redis.from_url(str(app.conf.broker_url)) as client:
             waiting = sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
             return waiting + client.hlen(prefix + "unacked")
