@@ -1286,6 +1286,7 @@ def default_policy_raises_tuned_policy_rides_it_out(shown):
     by = {r["producer"]: r for r in rows(shown, "publishing")}
     default, tuned = by["default policy"], by["tuned policy"]
     assert default["raised"] >= 2 and default["in the queue"] == default["returned"], default
+    assert default["what was raised"] == "kombu.exceptions.OperationalError", default
     assert 0.5 <= default["longest call s"] <= 2.0, default
     assert tuned["raised"] == 0 and tuned["in the queue"] == tuned["returned"] == tuned["calls"], tuned
     assert tuned["longest call s"] >= 2.0, tuned
@@ -1300,3 +1301,13 @@ def llen_counts_one_list_true_depth_adds_held(shown):
     assert held >= 1 and true == lists + held and llen < lists, c
     lines = shown["backlog"]["lines"]
     assert any("unacked" in label for label in lines), lines.keys()
+
+
+@says("10_broker_trouble")
+def held_jobs_keep_the_unacked_line_up(shown):
+    """"on the queue plot the *unacked* line is still up at the end, long after the last job ran." """
+    f = shown["outage queue"]
+    held = next(pts for label, pts in f["lines"].items() if "unacked" in label)
+    assert held[-1][1] >= 1, held
+    jobs = {r["where"]: len(r["jobs"].split(", ")) for r in rows(shown, "fates") if r["sent"].startswith("burst")}
+    assert held[-1][1] >= jobs.get("held", 0) >= 1, (held[-1], jobs)
