@@ -1276,6 +1276,10 @@ def the_gap_is_the_outage(shown):
     assert f["gaps"], f["gaps"]
     start, end = f["gaps"][0]
     assert abs(start - f["down_at"]) <= 0.6 and end is not None and end >= f["back_at"] - 0.3, f["gaps"]
+    # "their grey bars ... carry the time the tally file recorded, inside the gap"
+    grey = [b for b in f["bars"] if b["outcome"] == "RUNNING"]
+    assert grey and all(b["label"] for b in grey), grey
+    assert all(start - 0.2 <= at <= end for at in f["ended_in_gap"].values()), (f["ended_in_gap"], f["gaps"])
 
 
 @says("10_broker_trouble")
