@@ -181,6 +181,10 @@ class Publish(Exercise):
         calls, arrived = seen["calls"], seen["arrived"]
         if seen["raised"]:
             n, at, said = seen["raised"]
+            if "did not return within" in said:
+                raise AssertionError(f"publish(task, {n}) did not return within {self.call_limit_s:.0f} s ({at} s "
+                                     f"after the first call; the broker was down from {seen['window'][0]:.1f} s to "
+                                     f"{seen['window'][1]:.1f} s): wait out an outage of a few seconds, not longer")
             raise AssertionError(f"{said.rstrip('.')} ({at} s after the first call; the broker was down from "
                                  f"{seen['window'][0]:.1f} s to {seen['window'][1]:.1f} s): job {n} is lost, nothing "
                                  "keeps it")
@@ -195,7 +199,6 @@ class Publish(Exercise):
         if twice:
             raise AssertionError(f"jobs {', '.join(map(str, twice[:8]))} reached the queue more than once: a publish "
                                  "that had gone through was sent again")
-        assert max(c["seconds"] for c in calls) >= 0.5 or len(calls) > 5, calls
 
 
 publish = Publish()
