@@ -1301,7 +1301,7 @@ TABLE += [
             except OperationalError:
                 time.sleep(0.3)
         """)),
-    Row(ch10.publish, "mechanism", "default-policy", send_with("task.apply_async((n, 0.0))\n"),
+    Row(ch10.publish, "timing", "default-policy", send_with("task.apply_async((n, 0.0))\n"),
         "raised OperationalError"),
     Row(ch10.publish, "mechanism", "swallowed", send_with("""
         try:
