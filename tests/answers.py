@@ -28,3 +28,4 @@ S08M, S08R, S08O = (solution_module(m) for m in ("ex08_recycle", "ex08_results",
 S09I, S09C, S09L = (solution_module(m) for m in ("ex09_io", "ex09_cpu", "ex09_limit"))
 S11E, S11O, S11C = (solution_module(m) for m in ("ex11_expires", "ex11_once", "ex11_crontab"))
 S12C, S12H, S12E = (solution_module(m) for m in ("ex12_chain", "ex12_chord", "ex12_errback"))
+S10B, S10P, S10C = (solution_module(m) for m in ("ex10_backlog", "ex10_publish", "ex10_comeback"))

@@ -1366,3 +1366,94 @@ def ignoring_results_in_a_chord(shown):
     assert header["callback state"] == "SUCCESS" and header[".get() gave"] == "12", header
     assert whole["header result keys"] == 0 and whole["total ran"] == 1, whole
     assert whole["callback state"] == "PENDING" and whole[".get() gave"] == "TimeoutError after 2 s", whole
+
+
+# -- 10 broker trouble --------------------------------------------------------------------------------------
+def _said_10(shown, worker: str) -> list[dict]:
+    return [r for r in rows(shown, "connection lines") if r["worker"] == worker]
+
+
+@says("10_broker_trouble")
+def idle_retries_two_then_four_seconds_and_comes_back(shown):
+    """"`idle` shows Celery's reconnect loop: Connection to broker lost, then Cannot connect ... Trying again in 2.00
+    seconds (1/100), then 4 s ... until Connected. It did not need anyone to restart it." """
+    said = _said_10(shown, "idle")
+    kinds = [r["says"] for r in said]
+    assert "connection lost" in kinds and kinds[-1] == "connected", kinds
+    waits = [r["next try in s"] for r in said if r["says"] == "reconnect failed"]
+    assert waits[:2] == [2.0, 4.0][:len(waits)] and len(waits) >= 1, waits
+    assert all(b - a == 2.0 for a, b in zip(waits, waits[1:])), waits
+    lost = next(r["s"] for r in said if r["says"] == "connection lost")
+    assert said[-1]["s"] - lost >= 2.5, said  # the broker was down 3 s: no earlier try could connect
+
+
+@says("10_broker_trouble")
+def steady_gives_back_what_it_held_then_dies_or_retries(shown):
+    """"`steady` held messages ... It logs Restoring N unacknowledged message(s) ... the worker died right there
+    ... or went into the same reconnect loop as `idle`." """
+    kinds = [r["says"] for r in _said_10(shown, "steady")]
+    assert "connection lost" in kinds and "puts back what it held" in kinds, kinds
+    after = kinds[kinds.index("puts back what it held") + 1:]
+    assert after and after[0] in ("worker gives up", "reconnect failed", "connected"), kinds
+
+
+@says("10_broker_trouble")
+def running_jobs_end_prefetched_ones_are_held(shown):
+    """"Jobs already running when the broker went away ran to their end ... The prefetched jobs are `held` ... Jobs
+    sent after the restart ran on `idle`"; `late` exited with code 1."""
+    by = {(r["sent"], r["where"]): r["jobs"].split(", ") for r in rows(shown, "fates")}
+    burst = {w: jobs for (sent, w), jobs in by.items() if sent.startswith("burst")}
+    assert len(burst.get("ran", [])) >= 1 and len(burst.get("held", [])) >= 1, by
+    assert set(burst) <= {"ran", "held", "waiting"}, by  # nothing vanished: Redis saved what it had
+    assert sum(map(len, burst.values())) == 12, by
+    assert len(by[("to idle, after the restart", "ran")]) == 4, by
+    (late,) = rows(shown, "late")
+    assert late["exit code"] == 1 and "has been disabled" in late["said"], late
+
+
+@says("10_broker_trouble")
+def the_gap_is_the_outage(shown):
+    """"The recorder's gap (shaded) starts when the broker went away." """
+    f = shown["outage timeline"]
+    assert f["gaps"], f["gaps"]
+    start, end = f["gaps"][0]
+    assert abs(start - f["down_at"]) <= 0.6 and end is not None and end >= f["back_at"] - 0.3, f["gaps"]
+    # "their grey bars ... carry the time the tally file recorded, inside the gap"
+    grey = [b for b in f["bars"] if b["outcome"] == "RUNNING"]
+    assert grey and all(b["label"] for b in grey), grey
+    assert all(start - 0.2 <= at <= end for at in f["ended_in_gap"].values()), (f["ended_in_gap"], f["gaps"])
+
+
+@says("10_broker_trouble")
+def default_policy_raises_tuned_policy_rides_it_out(shown):
+    """"With the default policy ... each call made during the outage raised OperationalError after about 0.6 s ...
+    With the tuned policy ... the one call made while the broker was down blocked until Redis was back ... nothing
+    raised, and every call that returned is in the queue." """
+    by = {r["producer"]: r for r in rows(shown, "publishing")}
+    default, tuned = by["default policy"], by["tuned policy"]
+    assert default["raised"] >= 2 and default["in the queue"] == default["returned"], default
+    assert default["what was raised"] == "kombu.exceptions.OperationalError", default
+    assert 0.5 <= default["longest call s"] <= 2.0, default
+    assert tuned["raised"] == 0 and tuned["in the queue"] == tuned["returned"] == tuned["calls"], tuned
+    assert tuned["longest call s"] >= 2.0, tuned
+
+
+@says("10_broker_trouble")
+def llen_counts_one_list_true_depth_adds_held(shown):
+    """"`LLEN outage.slow` reads one Redis list ... short by the prefetched messages always"; true = lists + held."""
+    c = {r["count"]: r["messages"] for r in rows(shown, "counts")}
+    llen, lists = c["LLEN outage.slow (the seed's count)"], c["every priority list (kombu, Flower)"]
+    held, true = c["held by the worker (unacked)"], c["true depth: lists + held"]
+    assert held >= 1 and true == lists + held and llen < lists, c
+    lines = shown["backlog"]["lines"]
+    assert any("unacked" in label for label in lines), lines.keys()
+
+
+@says("10_broker_trouble")
+def held_jobs_keep_the_unacked_line_up(shown):
+    """"on the queue plot the *unacked* line is still up at the end, long after the last job ran." """
+    f = shown["outage queue"]
+    held = next(pts for label, pts in f["lines"].items() if "unacked" in label)
+    assert held[-1][1] >= 1, held
+    jobs = {r["where"]: len(r["jobs"].split(", ")) for r in rows(shown, "fates") if r["sent"].startswith("burst")}
+    assert held[-1][1] >= jobs.get("held", 0) >= 1, (held[-1], jobs)

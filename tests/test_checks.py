@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S06F,
-                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S09C, S09I, S09L, S11C, S11E, S11O, S12C, S12E,
-                     S12H, attempt, solution_module, swap)
+                     S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S09C, S09I, S09L, S10B, S10C, S10P, S11C, S11E,
+                     S11O, S12C, S12E, S12H, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch11, ch12
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12
 from coursekit.exercise import Exercise
 
 
@@ -1330,6 +1330,78 @@ TABLE += [
     Row(ch11.cron, "blank", "schedule", tokyo("____"), "SCHEDULE still holds"),
 ]
 
+
+
+# -- chapter 10: broker trouble. 10.backlog fills a queue (about 2 s a row); 10.publish stops a private Redis for
+# about 3 s (about 6 s a row); 10.comeback starts two workers and stops a private Redis (about 12 s a row). ------
+B_COUNT = """    with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+        waiting = sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
+        held = sum(1 for _, raw in client.hscan_iter(prefix + "unacked") if json.loads(raw)[2] == queue)
+    return waiting + held
+"""
+P_SEND = """    task.apply_async((n, 0.0), retry=True,
+                     retry_policy={"max_retries": 10, "interval_start": 0.5, "interval_step": 0.5,
+                                   "interval_max": 1.0})
+"""
+C_SETTINGS = '    "broker_connection_retry_on_startup": False,\n'
+
+
+def count_with(body: str) -> str:
+    return swap(S10B, B_COUNT, textwrap.indent(textwrap.dedent(body), "    "))
+
+
+def send_with(body: str) -> str:
+    return "import time\nfrom kombu.exceptions import OperationalError\n" + swap(
+        S10P, P_SEND, textwrap.indent(textwrap.dedent(body), "    "))
+
+
+def settings(lines: str) -> str:
+    return swap(S10C, C_SETTINGS, lines)
+
+
+TABLE += [
+    # -- 10.backlog ---------------------------------------------------------------------------------------------
+    Row(ch10.backlog, "right", "coursekit-queues", swap(S10B, "import redis", "import redis\nimport coursekit as ck")
+        .replace(B_COUNT, "    return ck.queues.depth(app, queue) + ck.queues.held(app, queue)\n")),
+    Row(ch10.backlog, "value", "llen-only", count_with("""
+        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+            return client.llen(prefix + queue)
+        """), "the list of priority 0-2 alone"),
+    Row(ch10.backlog, "mechanism", "lists-only", count_with("""
+        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+            return sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
+        """), "without the messages held unacknowledged"),
+    Row(ch10.backlog, "hidden", "whole-unacked-hash", count_with("""
+        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+            waiting = sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
+            return waiting + client.hlen(prefix + "unacked")
+        """), "also holds another queue"),
+
+    # -- 10.publish ---------------------------------------------------------------------------------------------
+    Row(ch10.publish, "right", "catch-and-send-again", send_with("""
+        while True:
+            try:
+                return task.apply_async((n, 0.0), retry_policy={"max_retries": 0})
+            except OperationalError:
+                time.sleep(0.3)
+        """)),
+    Row(ch10.publish, "timing", "default-policy", send_with("task.apply_async((n, 0.0))\n"),
+        "raised OperationalError"),
+    Row(ch10.publish, "mechanism", "swallowed", send_with("""
+        try:
+            task.apply_async((n, 0.0))
+        except OperationalError:
+            pass
+        """), "swallowed"),
+
+    # -- 10.comeback --------------------------------------------------------------------------------------------
+    Row(ch10.comeback, "right", "more-tries", settings(
+        '    "broker_connection_retry_on_startup": False,\n    "broker_connection_max_retries": 20,\n')),
+    Row(ch10.comeback, "mechanism", "retries-at-start", settings('    "broker_heartbeat": 10,\n'), "did not give up"),
+    Row(ch10.comeback, "timing", "one-try", settings(
+        '    "broker_connection_retry_on_startup": False,\n    "broker_connection_max_retries": 1,\n'),
+        "of the 3 jobs"),
+]
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
 def test_check(ws, row, request):
