@@ -84,7 +84,7 @@ def test_chapter_names_and_the_first_chapter(private_state, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (["jump", "09"], "no chapter '09' in course.toml"),
+    (["jump", "99"], "no chapter '99' in course.toml"),
     (["jump", "priorities"], "no chapter 'priorities' in course.toml"),
     (["jump", "04", "--workspace", "{file}"], "is a file, not a folder"),
     (["jump", "04", "--workspace", "{file}/workspace"], "cannot create the workspace"),
