@@ -104,8 +104,9 @@ def storm(start_worker: Callable[[], object], send: Callable[[str, float], objec
     `send(order, seconds)` publishes one payment and returns its AsyncResult. Return once nothing more happens: no
     charge and no run begun for half a second, and no message left anywhere through that half second (`held()`:
     messages waiting in the queue or held unacknowledged), or no charge for `patience_s` while messages stay held
-    (they come back only after a visibility timeout the lab does not wait for); at the latest after `budget_s`. So a payment charged twice is counted twice. `on_worker`
-    hears of every worker started, so that its owner can reap it."""
+    (they come back only after a visibility timeout the lab does not wait for); at the latest after `budget_s`. So
+    a payment charged twice is counted twice. `on_worker` hears of every worker started, so that its owner can reap
+    it."""
     slow = [o for o, s in batch if s == SLOW_S]
     run = Storm(orders=[o for o, _ in batch])
     worker = start_worker()
