@@ -26,8 +26,9 @@ def _follow_owner(owner: int, interval: float) -> None:
 
 
 def command(*celery_args: str) -> list[str]:
-    """The argv that runs `celery ARGS...` owned by this process: it dies when this process does. Start it with
-    `start_new_session=True`, so that the group it kills is its own."""
+    """The argv that runs `celery ARGS...` owned by this process: it dies when this process does. Start it in a
+    process group of its own (`process_group=0`, or `start_new_session=True`), so that the group it kills is its
+    own."""
     return [sys.executable, "-m", "coursekit.launch", "--owner", str(os.getpid()), "celery", *celery_args]
 
 

@@ -183,11 +183,17 @@ class Worker(OwnedProcess):
         return self
 
     def _launch(self, live: set, lock) -> None:
-        """Start `command()` in a session of its own (so that `kill()` reaches its whole group), its stdout and
-        stderr copied apart and together (streams.py), and note it in `live`, the set its owner reaps at exit."""
+        """Start `command()` in a process group of its own (so that `kill()` reaches the main process and its pool
+        children, and a Ctrl-C in a terminal does not), its stdout and stderr copied apart and together
+        (streams.py), and note it in `live`, the set its owner reaps at exit.
+
+        A group, not a session: Linux's scheduler gives every session an equal share of the CPU (autogroup), so a
+        notebook with eight workers in eight sessions of their own left its kernel one ninth of the machine, and
+        the kill lab, timing a kill to a window of a second, missed it on a loaded machine. In the owner's session
+        the kernel and its workers are scheduled as the processes they are."""
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=self.environment(), cwd=self.cwd,
-                                     start_new_session=True)
+                                     process_group=0)
         self._copier = streams.Copier(self.proc, self.logfile)
         self._spawned_at = time.monotonic()
         with lock:
