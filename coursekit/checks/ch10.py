@@ -55,7 +55,8 @@ class Backlog(Exercise):
         app = outage.app_on()
         queue = f"ex10.{rng.randint(1000, 9999)}"
         other = f"{queue}.bulk"  # its name starts with the queue's: a pattern or a substring catches it too
-        taken, taken_other = rng.randint(2, 4), rng.randint(1, 3)
+        taken, taken_other = rng.randint(2, 4), rng.randint(1, 2)  # the other queue keeps 3 waiting: no reading
+        other_waiting = 3                                              # of a wrong answer matches two mistakes
         # the consumer takes from the list of priority 0-2 first: it keeps at least two more than are taken
         priorities = [rng.choice([0, 1, 4, 5, 7, 9]) for _ in range(rng.randint(9, 14))] + [4, 9] + \
             [rng.choice([0, 1, 2]) for _ in range(taken + rng.randint(2, 3))]
@@ -63,7 +64,7 @@ class Backlog(Exercise):
         job = app.tasks[JOB]
         for n, p in enumerate(priorities):
             job.apply_async((n, 0.0), queue=queue, priority=p)
-        for n in range(taken_other + 2):
+        for n in range(taken_other + other_waiting):
             job.apply_async((n, 0.0), queue=other)
         with Connection(str(app.conf.broker_url), transport_options=app.conf.broker_transport_options) as conn:
             channel = conn.channel()  # a consumer that takes messages and never acknowledges them: they sit in unacked
@@ -85,9 +86,9 @@ class Backlog(Exercise):
         total = len(priorities)
         observed.append(f"queue {queue!r}: {total} messages: " +
                         ", ".join(f"{v} in the list of priority step {k}" for k, v in lists.items() if v) +
-                        f", {taken} held unacknowledged; queue {other!r} beside it: {taken_other} held")
+                        f", {taken} held unacknowledged; queue {other!r} beside it: {other_waiting} waiting, {taken_other} held")
         return {"answer": answer, "total": total, "lists": lists, "taken": taken, "other": taken_other,
-                "queue": queue, "other_name": other, "other_waiting": 2,
+                "queue": queue, "other_name": other, "other_waiting": other_waiting,
                 "left": sum(after.values()) + held_after}
 
     def judge(self, seen, observed):
@@ -111,8 +112,8 @@ class Backlog(Exercise):
                     (taken + seen["other"], "only the `unacked` hash"),
                     (total + seen["other"] + seen["other_waiting"], f"this queue and {seen['other_name']!r} together "
                      "(its name starts with this one's: match the queue's keys and routing key exactly)"),
-                    (total + seen["other"], f"this queue with the unacknowledged messages of {seen['other_name']!r}"),
-                    (total + seen["other_waiting"], f"this queue with the waiting messages of {seen['other_name']!r}")]
+                    (total + seen["other_waiting"], f"this queue with the waiting messages of {seen['other_name']!r} "
+                     "(a key pattern matches its lists too: name each list of the queue exactly)")]
         why = " or ".join(text for value, text in readings if value == answer)
         raise AssertionError(f"true_backlog(app, {seen['queue']!r}) returned {answer}; the queue holds {total}: "
                              f"{waiting} waiting in its priority lists ({lists[0]} in the list of priority 0-2) and "
