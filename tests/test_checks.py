@@ -1413,6 +1413,11 @@ TABLE += [
             time.sleep(5)  # long enough for any outage of the check: the broker is back when it sends
         task.apply_async((n, 0.0))
         """), "do not sleep first"),
+    Row(ch10.publish, "mechanism", "sent-from-a-thread", send_with("""
+        import threading
+        threading.Thread(target=task.apply_async, args=((n, 0.0),), daemon=True,
+                         kwargs={"retry": True, "retry_policy": {"max_retries": 20, "interval_max": 1.0}}).start()
+        """), "returned while the broker was down"),
 
     # -- 10.comeback --------------------------------------------------------------------------------------------
     Row(ch10.comeback, "right", "more-tries", settings(

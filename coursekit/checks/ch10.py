@@ -6,7 +6,8 @@ and a second queue with unacked messages of its own beside it, whose name starts
 be every message of that queue, and the queue must hold them all still after the count.
 10.publish calls the learner's `publish(task, n)` every 0.1 s while the check stops a private Redis (persistent, as
 production runs it) for about 3 s, then counts the jobs that reached the queue: each n exactly once. Calls made
-once the broker has been back a while must return quickly (an answer that sleeps instead of retrying fails).
+once the broker has been back a while must return quickly (an answer that sleeps instead of retrying fails), and
+none may return while no Redis runs (its job would be kept in the process: a list, a thread).
 10.comeback starts workers with the learner's SETTINGS: one at a port where no Redis listens (it must give up within
 a few seconds), and one on a private Redis that the check stops for about 3 s and starts again (jobs sent after must
 run on it).
@@ -155,6 +156,7 @@ class Publish(Exercise):
                 private.stop()
                 marks["down"] = time.monotonic() - begun
                 time.sleep(down_s)
+                marks["restart"] = time.monotonic() - begun
                 private.start()
                 marks["back"] = time.monotonic() - begun
                 outage_done.set()
@@ -191,8 +193,11 @@ class Publish(Exercise):
                         f"{len(calls)} calls returned, the longest in {max([c['seconds'] for c in calls] or [0]):.1f} s;"
                         f" {len(arrived)} messages in the queue after the restart")
         slow = [c for c in calls if clear(c) and c["seconds"] > self.quick_s]
+        # a call that began and returned while no Redis ran cannot have sent its job: it kept it somewhere else
+        kept = [c for c in calls if "restart" in marks and marks["down"] <= c["at"]
+                and c["at"] + c["seconds"] <= marks["restart"]]
         return {"calls": calls, "raised": raised, "arrived": arrived, "window": (stop_after, stop_after + down_s),
-                "slow": slow[:1]}
+                "slow": slow[:1], "kept": kept, "down": (marks.get("down"), marks.get("restart"))}
 
     @staticmethod
     def _arrived(app, url: str) -> list:
@@ -234,6 +239,12 @@ class Publish(Exercise):
         if twice:
             raise AssertionError(f"jobs {', '.join(map(str, twice[:8]))} reached the queue more than once: a publish "
                                  "that had gone through was sent again")
+        if seen["kept"]:
+            kept = seen["kept"]
+            raise AssertionError(f"{len(kept)} calls returned while the broker was down ({seen['down'][0]:.1f} s to "
+                                 f"{seen['down'][1]:.1f} s), so their job was not in Redis when they returned (n = "
+                                 f"{', '.join(str(c['n']) for c in kept[:8])}): it waited in this process (a list, "
+                                 "a thread), which a crash or a restart loses. Return only once the broker has it")
         if seen["slow"]:
             (c,) = seen["slow"]
             raise AssertionError(f"publish(task, {c['n']}) took {c['seconds']:.1f} s although it began {c['at']:.1f} s "
