@@ -1426,6 +1426,9 @@ TABLE += [
     Row(ch10.comeback, "timing", "one-try", settings(
         '    "broker_connection_retry_on_startup": False,\n    "broker_connection_max_retries": 1,\n'),
         "of the 3 jobs"),
+    Row(ch10.comeback, "crash", "sets-the-broker", settings(
+        '    "broker_url": "redis://127.0.0.1:6379/0",\n    "broker_connection_retry_on_startup": False,\n'),
+        "the check chooses the broker"),
 ]
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])

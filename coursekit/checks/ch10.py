@@ -270,11 +270,16 @@ class Comeback(Exercise):
     give_up_s = 20.0
     """At most this long for `fast` to exit or to say it retries (a loaded machine starts a worker in 5-8 s)."""
     run_wait_s = 10.0
+    not_yours = {"broker_url", "broker_read_url", "broker_write_url", "broker", "broker_host", "broker_port"}
 
     def run(self, s, observed):
         settings = getattr(s.mod, "SETTINGS", None)
         if not isinstance(settings, dict):
             raise Incorrect(f"SETTINGS is a {type(settings).__name__}; it must be a dict of Celery settings")
+        chosen = sorted(k for k in settings if str(k).lower() in self.not_yours)
+        if chosen:
+            raise Incorrect(f"SETTINGS sets {', '.join(map(str, chosen))}: the check chooses the broker (one that is "
+                            "down, one it stops and starts); leave its address out and set how the worker connects")
         rng = random.SystemRandom()
         down_s = rng.uniform(2.6, 3.4)
         tally = tempfile.mktemp(prefix="ex10-", suffix=".tally")
