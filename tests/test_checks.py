@@ -1333,7 +1333,7 @@ TABLE += [
 
 
 # -- chapter 10: broker trouble. 10.backlog fills a queue (about 2 s a row); 10.publish stops a private Redis for
-# about 3 s (about 6 s a row); 10.comeback starts two workers and stops a private Redis (about 12 s a row). ------
+# about 3 s (about 6 s a row, 11 s for the sleeper); 10.comeback starts two workers and stops a private Redis (about 12 s a row). ------
 B_COUNT = """    with redis.Redis.from_url(str(app.conf.broker_url)) as client:
         waiting = sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
         held = sum(1 for _, raw in client.hscan_iter(prefix + "unacked") if json.loads(raw)[2] == queue)
@@ -1376,6 +1376,21 @@ TABLE += [
             waiting = sum(client.llen(prefix + (f"{queue}{sep}{step}" if step else queue)) for step in steps)
             return waiting + client.hlen(prefix + "unacked")
         """), "also holds another queue"),
+    Row(ch10.backlog, "hidden", "keys-by-pattern", count_with("""
+        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+            waiting = sum(client.llen(k) for k in client.keys(prefix + queue + "*") if client.type(k) == b"list")
+            held = sum(1 for _, raw in client.hscan_iter(prefix + "unacked") if queue.encode() in raw)
+        return waiting + held
+        """), "its name starts with this one's"),
+    Row(ch10.backlog, "mechanism", "drains-to-count", count_with("""
+        from kombu import Connection
+        with Connection(str(app.conf.broker_url), transport_options=app.conf.broker_transport_options) as conn:
+            channel, taken = conn.channel(), 0
+            while channel.basic_get(queue, no_ack=True) is not None:
+                taken += 1
+        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+            return taken + sum(1 for _, raw in client.hscan_iter(prefix + "unacked") if json.loads(raw)[2] == queue)
+        """), "must not take messages off the queue"),
 
     # -- 10.publish ---------------------------------------------------------------------------------------------
     Row(ch10.publish, "right", "catch-and-send-again", send_with("""
@@ -1393,6 +1408,16 @@ TABLE += [
         except OperationalError:
             pass
         """), "swallowed"),
+    Row(ch10.publish, "mechanism", "sleeps-instead-of-retrying", send_with("""
+        if n:
+            time.sleep(5)  # long enough for any outage of the check: the broker is back when it sends
+        task.apply_async((n, 0.0))
+        """), "do not sleep first"),
+    Row(ch10.publish, "mechanism", "sent-from-a-thread", send_with("""
+        import threading
+        threading.Thread(target=task.apply_async, args=((n, 0.0),), daemon=True,
+                         kwargs={"retry": True, "retry_policy": {"max_retries": 20, "interval_max": 1.0}}).start()
+        """), "returned while the broker was down"),
 
     # -- 10.comeback --------------------------------------------------------------------------------------------
     Row(ch10.comeback, "right", "more-tries", settings(
@@ -1401,6 +1426,9 @@ TABLE += [
     Row(ch10.comeback, "timing", "one-try", settings(
         '    "broker_connection_retry_on_startup": False,\n    "broker_connection_max_retries": 1,\n'),
         "of the 3 jobs"),
+    Row(ch10.comeback, "crash", "sets-the-broker", settings(
+        '    "broker_url": "redis://127.0.0.1:6379/0",\n    "broker_connection_retry_on_startup": False,\n'),
+        "the check chooses the broker"),
 ]
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])

@@ -2,9 +2,12 @@
 
 10.backlog calls the learner's `true_backlog(app, queue)` on a queue the check has filled on the course's Redis:
 messages in several priority lists, some of them taken by a consumer that has not acknowledged them (in `unacked`),
-and a second queue with unacked messages of its own beside it. The answer must be every message of that queue.
+and a second queue with unacked messages of its own beside it, whose name starts with the queue's. The answer must
+be every message of that queue, and the queue must hold them all still after the count.
 10.publish calls the learner's `publish(task, n)` every 0.1 s while the check stops a private Redis (persistent, as
-production runs it) for about 3 s, then counts the jobs that reached the queue: each n exactly once.
+production runs it) for about 3 s, then counts the jobs that reached the queue: each n exactly once. Calls made
+once the broker has been back a while must return quickly (an answer that sleeps instead of retrying fails), and
+none may return while no Redis runs (its job would be kept in the process: a list, a thread).
 10.comeback starts workers with the learner's SETTINGS: one at a port where no Redis listens (it must give up within
 a few seconds), and one on a private Redis that the check stops for about 3 s and starts again (jobs sent after must
 run on it).
@@ -25,7 +28,7 @@ from pathlib import Path
 import redis
 from kombu import Connection
 
-from .. import namespace, probe
+from .. import namespace, probe, queues
 from ..budget import budget
 from ..calls import call
 from ..exercise import Exercise
@@ -51,8 +54,10 @@ class Backlog(Exercise):
     def run(self, s, observed):
         rng = random.SystemRandom()
         app = outage.app_on()
-        queue, other = f"ex10.{rng.randint(1000, 9999)}", f"ex10.other.{rng.randint(1000, 9999)}"
-        taken, taken_other = rng.randint(2, 4), rng.randint(1, 3)
+        queue = f"ex10.{rng.randint(1000, 9999)}"
+        other = f"{queue}.bulk"  # its name starts with the queue's: a pattern or a substring catches it too
+        taken, taken_other = rng.randint(2, 4), rng.randint(1, 2)  # the other queue keeps 3 waiting: no reading
+        other_waiting = 3                                              # of a wrong answer matches two mistakes
         # the consumer takes from the list of priority 0-2 first: it keeps at least two more than are taken
         priorities = [rng.choice([0, 1, 4, 5, 7, 9]) for _ in range(rng.randint(9, 14))] + [4, 9] + \
             [rng.choice([0, 1, 2]) for _ in range(taken + rng.randint(2, 3))]
@@ -60,7 +65,7 @@ class Backlog(Exercise):
         job = app.tasks[JOB]
         for n, p in enumerate(priorities):
             job.apply_async((n, 0.0), queue=queue, priority=p)
-        for n in range(taken_other + 2):
+        for n in range(taken_other + other_waiting):
             job.apply_async((n, 0.0), queue=other)
         with Connection(str(app.conf.broker_url), transport_options=app.conf.broker_transport_options) as conn:
             channel = conn.channel()  # a consumer that takes messages and never acknowledges them: they sit in unacked
@@ -72,6 +77,9 @@ class Backlog(Exercise):
                 lists = {step: int(channel.client.llen(channel._q_for_pri(queue, step)))
                          for step in channel.priority_steps}
                 answer = call(s.mod.true_backlog, app, queue, timeout=5, source=s.source).value
+                after = {step: int(channel.client.llen(channel._q_for_pri(queue, step)))
+                         for step in channel.priority_steps}
+                held_after = queues.held(app, queue)
             finally:
                 channel.close()  # gives the unacked messages back to their lists
                 for name in (queue, other):
@@ -79,9 +87,10 @@ class Backlog(Exercise):
         total = len(priorities)
         observed.append(f"queue {queue!r}: {total} messages: " +
                         ", ".join(f"{v} in the list of priority step {k}" for k, v in lists.items() if v) +
-                        f", {taken} held unacknowledged; queue {other!r} beside it: {taken_other} held")
+                        f", {taken} held unacknowledged; queue {other!r} beside it: {other_waiting} waiting, {taken_other} held")
         return {"answer": answer, "total": total, "lists": lists, "taken": taken, "other": taken_other,
-                "queue": queue}
+                "queue": queue, "other_name": other, "other_waiting": other_waiting,
+                "left": sum(after.values()) + held_after}
 
     def judge(self, seen, observed):
         answer, total, lists, taken = seen["answer"], seen["total"], seen["lists"], seen["taken"]
@@ -89,6 +98,10 @@ class Backlog(Exercise):
             raise AssertionError(f"true_backlog returned {answer!r} ({type(answer).__name__}); it must return the "
                                  "number of messages, an int")
         waiting = sum(lists.values())
+        if seen["left"] != total:
+            raise AssertionError(f"after true_backlog(app, {seen['queue']!r}) the queue held {seen['left']} messages "
+                                 f"instead of {total}: counting must not take messages off the queue (a worker "
+                                 "would never see them)")
         if answer == total:
             return
         readings = [(lists[0], "the list of priority 0-2 alone (what `LLEN queue` reads)"),
@@ -97,7 +110,11 @@ class Backlog(Exercise):
                                                       "messages"),
                     (0, "nothing: are the keys read with the namespace prefix (global_keyprefix)?"),
                     (taken, "only the messages held unacknowledged"),
-                    (taken + seen["other"], "only the `unacked` hash")]
+                    (taken + seen["other"], "only the `unacked` hash"),
+                    (total + seen["other"] + seen["other_waiting"], f"this queue and {seen['other_name']!r} together "
+                     "(its name starts with this one's: match the queue's keys and routing key exactly)"),
+                    (total + seen["other_waiting"], f"this queue with the waiting messages of {seen['other_name']!r} "
+                     "(a key pattern matches its lists too: name each list of the queue exactly)")]
         why = " or ".join(text for value, text in readings if value == answer)
         raise AssertionError(f"true_backlog(app, {seen['queue']!r}) returned {answer}; the queue holds {total}: "
                              f"{waiting} waiting in its priority lists ({lists[0]} in the list of priority 0-2) and "
@@ -119,6 +136,10 @@ class Publish(Exercise):
     fleet = True
     every_s = 0.1
     call_limit_s = 12.0
+    settle_s = 1.0
+    """A call that begins this long after the broker is back has nothing to wait out ..."""
+    quick_s = 2.0
+    """... and must return within this: waiting out an outage is for when there is one."""
 
     def run(self, s, observed):
         rng = random.SystemRandom()
@@ -128,20 +149,34 @@ class Publish(Exercise):
             app = outage.app_on(private.url)
             task = app.tasks[JOB]
             outage_done = threading.Event()
+            marks: dict = {}
 
             def break_broker():
                 time.sleep(stop_after)
                 private.stop()
+                marks["down"] = time.monotonic() - begun
                 time.sleep(down_s)
+                marks["restart"] = time.monotonic() - begun
                 private.start()
+                marks["back"] = time.monotonic() - begun
                 outage_done.set()
+
+            def clear(c) -> bool:
+                """The call began long after the broker was back (reconnected): it had nothing to wait for."""
+                return "back" in marks and c["at"] >= marks["back"] + self.settle_s
+
+            def enough() -> bool:
+                """Stop calling once two calls made with the broker well up have returned (or one was slow)."""
+                after = [c for c in calls if clear(c)]
+                return outage_done.is_set() and time.monotonic() - begun > stop_after + down_s + 0.6 and (
+                    len(after) >= 2 or any(c["seconds"] > self.quick_s for c in after))
 
             breaker = threading.Thread(target=break_broker, daemon=True)
             begun = time.monotonic()
             breaker.start()
             n = 0
             try:
-                while not (outage_done.is_set() and time.monotonic() - begun > stop_after + down_s + 0.6):
+                while not enough():
                     t = time.monotonic()
                     try:
                         done = call(s.mod.publish, task, n, timeout=self.call_limit_s, source=s.source)
@@ -157,7 +192,12 @@ class Publish(Exercise):
         observed.append(f"broker stopped {stop_after:.1f} s after the first call, for {down_s:.1f} s; "
                         f"{len(calls)} calls returned, the longest in {max([c['seconds'] for c in calls] or [0]):.1f} s;"
                         f" {len(arrived)} messages in the queue after the restart")
-        return {"calls": calls, "raised": raised, "arrived": arrived, "window": (stop_after, stop_after + down_s)}
+        slow = [c for c in calls if clear(c) and c["seconds"] > self.quick_s]
+        # a call that began and returned while no Redis ran cannot have sent its job: it kept it somewhere else
+        kept = [c for c in calls if "restart" in marks and marks["down"] <= c["at"]
+                and c["at"] + c["seconds"] <= marks["restart"]]
+        return {"calls": calls, "raised": raised, "arrived": arrived, "window": (stop_after, stop_after + down_s),
+                "slow": slow[:1], "kept": kept, "down": (marks.get("down"), marks.get("restart"))}
 
     @staticmethod
     def _arrived(app, url: str) -> list:
@@ -199,6 +239,18 @@ class Publish(Exercise):
         if twice:
             raise AssertionError(f"jobs {', '.join(map(str, twice[:8]))} reached the queue more than once: a publish "
                                  "that had gone through was sent again")
+        if seen["kept"]:
+            kept = seen["kept"]
+            raise AssertionError(f"{len(kept)} calls returned while the broker was down ({seen['down'][0]:.1f} s to "
+                                 f"{seen['down'][1]:.1f} s), so their job was not in Redis when they returned (n = "
+                                 f"{', '.join(str(c['n']) for c in kept[:8])}): it waited in this process (a list, "
+                                 "a thread), which a crash or a restart loses. Return only once the broker has it")
+        if seen["slow"]:
+            (c,) = seen["slow"]
+            raise AssertionError(f"publish(task, {c['n']}) took {c['seconds']:.1f} s although it began {c['at']:.1f} s "
+                                 f"after the first call, with the broker back since {seen['window'][1]:.1f} s: a "
+                                 "publish waits only while the broker does not answer (retry on the error, do not "
+                                 "sleep first)")
 
 
 publish = Publish()
@@ -218,11 +270,16 @@ class Comeback(Exercise):
     give_up_s = 20.0
     """At most this long for `fast` to exit or to say it retries (a loaded machine starts a worker in 5-8 s)."""
     run_wait_s = 10.0
+    not_yours = {"broker_url", "broker_read_url", "broker_write_url", "broker", "broker_host", "broker_port"}
 
     def run(self, s, observed):
         settings = getattr(s.mod, "SETTINGS", None)
         if not isinstance(settings, dict):
             raise Incorrect(f"SETTINGS is a {type(settings).__name__}; it must be a dict of Celery settings")
+        chosen = sorted(k for k in settings if str(k).lower() in self.not_yours)
+        if chosen:
+            raise Incorrect(f"SETTINGS sets {', '.join(map(str, chosen))}: the check chooses the broker (one that is "
+                            "down, one it stops and starts); leave its address out and set how the worker connects")
         rng = random.SystemRandom()
         down_s = rng.uniform(2.6, 3.4)
         tally = tempfile.mktemp(prefix="ex10-", suffix=".tally")
