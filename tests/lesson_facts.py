@@ -259,7 +259,7 @@ def the_plot_counts_the_runs_the_table_lists(shown):
 # -- 03 workers ---------------------------------------------------------------------------------------------
 BURST_03 = "Ten 0.2 s naps on two workers, -c 1 each"
 TIMING_03 = "Eight 0.2 s naps at -c 1 (worker one) and at -c 4 (worker four)"
-DEFAULTS_03 = "Defaults (multiplier 4, early ack): one 1.5 s nap, then eight 0.1 s naps"
+DEFAULTS_03 = "Defaults (multiplier 4, early ack): one 2.5 s nap, then eight 0.1 s naps"
 FIXED_03 = "acks_late and multiplier 1: the same tasks"
 ROUTING_03 = "Messages waiting, before and after a worker reads spreading.slow"
 HOSTS_03 = "Eight 0.2 s naps: a on this host, far on another"
@@ -334,7 +334,7 @@ def four_processes_ran_the_burst_four_at_a_time(shown):
 def _long_and_short(bars: list[dict]) -> tuple[dict, str, list[dict], list[dict]]:
     """The long nap's bar, its lane, the short naps on that lane and those on the other lane."""
     long = max(bars, key=lambda b: b["x1"] - b["x0"])
-    assert long["x1"] - long["x0"] >= 1.4, f"the longest bar lasts {long['x1'] - long['x0']:.2f} s"
+    assert long["x1"] - long["x0"] >= 2.4, f"the longest bar lasts {long['x1'] - long['x0']:.2f} s"
     short = [b for b in bars if b is not long]
     assert len(short) == 8 and all(b["x1"] - b["x0"] < 1.0 for b in short)
     return (long, long["lane"], [b for b in short if b["lane"] == long["lane"]],

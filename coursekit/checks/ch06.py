@@ -130,7 +130,12 @@ class NoLoss(LostTaskExercise):
             if storm.tally["duplicated"]:
                 observed.append("charged twice (allowed: a payment killed after its charge runs again): "
                                 + ", ".join(sorted(storm.tally["duplicated"])))
-            return {"storm": storm, "fates": fates, "n": n, "vt": vt, "sweep": sweep,
+            # a child-kill target that failed, even if it ran again after: its message was not put back by the
+            # worker; only kombu's sweep of `unacked` brought it back, before the worker noticed its dead process
+            failed_kills = [k.order for k in storm.kills if k.kind != "worker" and k.order in sent
+                            and k.order not in fates
+                            and (runs[runs.task_id == sent[k.order].id].outcome == "FAILURE").any()]
+            return {"storm": storm, "fates": fates, "n": n, "vt": vt, "sweep": sweep, "failed_kills": failed_kills,
                     "late": bool(getattr(task, "acks_late", s.app.conf.task_acks_late)),
                     "ack_failed": getattr(task, "acks_on_failure", None) is not False,
                     "misplaced": [name for name in ("result_backend_transport_options", "broker_connection_options")
@@ -141,6 +146,17 @@ class NoLoss(LostTaskExercise):
 
     def judge(self, seen, observed):
         storm, fates, n = seen["storm"], seen["fates"], seen["n"]
+        if seen.get("failed_kills") and list(fates.values()) in ([], ["transit"]):
+            orders = ", ".join(seen["failed_kills"])
+            raise AssertionError(
+                f"{orders} was charged in the end, but when the check killed its pool process the worker recorded "
+                "it as FAILURE (WorkerLostError) and did not put its message back"
+                + (" (task_acks_on_failure(_or_timeout)=False rejects a failed message without requeueing it)"
+                   if not seen["ack_failed"] else " (Celery acknowledges a failed task, acks_late or not)")
+                + f". It ran again only because kombu's sweep restored it from `unacked` (visibility_timeout "
+                f"{seen['vt']} s) before the worker noticed its dead process: a race, not a fix; with a longer "
+                "visibility_timeout, or a quicker worker, it is lost. task_reject_on_worker_lost=True (or "
+                "task_retry_on_worker_lost=True) makes the worker itself bring it back")
         if list(fates.values()) in ([], ["transit"]):  # a worker has at most one message in transit
             return
         by = {kind: sorted(o for o, f in fates.items() if f == kind)
