@@ -1078,8 +1078,6 @@ TABLE += [
         "is in KiB, not MB: 0.098 MiB"),
     Row(ch08.recycle, "value", "limit-too-high", recycle('"worker_max_memory_per_child": 400_000,'),
         "worker_max_memory_per_child=400000 is in KiB: 390.6 MiB, more than this child ever held"),
-    Row(ch08.recycle, "mechanism", "just-above-a-fresh-child", recycle('"worker_max_memory_per_child": 62_000,'),
-        "room for hardly a task"),
     Row(ch08.recycle, "mechanism", "every-task", recycle('"worker_max_tasks_per_child": 1,'),
         "worker_max_tasks_per_child=1 recycles that often"),
     Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),

@@ -38,7 +38,8 @@ class Recorder:
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self, timeout: float = 5.0) -> "Recorder":
         before_task_publish.connect(self._on_publish, weak=False)
-        for target in (self._listen, self._sample):
+        watch = [self._watch_broker] if probe.scheme(str(self.app.conf.broker_url)) in probe.REDIS_SCHEMES else []
+        for target in (self._listen, self._sample, *watch):
             thread = threading.Thread(target=target, daemon=True, name=f"coursekit-{target.__name__[1:]}")
             thread.start()
             self._threads.append(thread)
@@ -192,20 +193,30 @@ class Recorder:
         return redis.Redis.from_url(str(self.app.conf.broker_url), socket_connect_timeout=0.5, socket_timeout=0.5,
                                     retry=Retry(NoBackoff(), 0))
 
-    def _sample(self) -> None:
-        conn, ping = None, self._broker_probe()
+    def _watch_broker(self) -> None:
+        """Its own thread: the sampler's kombu call can sit through a whole outage inside redis-py's retries."""
+        ping = self._broker_probe()
         while not self._stopping.is_set():
             tick = time.monotonic()
             try:
-                if ping is not None:
-                    ping.ping()
+                ping.ping()
+                answered = True
+            except Exception:
+                answered = False
+            with self._lock:
+                self._gap(not answered)  # a gap opens when the broker stops answering, and ends when it answers
+            self._stopping.wait(max(0.0, min(self.interval, 0.1) - (time.monotonic() - tick)))
+        ping.close()
+
+    def _sample(self) -> None:
+        conn = None
+        while not self._stopping.is_set():
+            tick = time.monotonic()
+            try:
                 if conn is None:
                     conn = self.app.connection_for_read()
                     conn.ensure_connection(max_retries=1)
                 self._sample_queues(conn)
-                if ping is not None:
-                    with self._lock:
-                        self._gap(False)  # the broker answers again: a gap ends here, whatever the listener knows
             except Exception:
                 if conn is not None:
                     conn.release()
@@ -218,8 +229,6 @@ class Recorder:
             self._stopping.wait(max(0.0, self.interval - (time.monotonic() - tick)))
         if conn is not None:
             conn.release()
-        if ping is not None:
-            ping.close()
 
     def _sample_queues(self, conn) -> None:
         with self._lock:  # a queue the recording saw a task sent to is watched from then on
