@@ -1187,13 +1187,14 @@ def the_slot_lock_keeps_sweep_once_a_second(shown):
     assert both["sent"] >= 6 and abs(both["did its work"] - both["sent"] / 2) <= 1, both
     assert 0.7 <= both["work per second"] <= 1.3, both
     lines = shown["two beats"]["lines"]
-    worked = [round(x) for label, pts in lines.items() if label.startswith("sweep") and "did its work" in label
+    worked = [x for label, pts in lines.items() if label.startswith("sweep") and "did its work" in label
               for x, _ in pts]
-    skipped = [round(x) for label, pts in lines.items() if label.startswith("sweep") and "skipped" in label
+    skipped = [x for label, pts in lines.items() if label.startswith("sweep") and "skipped" in label
                for x, _ in pts]
     assert skipped, lines.keys()
-    pairs = [s for s in set(skipped)]
-    lone = [s for s in pairs if worked.count(s) != 1]
+    # each skipped copy has its pair's working copy beside it; by the times the runs began, not by rounding them to
+    # a second (CI saw a pair run at about 17.4 and 17.6 s, which rounding puts in two seconds)
+    lone = [s for s in skipped if not any(abs(w - s) <= 0.9 for w in worked)]
     assert len(lone) <= 1, (worked, skipped)
 
 
