@@ -1380,7 +1380,7 @@ def idle_retries_two_then_four_seconds_and_comes_back(shown):
     seconds (1/100), then 4 s ... until Connected. It did not need anyone to restart it." """
     said = _said_10(shown, "idle")
     kinds = [r["says"] for r in said]
-    assert "connection lost" in kinds and kinds[-1] == "connected", kinds
+    assert "connection lost" in kinds and kinds[-1] == "connected", rows(shown, "connection lines")
     waits = [r["next try in s"] for r in said if r["says"] == "reconnect failed"]
     assert waits[:2] == [2.0, 4.0][:len(waits)] and len(waits) >= 1, waits
     assert all(b - a == 2.0 for a, b in zip(waits, waits[1:])), waits
