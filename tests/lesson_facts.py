@@ -1458,3 +1458,144 @@ def held_jobs_keep_the_unacked_line_up(shown):
     assert held[-1][1] >= 1, held
     jobs = {r["where"]: len(r["jobs"].split(", ")) for r in rows(shown, "fates") if r["sent"].startswith("burst")}
     assert held[-1][1] >= jobs.get("held", 0) >= 1, (held[-1], jobs)
+
+
+# -- 13 application, parts 1-4 ------------------------------------------------------------------------------
+@says("13_application")
+def a_task_sent_inside_the_transaction_reads_nothing(shown):
+    """"Sent inside the transaction, `ship(1)` started before the commit and failed ... In the figure its bar lies
+    inside the open transaction, before the COMMIT line." """
+    inside = rows(shown, "transactions")[0]
+    assert inside["state"] == "FAILURE" and inside["result"] == "OrderMissing('order 1 not found')", inside
+    assert inside["started (s)"] <= inside["committed (s)"] and inside["row in the database"] == "yes", inside
+    span = shown["transaction"]["spans"][0]
+    assert span["task state"] == "FAILURE" and 0 <= span["task start"] <= span["task end"] <= span["commit"], span
+
+
+@says("13_application")
+def on_commit_sends_after_the_commit_and_never_after_a_rollback(shown):
+    """"With `on_commit`, `ship(2)` was sent only after the commit, and shipped the order: its bar comes after the
+    line." "The transaction of order 3 rolled back: its callback was dropped, no task was sent, and no row
+    exists." """
+    _, after, rolled = rows(shown, "transactions")
+    assert after["state"] == "SUCCESS" and after["result"] == "shipped", after
+    assert after["committed (s)"] <= after["sent (s)"] <= after["started (s)"], after
+    span = shown["transaction"]["spans"][1]
+    assert span["task state"] == "SUCCESS" and span["commit"] <= span["task start"], span
+    assert (rolled["sent (s)"], rolled["state"], rolled["row in the database"]) == ("never", "no task", "no"), rolled
+
+
+@says("13_application")
+def a_copy_ships_a_cancelled_order_and_weighs_more(shown):
+    """"`ship_copy` shipped a cancelled order: its copy said "paid". `ship(4)` ... saw the cancellation and skipped
+    it." "The copy made its message many times bigger ... (`argsrepr`: at most 1024 characters ... here the items
+    were elided) ... The message with the id is mostly headers." """
+    copy, by_id = rows(shown, "ids or objects")
+    assert (copy["status when it ran"], copy["action"]) == ("paid", "shipped"), copy
+    assert (by_id["status when it ran"], by_id["action"]) == ("cancelled", "skipped"), by_id
+    assert copy["whole message (bytes)"] >= 4 * by_id["whole message (bytes)"], (copy, by_id)
+    assert copy["body (bytes)"] >= 20 * by_id["body (bytes)"], (copy, by_id)
+    assert 100 < copy["argsrepr (chars)"] < 1024 < copy["body (bytes)"], copy
+    assert by_id["body (bytes)"] * 5 < by_id["whole message (bytes)"], by_id
+
+
+@says("13_application")
+def old_messages_fail_only_the_required_argument(shown):
+    """"The new `welcome` failed on the old message with `TypeError: welcome() missing 1 required positional
+    argument: 'channel'` ... The three fixes each handled both forms" """
+    by = {(r["sent by"], r["message"]): r for r in rows(shown, "deploy")}
+    welcome = by[("version 1", "welcome(7)")]
+    assert welcome["state"] == "FAILURE", welcome
+    assert welcome["result"] == "TypeError: welcome() missing 1 required positional argument: 'channel'", welcome
+    for sender, message in [("version 1", "receipt(7)"), ("version 1", "remind(7)"), ("version 1", "invoice(7)"),
+                            ("version 2", "welcome(8, 'sms')"), ("version 2", "receipt(8, 'sms')"),
+                            ("version 2", "remind(8, channel='sms')"), ("version 2", "invoice_v2(8, 'USD')")]:
+        assert by[(sender, message)]["state"] == "SUCCESS", by[(sender, message)]
+    assert by[("version 1", "invoice(7)")]["result"] == "invoice 7 in EUR", by[("version 1", "invoice(7)")]
+
+
+@says("13_application")
+def a_later_release_meets_kwargs_and_an_unknown_name(shown):
+    """"`receipt` refused it (`unexpected keyword argument 'urgent'`), `remind`, with `**options`, ran ...
+    `deploy.invoice_v3` ... its result set to FAILURE `NotRegistered`" """
+    later = [r for r in rows(shown, "deploy") if r["sent by"] == "a later version"]
+    receipt, remind, unknown = later
+    assert receipt["state"] == "FAILURE" and "unexpected keyword argument 'urgent'" in receipt["result"], receipt
+    assert remind["state"] == "SUCCESS" and remind["result"] == "remind 9 by sms", remind
+    assert unknown["state"] == "FAILURE" and unknown["result"] == "NotRegistered: 'deploy.invoice_v3'", unknown
+
+
+def _rate_rows_13(shown) -> tuple[dict, dict, dict]:
+    return tuple(rows(shown, "rate table"))
+
+
+@says("13_application")
+def one_worker_keeps_ten_a_second(shown):
+    """"One worker kept to the limit: twelve starts took at least 1.1 s, ten a second at most." """
+    one, _, _ = _rate_rows_13(shown)
+    assert one["tasks"] == one["on shop"] == 12 and one["on second"] == 0, one
+    assert one["first to last start (s)"] >= 1.05 and one["starts per second"] <= 10.5, one
+    line = shown["rate limits"]["lines"]["rate_limit='10/s', one worker"]
+    assert line[-1][0] >= 1.05 and line[-1][1] == 12, line[-1]
+
+
+@says("13_application")
+def two_workers_let_twice_through(shown):
+    """"Two workers let through about twice that: each kept its own limit of ten a second (the "own rate" columns),
+    and together they started nearly twenty a second, their line in the figure twice as steep." """
+    one, two, _ = _rate_rows_13(shown)
+    assert two["on shop"] >= 3 and two["on second"] >= 3 and two["on shop"] + two["on second"] == 12, two
+    assert two["shop's own rate (/s)"] <= 10.5 and two["second's own rate (/s)"] <= 10.5, two
+    assert two["starts per second"] >= 1.4 * one["starts per second"], (one, two)
+    lines = shown["rate limits"]["lines"]
+    ends = {label: pts[-1][0] for label, pts in lines.items()}
+    assert ends["rate_limit='10/s', two workers"] < 0.8 * ends["rate_limit='10/s', one worker"], ends
+
+
+@says("13_application")
+def the_shared_bucket_holds_both_workers_to_ten(shown):
+    """"twelve calls, on the same two workers, at no more than ten a second in all." """
+    _, _, shared = _rate_rows_13(shown)
+    assert shared["tasks"] == 12 and shared["on shop"] + shared["on second"] == 12, shared
+    assert shared["first to last start (s)"] >= 1.05 and shared["starts per second"] <= 10.5, shared
+
+
+@says("13_application")
+def a_restart_forgets_revokes_unless_a_state_db_keeps_them(shown):
+    """"Before the restart both workers listed both ids ... After the restart `shop` listed none, and ran its
+    revoked task ...: SUCCESS" "`second` ... listed the ids again; it dropped its task instead of running it: state
+    REVOKED, no run (the cross in the figure)." """
+    by = {r["worker"]: r for r in rows(shown, "revokes and restarts")}
+    shop, second = by["shop"], by["second"]
+    assert shop["ids revoked before the restart"] == second["ids revoked before the restart"] == 2, by
+    assert (shop["after the restart"], shop["its revoked task"], shop["it ran"]) == (0, "SUCCESS", 1), shop
+    assert (second["after the restart"], second["its revoked task"], second["it ran"]) == (2, "REVOKED", 0), second
+
+
+@says("13_application")
+def the_figure_shows_each_task_after_its_worker_came_back(shown):
+    """"ran its revoked task once it was running again and the countdown had ended"; the cross marks the drop."""
+    f = shown["revokes"]
+    marks, running = f["marks"], f["running"]
+    assert marks["shop"]["what"] == "ran" and marks["second"]["what"] == "dropped as revoked", marks
+    for worker, mark in marks.items():
+        spans = running[worker]
+        assert len(spans) == 2, (worker, spans)  # up, stopped, up again
+        back = spans[1][0]
+        assert spans[0][0] + spans[0][1] < back <= mark["at"] + 0.05, (worker, spans, mark)
+    assert marks["shop"]["at"] >= f["eta"] - 0.05, (marks, f["eta"])
+    assert f["revoked_at"] < f["eta"] and f["revoked_at"] <= f["stopping_at"], f
+
+
+@says("13_application")
+def terminate_kills_the_pool_process_running_the_task(shown):
+    """"The pool process running `long_job` got SIGTERM and died; the worker started a new one in its place (the
+    pool's pids), logged `Terminating <id> (15)` ..., and stored the state REVOKED. The job's `finished` entry was
+    never written" """
+    said = {r["what"]: r["value"] for r in rows(shown, "terminate")}
+    child = said["pool process that ran long_job"]
+    assert child in said["shop's pool before the revoke"] and child not in said["shop's pool after"], said
+    assert said["shop's pool after"] not in ("[]", said["shop's pool before the revoke"]), said
+    assert said["that process still alive"] == "False" and said["job state"] == "REVOKED", said
+    assert said["ledger entries of the job"] == "started", said
+    assert said["worker log"].startswith("Terminating ") and said["worker log"].endswith(" (15)"), said

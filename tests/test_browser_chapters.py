@@ -20,7 +20,8 @@ CHAPTERS = IN_THE_BROWSER
 FIGURES = {"05": 1}
 """Figures a lesson draws, where not at least 3: lesson 05 shows where lines went in tables and one grid."""
 MAIN_FIGURE = {"05": "stream_map(", "06": 'name="kill lab"', "07": "plots.timeline(recording", "08": 'name="leak"',
-               "09": "poolplots.lanes(", "10": 'name="outage timeline"', "11": 'name="two beats"', "12": 'name="tour"'}
+               "09": "poolplots.lanes(", "10": 'name="outage timeline"', "11": 'name="two beats"', "12": 'name="tour"',
+               "13": 'name="rate limits"'}
 """The cell whose figure is pictured on its own, for a look at the lesson's main plot."""
 DRAWN = "img => img.complete && img.naturalWidth > 100 && img.naturalHeight > 100"
 """The source line of the cell that draws a lesson's main figure, pictured as the learner sees it."""
