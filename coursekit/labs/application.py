@@ -4,7 +4,7 @@ enough to be revoked.
 
 The order database is an SQLite file whose path the worker reads from `ORDERS_DB`, as a real worker reads its
 database URL from its settings. `ship` reads the order fresh by its id; `ship_copy` acts on the copy of the order
-that travelled in its message.
+that travelled in its message. The workers also run today's release of the tasks of part 2 (`deploy_new`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 from ..ledger import Ledger, client
 from . import lab_app, ran_here
 
-app = lab_app(__name__)
+app = lab_app(__name__, include=["coursekit.labs.deploy_new"])
 
 API_RATE = "10/s"
 """Celery's own `rate_limit` of `call_api`: ten starts a second, kept by a token bucket in each worker."""

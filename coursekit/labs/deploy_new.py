@@ -1,5 +1,6 @@
 """Chapter 13, part 2: the task module of today's release (version 2): each task learnt where to send its note, and
-each takes the change its own way. Messages sent by version 1 (`deploy_old`) still wait in the queue.
+each takes the change its own way. Its tasks belong to the application lab's app, whose workers import this module
+(`include`); web servers not yet deployed still send the messages of version 1 (`deploy_old`).
 
 - welcome: a new REQUIRED argument. A message of version 1 lacks it: TypeError, on the worker.
 - receipt: the new argument has a default, so a message without it still fits.
@@ -10,9 +11,7 @@ each takes the change its own way. Messages sent by version 1 (`deploy_old`) sti
 """
 from __future__ import annotations
 
-from ..app import make_app
-
-app = make_app("deploy")
+from .application import app
 
 
 @app.task(name="deploy.welcome")

@@ -1,13 +1,15 @@
-"""Chapter 13, part 2: the task module as deployed yesterday (version 1). Its twin `deploy_new` is today's.
+"""Chapter 13, part 2: the task module as released yesterday (version 1), which the web servers not yet deployed
+still run. Its twin `deploy_new` is today's, which the workers run.
 
-Both share one app name, so one queue, and name their tasks explicitly ("deploy.welcome", ...), as a project keeps
-its task names stable across releases: a message names its task by that string, not by the module it came from.
+Both send to the application lab's queue, and name their tasks explicitly ("deploy.welcome", ...), as a project
+keeps its task names stable across releases: a message names its task by that string, not by the module it came
+from. This app is the old code's own; the workers never import this module.
 """
 from __future__ import annotations
 
 from ..app import make_app
 
-app = make_app("deploy")
+app = make_app("application")  # the same default queue as coursekit.labs.application
 
 
 @app.task(name="deploy.welcome")
