@@ -1537,8 +1537,8 @@ def the_payloads_wrote_only_in_a_removed_temporary_folder(shown):
 @says("13_application")
 def an_async_task_never_runs_its_body(shown):
     """"`fetch_async` **failed without running its body** ... FAILURE with `EncodeError`. No ledger entry";
-    "`fetch_async_quiet` ... logged it as **succeeded** (its event says SUCCESS, in milliseconds, though the body
-    waits 0.1 s), with `<coroutine object fetch_async_quiet ...>` ... `RuntimeWarning: coroutine
+    "`fetch_async_quiet` ... logged it as **succeeded** (its event says SUCCESS, in a fraction of the 2 s its body
+    waits), with `<coroutine object fetch_async_quiet ...>` ... `RuntimeWarning: coroutine
     'fetch_async_quiet' was never awaited` ... Its stored state is PENDING"; "`fetch` ... SUCCESS, and the body's
     ledger entry." """
     wrong, quiet, right = rows(shown, "async task")
@@ -1546,7 +1546,7 @@ def an_async_task_never_runs_its_body(shown):
     assert wrong["stored result"] == "TypeError('Object of type coroutine is not JSON serializable')", wrong
     assert "raised unexpected: EncodeError" in wrong["worker logged"], wrong
     assert (quiet["worker's event"], quiet["stored state"], quiet["coroutine body ran"]) == ("SUCCESS", "PENDING", 0)
-    assert quiet["ran for (s)"] < 0.1 and ": <coroutine object fetch_async_quiet" in quiet["worker logged"], quiet
+    assert quiet["ran for (s)"] < 1.0 and ": <coroutine object fetch_async_quiet" in quiet["worker logged"], quiet
     assert quiet["RuntimeWarning in the log"] == "coroutine 'fetch_async_quiet' was never awaited", quiet
     assert (right["worker's event"], right["stored state"], right["coroutine body ran"]) == ("SUCCESS", "SUCCESS", 1)
     assert right["ran for (s)"] >= 0.1, right
@@ -1555,14 +1555,14 @@ def an_async_task_never_runs_its_body(shown):
 @says("13_application")
 def awaits_in_one_task_wait_together(shown):
     """"The 10 waits inside one task waited **together**, on one event loop in one pool process: they all ended
-    within a tenth of a second of each other, and the whole task took a fraction of what the ten tasks took. As 10
-    tasks they took at least 10 x 0.2 / 2 = 1 s, their ends spread over most of it" """
+    within a tenth of a second of each other, one wait of 0.2 s for all ten. As 10 tasks they took at least
+    10 x 0.2 / 2 = 1 s, their ends spread over most of it" """
     one, many = rows(shown, "awaits")
     assert (one["tasks"], one["awaits of 0.2 s"], one["pool processes"]) == (1, 10, 1), one
     assert one["first to last await ended (s)"] <= 0.1, one
     assert (many["tasks"], many["awaits of 0.2 s"]) == (10, 10) and many["pool processes"] <= 2, many
     assert many["from send to last result (s)"] >= 0.95 and many["first to last await ended (s)"] >= 0.7, many
-    assert one["from send to last result (s)"] < many["from send to last result (s)"] / 2, (one, many)
+    assert one["from send to last result (s)"] < many["from send to last result (s)"], (one, many)
     bars = shown["async timeline"]["bars"]
     assert [b["name"].rsplit(".", 1)[-1] for b in bars if b["outcome"] == "FAILURE"] == ["fetch_async"], bars
     (gathered,) = [b for b in bars if b["label"] == "10 awaits"]

@@ -2,7 +2,7 @@
 
 Celery 5.7 calls a task's function and takes what it returns as the result; nothing in the worker awaits. So
 `fetch_async`, an `async def` decorated as a task, returns a coroutine object that is never run: its body (which
-writes a ledger entry and waits) never happens. `fetch` is the fix: a plain task that runs the coroutine to its
+waits, then writes a ledger entry) never happens. `fetch` is the fix: a plain task that runs the coroutine to its
 end with `asyncio.run`. `fetch_many` runs many such waits concurrently inside one task, on one event loop.
 """
 from __future__ import annotations
@@ -20,28 +20,40 @@ LEDGER = "app-async"
 
 async def fetch_page(n: int, wait_s: float) -> dict:
     """Stands in for an awaited call (an HTTP request, a database query): it waits `wait_s` without blocking the
-    event loop, and notes that it ran."""
+    event loop, and says when it was done (before any blocking call can delay the other coroutines' clocks)."""
     await asyncio.sleep(wait_s)
-    Ledger(LEDGER).write(n)
     return {"n": n, **ran_here()}
+
+
+def note(*pages: dict) -> None:
+    """Write each page's ledger entry, at the time its wait ended: the witness that the coroutine really ran."""
+    ledger = Ledger(LEDGER)
+    for page in pages:
+        ledger.write(page["n"], at=page["at"])
 
 
 @app.task
 async def fetch_async(n: int, wait_s: float = 0.1):
     """The mistake: an `async def` task. Calling it builds a coroutine; the worker never awaits it."""
-    return await fetch_page(n, wait_s)
+    page = await fetch_page(n, wait_s)
+    note(page)
+    return page
 
 
 @app.task(ignore_result=True)
 async def fetch_async_quiet(n: int, wait_s: float = 0.1):
     """The same mistake on a task whose result is ignored: nothing has to encode the coroutine."""
-    return await fetch_page(n, wait_s)
+    page = await fetch_page(n, wait_s)
+    note(page)
+    return page
 
 
 @app.task
 def fetch(n: int, wait_s: float = 0.1):
     """The fix: a plain task that runs the coroutine on an event loop of its own, to its end."""
-    return asyncio.run(fetch_page(n, wait_s))
+    page = asyncio.run(fetch_page(n, wait_s))
+    note(page)
+    return page
 
 
 @app.task
@@ -49,4 +61,6 @@ def fetch_many(ns: list[int], wait_s: float = 0.1):
     """Many awaits in one task: they wait side by side on one event loop (`asyncio.gather`)."""
     async def all_of_them():
         return await asyncio.gather(*(fetch_page(n, wait_s) for n in ns))
-    return asyncio.run(all_of_them())
+    pages = asyncio.run(all_of_them())
+    note(*pages)
+    return pages
