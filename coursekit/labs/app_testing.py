@@ -44,7 +44,7 @@ def tags(names):
     return {name.lower() for name in names}
 
 
-@app.task(soft_time_limit=0.3)
+@app.task(soft_time_limit=0.2)
 def slow(seconds):
     time.sleep(seconds)
     return "done"
