@@ -76,19 +76,26 @@ def eager(propagates: bool = True, celery_app=app):
 
 @contextlib.contextmanager
 def logging_restored():
-    """Put the root logger back as it was after the block. `celery.contrib.testing.worker.start_worker` sets up
-    logging in the process it runs in, as a worker does (a handler on the root logger, its level): in a test
-    process, or a notebook, that outlives the worker."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    """Put this process's logging back as it was after the block. `celery.contrib.testing.worker.start_worker` sets
+    up logging in the process it runs in, as a worker does: a handler on the root logger, on `celery.task` and on
+    the multiprocessing logger (each to its log file), their levels, and `logging.captureWarnings(True)`. In a test
+    process, or a notebook, all of that outlives the worker (and its log file)."""
+    from celery.utils.log import get_multiprocessing_logger
+
+    loggers = [logging.getLogger(), logging.getLogger("celery.task"), get_multiprocessing_logger()]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    warnings_captured = logging._warnings_showwarning is not None  # what captureWarnings(True) sets
     try:
         yield
     finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+        for lg, handlers, level, propagate in saved:
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+        logging.captureWarnings(warnings_captured)
 
 
 def pytest_fixtures() -> list[dict]:
