@@ -1,8 +1,9 @@
 """Chapter 13, part 7: tasks whose bugs `task_always_eager` hides, and the real worker that shows them.
 
-Each task carries one bug that only the trip through a broker and a worker brings out: `ship` takes a domain
-object (`Order`) as its argument, `tags` returns a set (JSON has none), `slow` outlasts its own `soft_time_limit`,
-and `flaky` retries with a countdown (each attempt writes a ledger entry, so its timing can be read back).
+Each task carries a bug that a real deployment meets: `ship` takes a domain object (`Order`) as its argument (eager
+mode catches that one too: it round-trips arguments), `tags` returns a set (JSON has none), `slow` outlasts its own
+`soft_time_limit` (only a prefork worker enforces it), and `flaky` retries with a countdown (each attempt writes a
+ledger entry, so its timing can be read back).
 The lab imports `celery.contrib.testing.tasks`, which registers `celery.ping`: `start_worker` pings the worker it
 starts with that task, and refuses to start without it.
 """
