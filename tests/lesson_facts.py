@@ -1602,3 +1602,165 @@ def terminate_kills_the_pool_process_running_the_task(shown):
     assert said["that process still alive"] == "False" and said["job state"] == "REVOKED", said
     assert said["ledger entries of the job"] == "started", said
     assert said["worker log"].startswith("Terminating ") and said["worker log"].endswith(" (15)"), said
+# -- 13 application, parts 5-7 ------------------------------------------------------------------------------
+REFUSED_13 = ("Received invalid task message: Refusing to deserialize untrusted content of type pickle "
+              "(application/x-python-serialize)")
+
+
+@says("13_application")
+def a_default_worker_refuses_pickle_and_stores_nothing(shown):
+    """"`strict` **refused** both pickle messages ... `Received invalid task message: Refusing to deserialize
+    untrusted content of type pickle (application/x-python-serialize)` ... nothing left in the queue, no result
+    stored, so the state stays **PENDING for ever** ... The payload never ran: no file." """
+    for row in rows(shown, "pickle on the broker")[:2]:
+        assert row["worker"] == "strict" and row["accept_content"] == "json", row
+        assert row["worker logged"] == REFUSED_13, row
+        assert (row["state"], row["left in its queue"], row["payload ran in"]) == ("PENDING", 0, "nowhere"), row
+
+
+@says("13_application")
+def a_pickle_worker_runs_the_payload_in_both_processes(shown):
+    """"`loose` ran the payload **twice** ...: the worker's **main process** ... and the **pool child** ... The task
+    itself ... then ran and returned"; "With a name no worker knows, nothing was decoded" (5.7 stores NotRegistered)."""
+    known, unknown = rows(shown, "pickle on the broker")[2:]
+    assert known["worker"] == unknown["worker"] == "loose" and known["accept_content"] == "json, pickle", known
+    ran = known["payload ran in"].split(", ")
+    assert len(ran) == 2 and ran[0].startswith("main process ") and ran[1].startswith("pool child "), known
+    assert ran[0].split()[-1] != ran[1].split()[-1], known
+    assert known["state"] == "SUCCESS" and "succeeded" in known["worker logged"], known
+    assert known["worker logged"].startswith("Task celery.accumulate[<id>]"), known
+    assert unknown["worker logged"] == "Received unregistered task of type 'no.such.task'.", unknown
+    assert (unknown["state"], unknown["payload ran in"]) == ("FAILURE", "nowhere"), unknown
+    assert known["left in its queue"] == unknown["left in its queue"] == 0
+
+
+@says("13_application")
+def celery_refuses_a_pickle_worker_as_root(shown):
+    """"A worker that accepts pickle refuses to start as **root** ... unless the environment variable
+    `C_FORCE_ROOT` is set ... (In a root container the table's second row says "refuses to start"; as an ordinary
+    user, "starts".)" """
+    json_only, pickle = rows(shown, "pickle guard")
+    assert json_only["a worker started here"] == "starts", json_only
+    said = pickle["a worker started here"]
+    if pickle["user"] == "uid 0" and pickle["C_FORCE_ROOT"] == "unset":
+        assert said == ("refuses to start: Running a worker with superuser privileges when the"), pickle
+    else:
+        assert said == "starts" or said.startswith("refuses to start: "), pickle
+
+
+@says("13_application")
+def broker_urls_read_as_the_text_says(shown):
+    """"`:**@` appears **whether or not** there is a password (the row "no password")"; kombu "logs `Secure redis
+    scheme specified (rediss) with no ssl options, defaulting to insecure SSL behaviour.`... sets
+    `ssl_cert_reqs=CERT_NONE`"; "a `rediss://` URL without `ssl_cert_reqs` is refused with `ValueError`" """
+    by = {r["what"]: r for r in rows(shown, "broker urls")}
+    assert by["no password"]["as Celery logs it"] == "redis://:**@redis.internal:6379/0", by["no password"]
+    assert by["no password"]["password"] == "no" and by["a password (requirepass)"]["password"] == "yes"
+    assert by["an ACL user and its password"]["user"] == "celery", by["an ACL user and its password"]
+    loose = by["TLS, no broker_use_ssl"]
+    assert loose["TLS"] == "yes, ssl_cert_reqs=CERT_NONE", loose
+    assert loose["said"] == ("Secure redis scheme specified (rediss) with no ssl options, defaulting to insecure "
+                             "SSL behaviour."), loose
+    assert by["TLS, broker_use_ssl with CERT_REQUIRED"]["TLS"] == "yes, ssl_cert_reqs=CERT_REQUIRED"
+    assert by["TLS, broker_use_ssl with CERT_REQUIRED"]["said"] == "-"
+    refused = by["TLS results, no ssl_cert_reqs"]
+    assert refused["said"].startswith("ValueError: A rediss:// URL must have parameter ssl_cert_reqs"), refused
+    assert by["TLS results, ?ssl_cert_reqs=required"]["TLS"] == "yes, ssl_cert_reqs=CERT_REQUIRED"
+    assert by["this course's broker"]["setting"] == "broker_url"
+
+
+@says("13_application")
+def the_payloads_wrote_only_in_a_removed_temporary_folder(shown):
+    """"the file sits in a temporary folder this part creates and removes" (only the `loose` payload wrote)."""
+    (left,) = rows(shown, "security leftovers")
+    assert left["files the payloads wrote"] == "loose.pids" and left["folder still there"] is False, left
+
+
+@says("13_application")
+def an_async_task_never_runs_its_body(shown):
+    """"`fetch_async` **failed without running its body** ... FAILURE with `EncodeError`. No ledger entry";
+    "`fetch_async_quiet` ... logged it as **succeeded** (its event says SUCCESS, in a fraction of the 2 s its body
+    waits), with `<coroutine object fetch_async_quiet ...>` ... `RuntimeWarning: coroutine
+    'fetch_async_quiet' was never awaited` ... Its stored state is PENDING"; "`fetch` ... SUCCESS, and the body's
+    ledger entry." """
+    wrong, quiet, right = rows(shown, "async task")
+    assert (wrong["worker's event"], wrong["stored state"], wrong["coroutine body ran"]) == ("FAILURE", "FAILURE", 0)
+    assert wrong["stored result"] == "TypeError('Object of type coroutine is not JSON serializable')", wrong
+    assert "raised unexpected: EncodeError" in wrong["worker logged"], wrong
+    assert (quiet["worker's event"], quiet["stored state"], quiet["coroutine body ran"]) == ("SUCCESS", "PENDING", 0)
+    assert quiet["ran for (s)"] < 1.0 and ": <coroutine object fetch_async_quiet" in quiet["worker logged"], quiet
+    assert quiet["RuntimeWarning in the log"] == "coroutine 'fetch_async_quiet' was never awaited", quiet
+    assert (right["worker's event"], right["stored state"], right["coroutine body ran"]) == ("SUCCESS", "SUCCESS", 1)
+    assert right["ran for (s)"] >= 0.1, right
+
+
+@says("13_application")
+def awaits_in_one_task_wait_together(shown):
+    """"The 10 waits inside one task waited **together**, on one event loop in one pool process: they all ended
+    within a tenth of a second of each other, one wait of 0.2 s for all ten. As 10 tasks they took at least
+    10 x 0.2 / 2 = 1 s, their ends spread over most of it" """
+    one, many = rows(shown, "awaits")
+    assert (one["tasks"], one["awaits of 0.2 s"], one["pool processes"]) == (1, 10, 1), one
+    assert one["first to last await ended (s)"] <= 0.1, one
+    assert (many["tasks"], many["awaits of 0.2 s"]) == (10, 10) and many["pool processes"] <= 2, many
+    assert many["from send to last result (s)"] >= 0.95 and many["first to last await ended (s)"] >= 0.7, many
+    assert one["from send to last result (s)"] < many["from send to last result (s)"], (one, many)
+    bars = shown["async timeline"]["bars"]
+    assert [b["name"].rsplit(".", 1)[-1] for b in bars if b["outcome"] == "FAILURE"] == ["fetch_async"], bars
+    (gathered,) = [b for b in bars if b["label"] == "10 awaits"]
+    assert gathered["name"].endswith(".fetch_many") and gathered["outcome"] == "SUCCESS", gathered
+    assert sum(b["name"].endswith(".fetch") for b in bars) == 11, bars
+
+
+EAGER_13, EMBEDDED_13, PROCESS_13 = ("eager (task_always_eager=True)", "start_worker (this process, solo)",
+                                     "worker process (prefork)")
+
+
+@says("13_application")
+def eager_mode_hides_what_real_workers_catch(shown):
+    """The "eager vs worker" table: the `Order` "raised `EncodeError` in eager mode too"; "the pickled call returned
+    its result. Both real workers ... discarded the message"; "The set came back as a set; the workers could not
+    store it (`EncodeError`, FAILURE)"; "So does the test helper's worker ... Only the worker process's pool child
+    raised `SoftTimeLimitExceeded`"; "the first `self.retry()` **escaped to the caller** ... Both workers retried
+    twice and returned 2"; "By id it is PENDING, and Celery itself warns (`RuntimeWarning`)" """
+    arg, pickle, a_set, limit, retry, by_id = rows(shown, "eager vs worker")
+    both = (EMBEDDED_13, PROCESS_13)
+    for col in (EAGER_13, *both):
+        assert arg[col] == "raised EncodeError: Object of type Order is not JSON serializable", arg
+    assert pickle[EAGER_13] == "returned 'shipped order 7'", pickle
+    assert all(pickle[c] == "PENDING, worker logged: Received invalid task message" for c in both), pickle
+    assert a_set[EAGER_13].startswith("returned {") and "'urgent'" in a_set[EAGER_13] and "'vip'" in a_set[EAGER_13]
+    assert all(a_set[c] == "raised EncodeError: TypeError('Object of type set is not JSON serializable')"
+               for c in both), a_set
+    assert limit[EAGER_13] == limit[EMBEDDED_13] == "returned 'done'", limit
+    assert limit[PROCESS_13].startswith("raised SoftTimeLimitExceeded"), limit
+    assert retry[EAGER_13] == "raised Retry: Retry in 0.3s", retry
+    assert all(retry[c] == "returned 2" for c in both), retry
+    assert by_id[EAGER_13].startswith("PENDING (RuntimeWarning: Results are not stored in backend"), by_id
+    assert all(by_id[c] == "SUCCESS" for c in both), by_id
+
+
+@says("13_application")
+def eager_retries_ignore_the_countdown(shown):
+    """"Eager mode with `task_eager_propagates=False` ran all three attempts at once, no `countdown` honoured ...;
+    with `True`, only the first attempt ran. Both real workers waited the 0.3 s countdown before each retry." """
+    by = {r["run"]: r for r in rows(shown, "retries eager vs worker")}
+    gaps = {run: [float(g) for g in r["gaps between attempts (s)"].split(", ") if g] for run, r in by.items()}
+    inline = by["eager, propagates False"]
+    assert inline["attempts"] == 3 and inline["the caller got"] == "returned 2", inline
+    assert len(gaps["eager, propagates False"]) == 2 and max(gaps["eager, propagates False"]) < 0.2, inline
+    assert by["eager"]["attempts"] == 1 and by["eager"]["the caller got"].startswith("raised Retry"), by["eager"]
+    for run in ("start_worker", "worker process"):
+        assert by[run]["attempts"] == 3 and by[run]["the caller got"] == "returned 2", by[run]
+        assert len(gaps[run]) == 2 and min(gaps[run]) >= 0.29, by[run]
+
+
+@says("13_application")
+def the_pytest_plugin_fixtures_are_read_from_its_source(shown):
+    """"`celery_worker` is `start_worker(celery_app, pool=celery_worker_pool, ...)` for one test;
+    `celery_session_worker` lives for the whole run"; its default pool is solo; `celery_config` to override."""
+    by = {r["fixture"]: r for r in rows(shown, "pytest fixtures")}
+    assert by["celery_worker"]["scope"] == by["celery_app"]["scope"] == "function", by
+    assert by["celery_session_worker"]["scope"] == "session", by["celery_session_worker"]
+    assert by["celery_worker_pool"]["returns"] == "'solo'" and by["celery_config"]["returns"] == "{}", by
+    assert {"celery_includes", "celery_worker_parameters", "celery_parameters"} <= set(by), sorted(by)
