@@ -1458,3 +1458,34 @@ def held_jobs_keep_the_unacked_line_up(shown):
     assert held[-1][1] >= 1, held
     jobs = {r["where"]: len(r["jobs"].split(", ")) for r in rows(shown, "fates") if r["sent"].startswith("burst")}
     assert held[-1][1] >= jobs.get("held", 0) >= 1, (held[-1], jobs)
+
+
+def _flower_10(shown) -> dict:
+    return {r["count"]: r["messages"] for r in rows(shown, "flower counts")}
+
+
+@says("10_broker_trouble")
+def flower_counts_the_lists_and_misses_the_held(shown):
+    """"slow takes 4 more ... and holds them, and the other 16 wait ... the true depth read again after Flower is the
+    same ... Flower's queue length is the sum of the priority lists, and so short of the true depth by exactly the
+    held messages." """
+    c = _flower_10(shown)
+    lists = sum(v for k, v in c.items() if k.startswith("priority list "))
+    held, true = c["held: unacked entries of outage.slow"], c["true depth: every list + held"]
+    assert held == 4 and lists == 16 and true == lists + held, c
+    assert c["true depth, read again after Flower"] == true, c
+    assert c["queue length"] == lists == true - held, c
+    assert c["LLEN outage.slow (the seed's count)"] == c["priority list 0-2"] < lists, c
+
+
+@says("10_broker_trouble")
+def flower_metrics_count_what_slow_holds_and_no_queue(shown):
+    """"/metrics has no queue depth at all ... flower_worker_prefetched_tasks ... equals the held row ...
+    flower_worker_number_of_currently_executing_tasks ... is 1, the long job ... So here Flower's queue length plus
+    its prefetched gauge is the true depth." """
+    c = _flower_10(shown)
+    held, true = c["held: unacked entries of outage.slow"], c["true depth: every list + held"]
+    prefetched = c["flower_worker_prefetched_tasks (slow)"]
+    assert c["metrics about a queue"] == 0, c
+    assert prefetched == held and c["flower_worker_number_of_currently_executing_tasks (slow)"] == 1, c
+    assert c["queue length"] + prefetched == true, c
