@@ -1150,6 +1150,27 @@ def auto_counts_no_more_than_the_default(shown):
     row = rows(shown, "cpu budget")[0]
     assert row["-c auto for prefork"] <= row["CPUs this process may run on (affinity)"], row
     assert row["CPUs this process may run on (affinity)"] <= row["os.cpu_count() (the default -c)"], row
+@says("09_pools")
+def only_prefork_goes_above_one_core(shown):
+    """"threads, gevent and solo stay at or under one core ... A single 0.1 s sample may read a little over ... over
+    four samples in a row, never more than 1.15"; prefork "rises above 1.2 whenever its CPU cores used in the table
+    is above 1.3"."""
+    drawn = shown["pool cpu"]["workers"]
+    for pool in ("threads", "gevent", "solo"):
+        assert drawn[pool]["peak_window"] <= 1.15 and drawn[pool]["peak"] <= 1.35, (pool, drawn[pool])
+    prefork = _row_09(shown, "pool numbers", "prefork")
+    if prefork["CPU cores used"] > 1.3:
+        assert drawn["prefork"]["peak_window"] > 1.2, (prefork, drawn["prefork"])
+
+
+@says("09_pools")
+def the_sampled_cpu_is_what_the_crunches_measured(shown):
+    """"the CPU seconds each panel counts and the CPU time the crunches measured in themselves agree within 20 %"."""
+    for pool, seen in shown["pool cpu"]["workers"].items():
+        assert seen["reported_s"] > 0 and abs(seen["sampled_s"] - seen["reported_s"]) <= 0.2 * seen["reported_s"], \
+            (pool, seen)
+
+
 # -- 11 beat ------------------------------------------------------------------------------------------------
 def _rate_11(shown, phase: str, entry: str) -> dict:
     return next(r for r in rows(shown, "rates") if r["phase"] == phase and r["entry"] == entry)
