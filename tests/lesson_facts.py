@@ -1449,11 +1449,14 @@ def the_gap_is_the_outage(shown):
 @says("10_broker_trouble")
 def default_policy_raises_tuned_policy_rides_it_out(shown):
     """"With the default policy ... each call made during the outage raised OperationalError after about 0.6 s ...
-    With the tuned policy ... the one call made while the broker was down blocked until Redis was back ... nothing
-    raised, and every call that returned is in the queue." """
+    Those jobs exist nowhere ... (At most one may be the exception ...) With the tuned policy ... the one call made
+    while the broker was down blocked until Redis was back ... nothing raised, and every call that returned is in
+    the queue." """
     by = {r["producer"]: r for r in rows(shown, "publishing")}
     default, tuned = by["default policy"], by["tuned policy"]
-    assert default["raised"] >= 2 and default["in the queue"] == default["returned"], default
+    assert default["raised"] >= 2, default
+    # "At most one may be the exception": a call whose reply the stopping Redis lost after saving its message
+    assert default["returned"] <= default["in the queue"] <= default["returned"] + 1, default
     assert default["what was raised"] == "kombu.exceptions.OperationalError", default
     assert 0.5 <= default["longest call s"] <= 2.0, default
     assert tuned["raised"] == 0 and tuned["in the queue"] == tuned["returned"] == tuned["calls"], tuned
