@@ -1159,8 +1159,8 @@ def only_prefork_goes_above_one_core(shown):
     for pool in ("threads", "gevent", "solo"):
         assert drawn[pool]["peak_window"] <= 1.15 and drawn[pool]["peak"] <= 1.35, (pool, drawn[pool])
     prefork = _row_09(shown, "pool numbers", "prefork")
-    if prefork["CPU cores used"] > 1.3:
-        assert drawn["prefork"]["peak_window"] > 1.2, (prefork, drawn["prefork"])
+    if prefork["CPU cores used"] > 1.3:  # its line: one sample inside the burst reads at least about its mean
+        assert drawn["prefork"]["peak"] > 1.2, (prefork, drawn["prefork"])
 
 
 @says("09_pools")
