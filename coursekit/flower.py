@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import functools
 import html
+import json
 import os
 import re
 import signal
@@ -211,6 +212,30 @@ class Flower(OwnedProcess):
             if marker in log:  # a known cause: its fix says it all, Flower's traceback would only hide it
                 raise CourseError(problem, fix=fix.format(install=_install_command()))
         raise CourseError(problem, fix=f"read Flower's log, {self.logfile}; its last lines:", details=log)
+
+    # -- reading it, as a dashboard or a Prometheus server would -------------------------------------
+    def read(self, path: str) -> str:
+        """The body of GET `path` (`/api/...`, `/metrics`): Flower runs read-only on loopback, so no password."""
+        with _DIRECT.open(f"{self.url}{path}", timeout=10) as reply:
+            return reply.read().decode()
+
+    def queue_lengths(self) -> dict[str, int]:
+        """/api/queues/length: each queue the workers Flower knows read -> the messages Flower counts in it. Flower
+        learns the queues by asking the workers (inspect active_queues), so a worker's queue is missing at first."""
+        return {q["name"]: q["messages"] for q in json.loads(self.read("/api/queues/length"))["active_queues"]}
+
+    def metrics(self):
+        """/metrics, Flower's Prometheus exporter, as a DataFrame: one row per sample, its `metric`, the labels Flower's
+        own metrics use (`worker`, `task`, `type`: None where a metric has no such label; other labels after them)
+        and its `value`."""
+        import pandas as pd
+        from prometheus_client.parser import text_string_to_metric_families
+
+        rows = [{"metric": sample.name, **sample.labels, "value": sample.value}
+                for family in text_string_to_metric_families(self.read("/metrics")) for sample in family.samples]
+        first = ["metric", "worker", "task", "type"]
+        others = sorted({label for row in rows for label in row} - set(first) - {"value"})
+        return pd.DataFrame(rows, columns=first + others + ["value"]).astype({"worker": object, "type": object})
 
     # -- looking at it -------------------------------------------------------------------------------
     def __enter__(self) -> "Flower":

@@ -3,7 +3,8 @@ or greenlet in it that ran the task), drawn from what each task reported about i
 
 A burst is {worker name: {"sent": Unix time of its first message, "values": the tasks' return values, "ended":
 the last end, and optionally "then_value": one more call sent behind the burst}}. `lanes()` draws bursts side by
-side; `summary()` is the table of the same numbers, with each worker's memory from a recording.
+side; `summary()` is the table of the same numbers, with each worker's memory from a recording; `cpu()` draws the CPU
+use the recorder sampled during each worker's burst.
 """
 from __future__ import annotations
 
@@ -150,6 +151,69 @@ def memory(recording, workers: dict, labels: dict[str, str], name: str = "pool m
     ax.set_xlabel("resident memory (MiB): grey the main process, blue each pool child")
     ax.set_title("What each worker costs in memory, as the recorder sampled it")
     fig.facts = {"workers": totals}
+    return fig
+
+
+WINDOW = 4
+"""Samples (0.1 s apart in the lesson) over which `cpu()` also gives a worker's CPU use: one sample alone can be
+off by a clock tick (10 ms of CPU) or by a sampler thread the OS paused between reading and stamping it."""
+
+
+def cpu_during(recording, node: str, part: dict) -> dict:
+    """What the recorder sampled of worker `node`'s CPU while its burst `part` ran: `samples` ([t, cores], t in
+    seconds since the burst's first message; each value covers the time since the sample before), `peak` (the
+    highest sample), `peak_window` (the highest over WINDOW samples in a row), `sampled_s` (CPU seconds of every
+    sample that overlaps the burst) and `reported_s` (the CPU time the tasks reported, when they do)."""
+    frame = recording.cpu
+    mine = frame[frame.node == node].sort_values("t").reset_index(drop=True)
+    start = part["sent"] - recording.started_at
+    end = max(v["ended"] for v in part["values"]) - recording.started_at
+    before = mine.t.shift(1).fillna(mine.t - 0.1)
+    during = mine[(mine.t > start) & (before < end)]
+    window = (mine.cpu_s.rolling(WINDOW).sum() / (mine.t - mine.t.shift(WINDOW)))[during.index]
+    out = {"samples": [[round(t - start, 3), c] for t, c in zip(during.t, during.cores)],
+           "peak": float(during.cores.max()) if len(during) else None,
+           "peak_window": round(float(window.max()), 3) if window.notna().any() else None,
+           "sampled_s": round(float(during.cpu_s.sum()), 3)}
+    if all("cpu" in v for v in part["values"]):
+        out["reported_s"] = round(sum(v["cpu"] for v in part["values"]), 3)
+    return out
+
+
+def cpu(recording, burst: dict[str, dict], workers: dict, labels: dict[str, str],
+        name: str = "pool cpu") -> CourseFigure:
+    """One panel per worker: its CPU use in cores (1.0 = one core busy), as the recorder sampled it while its part
+    of `burst` ran, against seconds since its first message; a dashed line at one core."""
+    names = list(labels)
+    fig = CourseFigure(figsize=(11, 2.8), layout="constrained", name=name)
+    axes = fig.subplots(1, len(names), sharey=True)
+    axes = list(axes) if len(names) > 1 else [axes]
+    fig.facts = {"workers": {}}
+    longest = max(max(v["ended"] for v in burst[w]["values"]) - burst[w]["sent"] for w in names)
+    top = 1.0
+    for ax, worker in zip(axes, names):
+        seen = cpu_during(recording, workers[worker].nodename, burst[worker])
+        fig.facts["workers"][worker] = seen
+        xs = [0.0] + [t for t, _ in seen["samples"]]
+        ys = [0.0] + [c for _, c in seen["samples"]]
+        ax.step(xs, ys, where="pre", color="tab:blue")  # a sample's value covers the time since the one before
+        ax.axhline(1.0, color="dimgray", linestyle="--", linewidth=1)
+        ax.set_title(labels[worker], fontsize="medium")
+        ax.set_xlim(0, longest * 1.15 + 0.2)
+        ax.set_xlabel("seconds since its first crunch")
+        text = f"{seen['sampled_s']:.2f} s of CPU sampled"
+        if "reported_s" in seen:
+            text += f"\n{seen['reported_s']:.2f} s reported"
+        ax.text(0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize="x-small",
+                color="dimgray")
+        top = max([top] + ys)
+    axes[0].set_ylim(0, max(2.3, top * 1.1))
+    axes[0].set_ylabel("CPU use (cores)")
+    # labelled in the last panel, at its right: a single-process pool's line stays under it there
+    axes[-1].text(0.98, 1.03, "one core", transform=axes[-1].get_yaxis_transform(), fontsize="x-small",
+                  color="dimgray", ha="right", va="bottom")
+    fig.suptitle("CPU use of each worker during its computing burst, sampled by the recorder every 0.1 s",
+                 fontsize="medium")
     return fig
 
 

@@ -1150,6 +1150,27 @@ def auto_counts_no_more_than_the_default(shown):
     row = rows(shown, "cpu budget")[0]
     assert row["-c auto for prefork"] <= row["CPUs this process may run on (affinity)"], row
     assert row["CPUs this process may run on (affinity)"] <= row["os.cpu_count() (the default -c)"], row
+@says("09_pools")
+def only_prefork_goes_above_one_core(shown):
+    """"threads, gevent and solo stay at or under one core ... A single 0.1 s sample may read a little over ... over
+    four samples in a row, never more than 1.15"; prefork "rises above 1.2 whenever its CPU cores used in the table
+    is above 1.3"."""
+    drawn = shown["pool cpu"]["workers"]
+    for pool in ("threads", "gevent", "solo"):
+        assert drawn[pool]["peak_window"] <= 1.15 and drawn[pool]["peak"] <= 1.35, (pool, drawn[pool])
+    prefork = _row_09(shown, "pool numbers", "prefork")
+    if prefork["CPU cores used"] > 1.3:  # its line: one sample inside the burst reads at least about its mean
+        assert drawn["prefork"]["peak"] > 1.2, (prefork, drawn["prefork"])
+
+
+@says("09_pools")
+def the_sampled_cpu_is_what_the_crunches_measured(shown):
+    """"the CPU seconds each panel counts and the CPU time the crunches measured in themselves agree within 20 %"."""
+    for pool, seen in shown["pool cpu"]["workers"].items():
+        assert seen["reported_s"] > 0 and abs(seen["sampled_s"] - seen["reported_s"]) <= 0.2 * seen["reported_s"], \
+            (pool, seen)
+
+
 # -- 11 beat ------------------------------------------------------------------------------------------------
 def _rate_11(shown, phase: str, entry: str) -> dict:
     return next(r for r in rows(shown, "rates") if r["phase"] == phase and r["entry"] == entry)
@@ -1428,11 +1449,14 @@ def the_gap_is_the_outage(shown):
 @says("10_broker_trouble")
 def default_policy_raises_tuned_policy_rides_it_out(shown):
     """"With the default policy ... each call made during the outage raised OperationalError after about 0.6 s ...
-    With the tuned policy ... the one call made while the broker was down blocked until Redis was back ... nothing
-    raised, and every call that returned is in the queue." """
+    Those jobs exist nowhere ... (At most one may be the exception ...) With the tuned policy ... the one call made
+    while the broker was down blocked until Redis was back ... nothing raised, and every call that returned is in
+    the queue." """
     by = {r["producer"]: r for r in rows(shown, "publishing")}
     default, tuned = by["default policy"], by["tuned policy"]
-    assert default["raised"] >= 2 and default["in the queue"] == default["returned"], default
+    assert default["raised"] >= 2, default
+    # "At most one may be the exception": a call whose reply the stopping Redis lost after saving its message
+    assert default["returned"] <= default["in the queue"] <= default["returned"] + 1, default
     assert default["what was raised"] == "kombu.exceptions.OperationalError", default
     assert 0.5 <= default["longest call s"] <= 2.0, default
     assert tuned["raised"] == 0 and tuned["in the queue"] == tuned["returned"] == tuned["calls"], tuned
@@ -1460,6 +1484,35 @@ def held_jobs_keep_the_unacked_line_up(shown):
     assert held[-1][1] >= jobs.get("held", 0) >= 1, (held[-1], jobs)
 
 
+def _flower_10(shown) -> dict:
+    return {r["count"]: r["messages"] for r in rows(shown, "flower counts")}
+
+
+@says("10_broker_trouble")
+def flower_counts_the_lists_and_misses_the_held(shown):
+    """"slow takes 4 more ... and holds them, and the other 16 wait ... the true depth read again after Flower is the
+    same ... Flower's queue length is the sum of the priority lists, and so short of the true depth by exactly the
+    held messages." """
+    c = _flower_10(shown)
+    lists = sum(v for k, v in c.items() if k.startswith("priority list "))
+    held, true = c["held: unacked entries of outage.slow"], c["true depth: every list + held"]
+    assert held == 4 and lists == 16 and true == lists + held, c
+    assert c["true depth, read again after Flower"] == true, c
+    assert c["queue length"] == lists == true - held, c
+    assert c["LLEN outage.slow (the seed's count)"] == c["priority list 0-2"] < lists, c
+
+
+@says("10_broker_trouble")
+def flower_metrics_count_what_slow_holds_and_no_queue(shown):
+    """"/metrics has no queue depth at all ... flower_worker_prefetched_tasks ... equals the held row ...
+    flower_worker_number_of_currently_executing_tasks ... is 1, the long job ... So here Flower's queue length plus
+    its prefetched gauge is the true depth." """
+    c = _flower_10(shown)
+    held, true = c["held: unacked entries of outage.slow"], c["true depth: every list + held"]
+    prefetched = c["flower_worker_prefetched_tasks (slow)"]
+    assert c["metrics about a queue"] == 0, c
+    assert prefetched == held and c["flower_worker_number_of_currently_executing_tasks (slow)"] == 1, c
+    assert c["queue length"] + prefetched == true, c
 # -- 13 application, parts 1-4 ------------------------------------------------------------------------------
 @says("13_application")
 def a_task_sent_inside_the_transaction_reads_nothing(shown):

@@ -55,7 +55,7 @@ def test_a_killed_child_shows_up_as_a_new_pid(six_naps):
 def test_replay_equals_the_original(six_naps, tmp_path):
     rec, _ = six_naps
     again = ck.load_recording(rec.save(tmp_path / "rec.json"))
-    for frame in ("tasks", "runs", "events_df", "queues", "priority_lists", "memory"):
+    for frame in ("tasks", "runs", "events_df", "queues", "priority_lists", "memory", "cpu"):
         pd.testing.assert_frame_equal(getattr(rec, frame), getattr(again, frame))
     assert again.max_overlap() == rec.max_overlap()
 
@@ -176,3 +176,28 @@ def test_settle_waits_for_the_events_of_every_run(clean_namespace):
         assert len(runs) == 3 and set(runs.outcome) == {"SUCCESS"}
         recorder.settle("no-such-task", timeout=0.3)
     assert any("still missing" in note for note in recorder.stop().notes)
+
+
+def test_cpu_use_is_sampled_per_worker(clean_namespace):
+    """A worker that computes shows the CPU its task reported using, in its pool child, and not more than one core
+    (one child computes); one that waits beside it shows next to none. Sums of CPU seconds, not peaks: on a
+    loaded machine a busy loop gets whatever share of a core the others leave, and its own count says which."""
+    from coursekit.labs.pools import app as pools_app, crunch
+
+    busy = ck.Worker("coursekit.labs.pools", name="busy", queues=["pools.busy"], pool="prefork", concurrency=1)
+    idle = ck.Worker("coursekit.labs.pools", name="idle", queues=["pools.idle"], pool="solo")
+    ck.start_all(busy, idle)
+    with busy, idle:
+        with ck.record(pools_app, interval=0.1) as rec:
+            time.sleep(0.3)  # a first sample of each worker: CPU is counted from the next one
+            reported = ck.get(crunch.apply_async((10,), queue="pools.busy"), timeout=30)["cpu"]
+            time.sleep(0.3)
+    cpu = rec.recording.cpu
+    used = cpu.groupby("node").cpu_s.sum()
+    assert set(used.index) == {busy.nodename, idle.nodename}, used
+    assert 0.8 * reported <= used[busy.nodename] <= reported + 0.5, (reported, used)
+    assert used[idle.nodename] <= max(0.25, 0.2 * reported), (reported, used)
+    mine = cpu[cpu.node == busy.nodename]
+    over_half_a_second = mine.cpu_s.rolling(5).sum() / mine.t.diff().rolling(5).sum()
+    assert over_half_a_second.max() <= 1.15, mine  # one thread: at most one core, give or take a clock tick
+    assert (cpu.cores >= 0).all() and (cpu.t.diff().dropna() >= 0).all()

@@ -13,6 +13,7 @@ EVENT_COLUMNS = ["t", "type", "task_id", "node", "pid", "name"]
 QUEUE_COLUMNS = ["t", "queue", "depth", "unacked"]
 LIST_COLUMNS = ["t", "queue", "priority", "depth"]
 MEMORY_COLUMNS = ["t", "node", "pid", "role", "rss"]
+CPU_COLUMNS = ["t", "node", "cpu_s", "cores"]
 
 
 def _short(value, limit: int = 40) -> str | None:

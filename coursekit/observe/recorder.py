@@ -1,6 +1,6 @@
 """The recorder: `ck.record(app)` starts two daemon threads. One captures Celery events (task-sent from this
 process, task-* and worker-* from coursekit workers, which run with -E); the other samples queue depths and
-worker memory at a fixed interval (`samplers`). `stop()` gives the `Recording`."""
+worker memory and CPU use at a fixed interval (`samplers`). `stop()` gives the `Recording`."""
 from __future__ import annotations
 
 import threading
@@ -34,6 +34,7 @@ class Recorder:
         self._receiver = None
         self._threads: list[threading.Thread] = []
         self._nodes: dict[str, int] = {}
+        self._cpu_read: dict[int, tuple] = {}  # pid -> (t, CPU seconds) at the last sample, for the next delta
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self, timeout: float = 5.0) -> "Recorder":
@@ -223,7 +224,7 @@ class Recorder:
                 conn = None
                 with self._lock:
                     self._gap(True)
-            self._sample_memory()
+            self._sample_processes()
             with self._lock:
                 self.recording.duration = self.now()  # while live, the duration so far
             self._stopping.wait(max(0.0, self.interval - (time.monotonic() - tick)))
@@ -240,13 +241,15 @@ class Recorder:
         self._append(self.recording.queue_samples, totals)
         self._append(self.recording.list_samples, lists, "priority-list ")
 
-    def _sample_memory(self) -> None:
+    def _sample_processes(self) -> None:
         from ..worker import live_workers
 
         mains = {w.nodename: w.pid for w in live_workers()}
         with self._lock:
             mains.update(self._nodes)
-        self._append(self.recording.memory_samples, samplers.worker_memory(mains, self.now()))
+        memory, cpu = samplers.worker_usage(mains, self.now, self._cpu_read)
+        self._append(self.recording.memory_samples, memory)
+        self._append(self.recording.cpu_samples, cpu, "CPU ")
 
     def _append(self, target: list, rows: list, what: str = "") -> None:
         with self._lock:

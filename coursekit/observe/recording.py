@@ -1,4 +1,4 @@
-"""`Recording`: the raw observations of one recording (events, queue and memory samples), the frames built from
+"""`Recording`: the raw observations of one recording (events, queue, memory and CPU samples), the frames built from
 them, and saving and loading, so that a saved recording replays identically (`ck.load_recording`)."""
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ class Recording:
     """On Redis, the messages in each priority list of each queue (`priority_lists`); empty on RabbitMQ, and in
     recordings saved before the lists were sampled."""
     memory_samples: list[tuple] = field(default_factory=list)
+    cpu_samples: list[tuple] = field(default_factory=list)
+    """Each worker's CPU use between two samples (the `cpu` frame); empty in recordings saved before it was sampled."""
     priorities: dict[str, int | None] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     """When this process published each task. Celery emits task-sent only AFTER publishing, so a worker can
@@ -41,6 +43,7 @@ class Recording:
         self.queue_samples = [tuple(row) for row in self.queue_samples]
         self.list_samples = [tuple(row) for row in self.list_samples]
         self.memory_samples = [tuple(row) for row in self.memory_samples]
+        self.cpu_samples = [tuple(row) for row in self.cpu_samples]
 
     # -- frames ----------------------------------------------------------------------------------------
     @property
@@ -71,6 +74,13 @@ class Recording:
     def memory(self) -> pd.DataFrame:
         return pd.DataFrame(self.memory_samples, columns=frames.MEMORY_COLUMNS)
 
+    @property
+    def cpu(self) -> pd.DataFrame:
+        """One row per sample of each worker on this machine: `cpu_s`, the CPU time its processes (main and pool
+        children) used since the previous sample, and `cores`, that over the seconds between the two: 1.0 is one
+        core busy."""
+        return pd.DataFrame(self.cpu_samples, columns=frames.CPU_COLUMNS)
+
     def state_changes(self) -> list[tuple[float, str, str]]:
         """(t, task id, state after) for every event that moves a task, in time order."""
         return frames.state_changes(self.events)
@@ -94,8 +104,8 @@ class Recording:
             return sys.getsizeof(obj)
 
         total = 0
-        for container in (self.events, self.queue_samples, self.list_samples, self.memory_samples, self.priorities,
-                          self.published):
+        for container in (self.events, self.queue_samples, self.list_samples, self.memory_samples, self.cpu_samples,
+                          self.priorities, self.published):
             total += size(container)
             for item in container:
                 total += size(item)
@@ -114,7 +124,8 @@ class Recording:
 
     def __repr__(self) -> str:
         return (f"<Recording {self.duration:.1f} s: {len(self.events)} events, {len(self.tasks)} tasks, "
-                f"{len(self.queue_samples)} queue samples, {len(self.memory_samples)} memory samples>")
+                f"{len(self.queue_samples)} queue samples, {len(self.memory_samples)} memory samples, "
+                f"{len(self.cpu_samples)} CPU samples>")
 
 
 def load_recording(path: str | Path) -> Recording:

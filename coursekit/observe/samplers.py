@@ -1,6 +1,6 @@
 """What the recorder samples at a fixed interval, besides events: the depth of each queue on the broker (on Redis,
-of each priority list too), and the memory (RSS) of every worker process on this machine. Each sampler returns
-rows for a Recording's samples."""
+of each priority list too), and the memory (RSS) and CPU use of every worker process on this machine. Each sampler
+returns rows for a Recording's samples."""
 from __future__ import annotations
 
 import socket
@@ -39,19 +39,47 @@ def queue_depths(conn, queues: list[str], now: float) -> tuple[list[tuple], list
     return totals, lists
 
 
-def worker_memory(mains: dict[str, int], now: float) -> list[tuple]:
-    """(t, node, pid, role, rss) for each worker's main process (`mains`: node name -> pid) and its pool
-    children, so a recycled or killed child appears as a new pid."""
+def worker_usage(mains: dict[str, int], clock, last: dict) -> tuple[list[tuple], list[tuple]]:
+    """Two sets of rows. (t, node, pid, role, rss) for each worker's main process (`mains`: node name -> pid) and
+    its pool children, so a recycled or killed child appears as a new pid. And (t, node, cpu_s, cores): `cpu_s`
+    the CPU time the worker's processes (main and children, every thread of each) used since the previous call,
+    `cores` that over the seconds between the two readings, so 1.0 is one core's worth.
+
+    `clock()` gives `t`, read once a worker's processes have been read: a sampler thread that waited before them
+    stretches no interval. `last` holds what the previous call read (pid -> (t, CPU seconds)); it is updated here.
+    A child born since then counts from zero; a process that died since then drops out (its last moments are lost,
+    a few ms); a worker seen for the first time has no CPU row yet."""
     host = socket.gethostname()
-    rows = []
+    memory, cpu, seen = [], [], {}
     for node, pid in mains.items():
         if not node.endswith("@" + host):
-            continue  # another machine's worker: its memory is not ours to read
+            continue  # another machine's worker: its processes are not ours to read
         try:
             main = psutil.Process(pid)
-            rows.append((now, node, pid, "main", main.memory_info().rss))
-            for child in main.children():
-                rows.append((now, node, child.pid, "child", child.memory_info().rss))
+            processes = [(main, "main")] + [(child, "child") for child in main.children()]
         except psutil.Error:
             continue
-    return rows
+        read = []
+        for proc, role in processes:
+            try:
+                with proc.oneshot():
+                    rss, times = proc.memory_info().rss, proc.cpu_times()
+            except psutil.Error:
+                continue
+            read.append((proc.pid, role, rss, times.user + times.system))  # children_*: reaped ones only
+        now = clock()
+        used, since = 0.0, None
+        for one, role, rss, seconds in read:
+            memory.append((now, node, one, role, rss))
+            before = last.get(one)
+            if before is None and role == "child" and pid in last:
+                before = (last[pid][0], 0.0)  # a child born since the main process was last read: all its CPU is new
+            if before is not None:
+                used += max(0.0, seconds - before[1])
+                since = before[0]
+            seen[one] = (now, seconds)
+        if since is not None and now > since:
+            cpu.append((now, node, round(used, 3), round(used / (now - since), 3)))
+    last.clear()  # the processes gone since are forgotten: a pid the OS reuses starts afresh
+    last.update(seen)
+    return memory, cpu
