@@ -125,7 +125,8 @@ def test_input_in_chinese_mode_gets_a_chinese_message():
 
 @pytest.mark.parametrize(("qid", "typed", "right"), [
     ("04.zero_or_nine", "a", True), ("04.zero_or_nine", "0", True), ("04.zero_or_nine", "9", False),
-    ("04.zero_or_nine", "B", False), ("09.threads_limit", "1", True), ("09.threads_limit", "failure", False), ("02.attempts", "4", True), ("02.attempts", "3", False),
+    ("04.zero_or_nine", "B", False), ("09.threads_limit", "1", True), ("09.threads_limit", "failure", False),
+    ("02.attempts", "4", True), ("02.attempts", "3", False),
     ("02.default_delay", "181", True), ("02.default_delay", "3600", False),
     ("04.order", "none, p0, p3, p6, p9", True), ("04.order", "p0 > none > p3 > p6 > p9", False),
     ("01.broker_down", "kombu raises an operationalerror", True), ("01.broker_down", "it waits", False),
@@ -201,3 +202,10 @@ def test_a_wrong_bank_answer_is_flagged_by_the_live_run(redis_url):
         assert not dataclasses.replace(choice, answer="9").matches("0")
         words = BY_ID["12.chord_fail"]
         assert not dataclasses.replace(words, answer=["ValueError"]).matches("FAILURE: ChordError")
+
+
+def test_the_live_test_fails_on_a_doctored_bank(labs):
+    """The test above, given an entry whose answer is wrong, fails with a message naming what the run observed."""
+    doctored = dataclasses.replace(BY_ID["01.apply_messages"], answer=3)
+    with pytest.raises(AssertionError, match=r"01.apply_messages: the live run observed 0, the bank says '3'"):
+        test_bank_answer_holds_live(labs, doctored)
