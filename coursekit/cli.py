@@ -1,4 +1,4 @@
-"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team (up, down, table)."""
+"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team (up, down, table), drill."""
 from __future__ import annotations
 
 import functools

@@ -177,3 +177,35 @@ def test_mock_report_exports_json_and_markdown(lang, tmp_path):
     md = md_path.read_text(encoding="utf-8")
     assert ("模拟面试" if lang == "zh" else "mock interview") in md and "2/3" in md
     assert second.explanation(lang) in md
+
+
+def typed_answer(q) -> str:
+    """What a learner who knows the bank types: a letter, digits, the names in order, the key words."""
+    if q.kind == "choice":
+        return "abcdefghij"[q.choices.index(q.answer)]
+    if q.kind == "number":
+        return f"{q.answer:g}" if isinstance(q.answer, float) else str(q.answer)
+    if q.kind == "order":
+        return " ".join(q.answer)
+    return " and ".join(group.split("|")[0] for group in q.answer)
+
+
+def test_a_mock_interview_in_the_terminal_gives_no_hints_and_writes_its_report(redis_url, own_progress, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv("COURSEKIT_BROKER_URL", redis_url)  # the suite's broker, whatever the state folder knows
+    picked = session.pick(mock=True, count=2, seed=5)
+    assert len({q.chapter for q in picked}) == 2
+    term = Terminal("--mock", "--count", "2", "--seed", "5", "--report", str(tmp_path / "mock.json"))
+    for q in picked:
+        term.wait_for(q.question)
+        term.wait_for("your answer")
+        term.type(typed_answer(q))
+        term.wait_for("RIGHT")
+    assert term.finish(30) == 0
+    assert "20 minutes in all" in term.text and "score: 2/2" in term.text, term.text
+    assert not any(q.explain in term.text for q in picked), "a mock interview shows no explanation before the end"
+    data = json.loads((tmp_path / "mock.json").read_text(encoding="utf-8"))
+    assert [x["id"] for x in data["questions"]] == [q.id for q in picked] and data["mode"] == "mock"
+    assert all(x["correct"] and x["agrees_with_bank"] for x in data["questions"])
+    md = (tmp_path / "mock.md").read_text(encoding="utf-8")
+    assert all(q.explain in md for q in picked), "the report explains every answer"

@@ -57,6 +57,7 @@ def test_drill_notebook_is_committed_clean_and_opens_with_its_question():
 def test_drill_notebook_runs_with_a_scripted_learner(redis_url, monkeypatch):
     folder = Path(tempfile.mkdtemp(dir=SUITE_STATE, prefix="drill-"))
     monkeypatch.setenv("COURSEKIT_STATE_DIR", str(folder))  # a learner of its own: their progress picks the questions
+    monkeypatch.setenv("COURSEKIT_BROKER_URL", redis_url)  # on the suite's broker, whatever that folder knows
     for qid, _, _ in SCRIPT:
         q = BY_ID[qid]
         records.record(Outcome(q.id, q.chapter, q.kind, None, q.answer, False, True, 1.0, 1.0))
