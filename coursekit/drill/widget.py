@@ -8,6 +8,7 @@ never waits on it. `answer(text)` and `next()` do what the buttons do: a test's 
 from __future__ import annotations
 
 import html
+import re
 import threading
 from pathlib import Path
 
@@ -34,6 +35,11 @@ TEXT = {
 }
 
 
+def rich(text: str) -> str:
+    """Bank text as HTML: escaped, with `inline code` shown as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
+
+
 class DrillUI:
     def __init__(self, drill: Drill, report_to: str | Path = "drill-report.json"):
         self.drill, self.lang = drill, drill.lang
@@ -50,8 +56,8 @@ class DrillUI:
         self.clock_text = widgets.Label()
         self.message = widgets.HTML()
         self.result = widgets.HTML()
-        self.save = widgets.Button(description=self.t["export"], layout=widgets.Layout(width="auto"),
-                                   disabled=True)
+        self.save = widgets.Button(description=self.t["export"], layout=widgets.Layout(width="auto",
+                                                                                        display="none"))
         self.submit.on_click(lambda _: self._submit())
         self.forward.on_click(lambda _: self.next())
         self.save.on_click(lambda _: self.export())
@@ -76,9 +82,10 @@ class DrillUI:
         where = self.t["chapter"].format(ch=q.chapter)
         where = f'<a href="{Path(link).name}" target="_blank">{where}</a>' if link else where
         self.header.value = f"<b>{self.t['q'].format(i=len(self.drill.outcomes) + 1, n=n)}</b> · {where}"
-        self.question.value = f"<p style='font-size:1.1em'>{html.escape(q.text(self.lang))}</p>"
+        self.question.value = f"<p style='font-size:1.1em'>{rich(q.text(self.lang))}</p>"
         if q.kind == "choice":
-            self.choice.options = [(f"{letter}) {o}", letter) for letter, o in zip("abcdefghij", q.options(self.lang))]
+            self.choice.options = [(f"{letter}) {o}".replace("`", ""), letter)
+                                   for letter, o in zip("abcdefghij", q.options(self.lang))]
             self.choice.value = None
             self.input_box.children = [self.choice]
         else:
@@ -123,7 +130,7 @@ class DrillUI:
             note = f"<p>{html.escape(o.error)}</p>"
         elif not o.agrees_with_bank:
             note = f"<p>{html.escape(self.t['disagree'].format(bank=q.shown_answer(self.lang)))}</p>"
-        why = "" if self.drill.mock else f"<p>{html.escape(q.explanation(self.lang))}</p>"
+        why = "" if self.drill.mock else f"<p>{rich(q.explanation(self.lang))}</p>"
         self.message.value = ""
         self.result.value = (f"<p style='color:{colour};font-weight:bold'>{verdict} ({o.seconds:g} s; "
                              f"{o.experiment_s:g} s live)</p><table>{table}</table>{note}{why}")
@@ -168,7 +175,7 @@ class DrillUI:
         links = ", ".join(f'<a href="{Path(lesson(ch)).name}" target="_blank">{ch}</a>' if lesson(ch)
                           else f"{ch} ({self.w['nolesson']})" for ch in weak)
         self.result.value = f"<p><b>{self.w['weak']}:</b> {links or self.w['none']}</p>"
-        self.save.disabled = False
+        self.save.layout.display = ""
 
     def export(self) -> tuple[Path, Path]:
         json_path, md_path = export(self.drill, self.report_to)
