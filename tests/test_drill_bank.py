@@ -140,11 +140,20 @@ def test_answers_are_read_and_judged(qid, typed, right):
 # -- every experiment, live ------------------------------------------------------------------------------------
 GROUPS = {
     "a": ("basics", "retries", "canvas", "application"),
-    "b": ("workers", "priorities", "duplicates", "pools"),
-    "c": ("loss", "logs", "memory", "broker", "beat"),
+    "b": ("workers", "duplicates"),
+    "c": ("priorities", "pools", "broker", "beat"),
+    "d": ("loss", "logs", "memory"),
 }
 """Experiment modules by test group: each group runs in one test process, one after another, on one DrillLab whose
 workers its experiments share; the groups run side by side (tests/parallel.py)."""
+WORKERS = {
+    "a": ("plain", "pair_a", "pair_b"),
+    "b": ("plain", "auto", "m1", "pair_a", "pair_b"),
+    "c": ("plain", "late", "threads", "solo"),
+    "d": ("plain", "late", "reject", "recycle", "memory"),
+}
+"""The shared workers each group's experiments use, started side by side when the group begins (one after another,
+as the experiments first ask for them, cost about a third more)."""
 
 
 def group_of(q: bank.Question) -> str:
@@ -164,6 +173,7 @@ class Labs:
         if group != self.group:
             self.close()
             self.group, self.lab = group, DrillLab()
+            self.lab.worker(*WORKERS[group])
         return self.lab
 
     def close(self) -> None:
@@ -185,7 +195,11 @@ LIVE = sorted(QUESTIONS, key=group_of)
 @pytest.mark.parametrize("q", [pytest.param(q, marks=pytest.mark.xdist_group(f"drill-{group_of(q)}"),
                                             id=f"{group_of(q)}-{q.id}") for q in LIVE])
 def test_bank_answer_holds_live(labs, q):
-    observed = q.settle(labs.of(group_of(q)))
+    holds_live(labs.of(group_of(q)), q)
+
+
+def holds_live(lab: DrillLab, q: bank.Question) -> None:
+    observed = q.settle(lab)
     assert q.matches(observed), (f"{q.id}: the live run observed {observed!r}, the bank says {q.shown_answer()!r} "
                                  f"({q.experiment})")
 
@@ -204,8 +218,9 @@ def test_a_wrong_bank_answer_is_flagged_by_the_live_run(redis_url):
         assert not dataclasses.replace(words, answer=["ValueError"]).matches("FAILURE: ChordError")
 
 
-def test_the_live_test_fails_on_a_doctored_bank(labs):
-    """The test above, given an entry whose answer is wrong, fails with a message naming what the run observed."""
+def test_the_live_test_fails_on_a_doctored_bank(redis_url):
+    """The live test's assertion, given an entry whose answer is wrong, fails naming what the run observed."""
     doctored = dataclasses.replace(BY_ID["01.apply_messages"], answer=3)
-    with pytest.raises(AssertionError, match=r"01.apply_messages: the live run observed 0, the bank says '3'"):
-        test_bank_answer_holds_live(labs, doctored)
+    with DrillLab() as lab, pytest.raises(AssertionError, match=r"01.apply_messages: the live run observed 0, "
+                                                                   r"the bank says '3'"):
+        holds_live(lab, doctored)

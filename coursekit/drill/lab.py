@@ -37,14 +37,21 @@ CONFIGS: dict[str, dict] = {
     "memory": {"max_memory_per_child": 100_000},
     # no -c at all: Celery picks the concurrency
     "auto": {"concurrency": None},
-    # two workers on one queue, multiplier 1: competing consumers
+    # two workers on one queue, multiplier 1: competing consumers (each also reads a queue of its own,
+    # `own_queue()`, for experiments that must give one of them a task)
     "pair_a": {"prefetch_multiplier": 1, "queue": "pair"},
     "pair_b": {"prefetch_multiplier": 1, "queue": "pair"},
 }
 
 
 def queue_of(name: str) -> str:
+    """The queue a configuration's worker reads (shared by the two workers of a pair)."""
     return f"drill.{CONFIGS[name].get('queue', name)}"
+
+
+def own_queue(name: str) -> str:
+    """A queue only this configuration's worker reads (for a pair, beside the shared one)."""
+    return f"drill.{name}"
 
 
 class DrillLab:
@@ -78,7 +85,8 @@ class DrillLab:
         options = {k: v for k, v in CONFIGS[name].items() if k != "queue"} | override
         options.setdefault("concurrency", 1)
         module = options.pop("app", LAB)
-        return Worker(module, name=f"drill-{name}", queues=[queue_of(name)], **options)
+        queues = list(dict.fromkeys([queue_of(name), own_queue(name)]))
+        return Worker(module, name=f"drill-{name}", queues=queues, **options)
 
     def fresh(self, name: str, queue: str | None = None, **override) -> Worker:
         """A worker of configuration `name` that this experiment owns (to kill or restart), on `queue`."""
@@ -129,24 +137,25 @@ class DrillLab:
                 return value
             time.sleep(every)
 
-    def paused(self, name: str) -> "_Paused":
-        """`with lab.paused("late"):` the worker stops reading its queue, so messages sent inside the block wait
-        there together, and it reads again at the end (cheaper than starting a worker after sending)."""
-        return _Paused(self, name)
+    def backlog(self, name: str) -> "_Backlog":
+        """`with lab.backlog("late") as queue:` messages sent to `queue` inside the block wait there together (no
+        worker reads it yet); at the end the worker of `name` starts reading it. Cheaper than starting a worker
+        after sending, and sure: a worker told to stop reading its own queue may still be inside a BRPOP that
+        takes the next message (kombu waits up to 1 s there)."""
+        return _Backlog(self, name)
 
 
-class _Paused:
+class _Backlog:
     def __init__(self, lab: DrillLab, name: str):
         self.lab, self.name = lab, name
         self.worker = lab.worker(name)
+        self.queue = lab.private_queue()
 
-    def __enter__(self):
-        node = [self.worker.nodename]
-        reply = self.lab.app.control.cancel_consumer(queue_of(self.name), destination=node, reply=True, timeout=3)
-        if not reply:
-            raise RuntimeError(f"worker {self.worker.name} did not stop reading {queue_of(self.name)}")
-        return self
+    def __enter__(self) -> str:
+        return self.queue
 
     def __exit__(self, *exc):
-        self.lab.app.control.add_consumer(queue_of(self.name), destination=[self.worker.nodename], reply=True,
-                                          timeout=3)
+        reply = self.lab.wait_for(lambda: self.lab.app.control.add_consumer(
+            self.queue, destination=[self.worker.nodename], reply=True, timeout=2), 6)
+        if not reply:
+            raise RuntimeError(f"worker {self.worker.name} did not start reading {self.queue}")

@@ -30,46 +30,50 @@ def task_before_commit(lab: DrillLab) -> str:
 
 
 def rate_limit_scope(lab: DrillLab) -> str:
+    """`limited` allows one start every 2 s. Two tasks go to worker a, one to worker b, at once: does b wait
+    for a's bucket?"""
+    from ..lab import own_queue
+
     a, b = lab.worker("pair_a", "pair_b")
     ledger = lab.ledger()
-    for key in range(3):
-        lab.tasks.limited.apply_async((ledger.name, key), queue=lab.queue("pair_a"))
+    for key, worker in ((0, "pair_a"), (1, "pair_a"), (2, "pair_b")):
+        lab.tasks.limited.apply_async((ledger.name, key), queue=own_queue(worker))
     lab.wait_for(lambda: len(ledger) >= 3)
     owner = {p: "a" for p in a.children} | {p: "b" for p in b.children}
-    starts = [(e["at"], owner.get(e["worker"], "?")) for e in ledger.entries()]
-    by_worker = {w: sorted(t for t, o in starts if o == w) for w in ("a", "b")}
-    if not (by_worker["a"] and by_worker["b"]):
-        return f"one worker ran all {len(starts)}"
-    across = abs(by_worker["a"][0] - by_worker["b"][0])
-    within = min((ts[i + 1] - ts[i] for ts in by_worker.values() for i in range(len(ts) - 1)), default=None)
-    if across < 1.0 and (within is None or within >= 1.5):
+    starts = {e["key"]: (e["at"], owner.get(e["worker"], "?")) for e in ledger.entries()}
+    if len(starts) < 3 or [starts[k][1] for k in (0, 1, 2)] != ["a", "a", "b"]:
+        return f"unexpected starts: {starts}"
+    within = starts[1][0] - starts[0][0]
+    across = abs(starts[2][0] - starts[0][0])
+    if within >= 1.5 and across < 1.0:
         return "each worker on its own"
-    return f"starts {across:.1f} s apart across workers, {within} s within one"
+    if within >= 1.5 and across >= 1.5:
+        return "across the whole cluster"
+    return f"a's two starts {within:.1f} s apart, b's {across:.1f} s after a's first"
 
 
 def revoke_after_restart(lab: DrillLab) -> str:
-    """Revoke a task still waiting in the queue, then restart the only worker (no --statedb, no mingle)."""
+    """Revoke a task still waiting in a backlog, then restart the only worker (no --statedb, no mingle): does its
+    body run? The ledger says; the result state does not (5.7 stores REVOKED at the revoke, and it may stay).
+    The first worker reads another queue, so the task surely waits in Redis, not in its hands, when revoked."""
     from ... import queues
 
-    queue = lab.private_queue()
-    first = lab.fresh("plain", queue=queue)
+    backlog, ledger = lab.private_queue(), lab.ledger()
+    first = lab.fresh("plain", queue=lab.private_queue())
+    r = lab.tasks.mark.apply_async((ledger.name, "revoked-job"), queue=backlog)
     control = lab.app.control
-    # A backlog: the worker stops reading, so the message waits in Redis, not in the worker's hands.
-    stopped = lab.wait_for(lambda: control.cancel_consumer(queue, destination=[first.nodename], reply=True,
-                                                           timeout=2), 6)
-    r = lab.tasks.add.apply_async((2, 2), queue=queue)
-    if not stopped or not lab.wait_for(lambda: queues.depth(lab.app, queue) == 1, 3):
-        first.kill()
-        return "the worker kept reading its queue: no backlog to test"
     control.revoke(r.id, destination=[first.nodename])
     inspect = control.inspect(destination=[first.nodename], timeout=2)
-    lab.wait_for(lambda: r.id in (inspect.revoked() or {}).get(first.nodename, []))
-    first.stop()  # a deploy: warm shutdown, then a new worker
-    second = lab.fresh("plain", queue=queue)
+    known = lab.wait_for(lambda: r.id in (inspect.revoked() or {}).get(first.nodename, []))
+    first.stop()  # a deploy: warm shutdown, then a new worker, which reads the backlog
+    if not known or queues.depth(lab.app, backlog) != 1:
+        return "the revoke did not reach the worker, or the task left the backlog: nothing to test"
+    second = lab.fresh("plain", queue=backlog)
     try:
-        return finished(lab, r).state
+        ran = lab.wait_for(lambda: len(ledger) >= 1)
     finally:
         second.kill()
+    return "yes: the new worker runs it" if ran else "no: a revoked task never runs"
 
 
 def pickled_message(lab: DrillLab) -> str:

@@ -57,9 +57,8 @@ def messages_from_apply(lab: DrillLab) -> int:
 
 
 def expired_before_start(lab: DrillLab) -> str:
-    lab.worker("plain")
-    with lab.paused("plain"):
-        r = lab.tasks.add.apply_async((1, 1), queue=lab.queue("plain"), expires=0.5)
+    with lab.backlog("plain") as queue:
+        r = lab.tasks.add.apply_async((1, 1), queue=queue, expires=0.5)
         lab.wait_for(lambda: False, 0.8)
     return finished(lab, r).state
 

@@ -30,8 +30,8 @@ def held_while_queue_looks_empty(lab: DrillLab) -> int:
     """Default worker (-c 1, multiplier 4): one running, more sent. Once LLEN says 0, how many sit in `unacked`?"""
     w = lab.worker("plain")
     ledger, q = lab.ledger(), lab.queue("plain")
-    for i in range(4):
-        lab.tasks.nap.apply_async((0.6, ledger.name, i), queue=q)
+    for i in range(4):  # the first runs long enough to look at the others while it runs
+        lab.tasks.nap.apply_async((1.5 if i == 0 else 0.1, ledger.name, i), queue=q)
     lab.wait_for(lambda: len(ledger) >= 1 and queues.depth(lab.app, q) == 0)
     inspect = lab.app.control.inspect(destination=[w.nodename], timeout=2)
     lab.wait_for(lambda: len((inspect.reserved() or {}).get(w.nodename, [])) >= 3, 2)

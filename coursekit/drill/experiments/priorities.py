@@ -10,10 +10,8 @@ SENT = [("p9", 9), ("p6", 6), ("p3", 3), ("none", None), ("p0", 0)]
 
 
 def _waiting_run(lab: DrillLab) -> dict:
-    lab.worker("late")
-    ledger, queue = lab.ledger(), lab.queue("late")
-    redis = client()
-    with lab.paused("late"):
+    ledger, redis = lab.ledger(), client()
+    with lab.backlog("late") as queue:
         for name, priority in SENT:
             options = {} if priority is None else {"priority": priority}
             lab.tasks.mark.apply_async((ledger.name, name), queue=queue, **options)
@@ -47,12 +45,13 @@ def urgent_after_prefetch(lab: DrillLab) -> int:
     worker prefetches them; then one priority-0 task is sent. Where among the five short tasks does it run?"""
     w = lab.worker("plain")
     ledger, queue = lab.ledger(), lab.queue("plain")
-    lab.tasks.nap.apply_async((1.0, ledger.name, "blocker"), queue=queue)
+    lab.tasks.nap.apply_async((2.0, ledger.name, "blocker"), queue=queue)
     lab.wait_for(lambda: len(ledger) >= 1)
     for i in range(4):
         lab.tasks.mark.apply_async((ledger.name, f"p9-{i}"), queue=queue, priority=9)
     inspect = lab.app.control.inspect(destination=[w.nodename], timeout=2)
-    lab.wait_for(lambda: len((inspect.reserved() or {}).get(w.nodename, [])) >= 4, 3)
+    if not lab.wait_for(lambda: len((inspect.reserved() or {}).get(w.nodename, [])) >= 4):
+        return -1  # the worker never held the four: the experiment did not happen as asked
     lab.tasks.mark.apply_async((ledger.name, "p0"), queue=queue, priority=0)
     lab.wait_for(lambda: len(ledger) >= 6)
     order = [e["key"] for e in ledger.entries() if e["key"] != "blocker"]

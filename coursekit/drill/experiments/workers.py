@@ -33,8 +33,13 @@ def reserved_beside_one_running(lab: DrillLab) -> int:
         lab.tasks.nap.apply_async((0.8, ledger.name, i), queue=lab.queue("m1"))
     lab.wait_for(lambda: len(ledger) >= 1)
     inspect = lab.app.control.inspect(destination=[w.nodename], timeout=2)
-    reply = lab.wait_for(lambda: inspect.reserved())
-    return len((reply or {}).get(w.nodename, []))
+
+    def reserved() -> int:
+        return len((inspect.reserved() or {}).get(w.nodename, []))
+
+    lab.wait_for(reserved, 3)  # the prefetch of the next one follows the first's start by a moment
+    lab.wait_for(lambda: False, 0.2)  # and a second one, had the slot been bigger, would have come with it
+    return reserved()
 
 
 def competing_consumers(lab: DrillLab) -> str:
