@@ -224,3 +224,18 @@ def test_the_live_test_fails_on_a_doctored_bank(redis_url):
     with DrillLab() as lab, pytest.raises(AssertionError, match=r"01.apply_messages: the live run observed 0, "
                                                                    r"the bank says '3'"):
         holds_live(lab, doctored)
+
+
+def test_a_closed_lab_leaves_no_ledger_or_backlog_behind(redis_url):
+    import redis
+
+    from coursekit import namespace
+
+    with DrillLab() as lab:
+        assert BY_ID["00.no_worker"].settle(lab) == "PENDING"  # one message left waiting in a queue of its own
+        lab.ledger().write("k")
+        made = list(lab._keys)
+    client = redis.Redis.from_url(redis_url)
+    left = [k for k in namespace.keys(client) if any(name in k.decode(errors="replace") for name in made)]
+    client.close()
+    assert made and not left, f"left behind: {left}"

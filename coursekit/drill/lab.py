@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from .. import namespace
 from ..ledger import Ledger
 from ..worker import Worker, start_all, stop_all
 
@@ -69,6 +70,8 @@ class DrillLab:
         self.extra: list[Worker] = []
         self._ids = itertools.count(1)
         self._memo: dict[str, object] = {}
+        self._keys: list[str] = []
+        """Redis keys this lab's experiments made (ledgers, backlog queues): deleted when it closes."""
 
     # -- workers --------------------------------------------------------------------------------------
     def worker(self, *names: str) -> Worker | list[Worker]:
@@ -101,6 +104,29 @@ class DrillLab:
         stop_all([*self.workers.values(), *self.extra], timeout=5)
         self.workers.clear()
         self.extra.clear()
+        self._forget_keys()
+
+    def _forget_keys(self) -> None:
+        """Delete the ledgers and backlog queues (every priority list of each) the experiments made, and what a
+        killed worker held of those queues: the learner's namespace keeps nothing of the drill but results,
+        which expire by themselves (result_expires)."""
+        from ..labs.canvas import drop_held
+        from ..ledger import client
+
+        if not self._keys:
+            return
+        redis, prefix = client(), namespace.prefix()
+        queues = [k for k in self._keys if k.startswith("drill.")]
+        names = [f"{prefix}{k}" for k in self._keys]
+        names += [f"{prefix}{q}\x06\x16{step}" for q in queues for step in (3, 6, 9)]
+        names += [f"{prefix}_kombu.{kind}.{q}" for q in queues for kind in ("binding", "binding_permanent")]
+        try:
+            redis.unlink(*names)
+            for q in queues:
+                drop_held(q)
+        except Exception:  # a broker gone at the end of a drill: nothing left to clean there
+            pass
+        self._keys.clear()
 
     def __enter__(self) -> "DrillLab":
         return self
@@ -117,15 +143,19 @@ class DrillLab:
         return self._memo[key]
 
     def ledger(self) -> Ledger:
-        """A ledger of this experiment's own (a name never used before), emptied when the lab closes."""
-        return Ledger(f"drill-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        """A ledger of this experiment's own (a name never used before), deleted when the lab closes."""
+        ledger = Ledger(f"drill-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        self._keys.append(ledger.redis_key[len(namespace.prefix()):])
+        return ledger
 
     def queue(self, name: str) -> str:
         return queue_of(name)
 
     def private_queue(self) -> str:
         """A queue no worker reads: what is sent there stays there (deleted by the namespace reset)."""
-        return f"drill.nobody.{uuid.uuid4().hex[:8]}"
+        name = f"drill.nobody.{uuid.uuid4().hex[:8]}"
+        self._keys.append(name)
+        return name
 
     @staticmethod
     def wait_for(condition: Callable[[], object], seconds: float = PATIENCE_S, every: float = 0.05):

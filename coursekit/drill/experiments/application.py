@@ -2,6 +2,7 @@
 code, eager mode). Experiments of the drill's own, on its own tasks."""
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import tempfile
 
@@ -24,6 +25,7 @@ def task_before_commit(lab: DrillLab) -> str:
         after = lab.tasks.count_rows.apply_async((path, 7), queue=lab.queue("plain")).get(timeout=8)
     finally:
         db.close()
+        shutil.rmtree(folder, ignore_errors=True)
     if seen == 0 and after == 1:
         return "no row: the transaction had not committed"
     return f"{seen} row(s) before the commit, {after} after"
