@@ -74,8 +74,8 @@ SEED = {
 }
 """Each of the seed note's six interview questions (q) and seven common problems (p), by its heading, and the bank
 entries that answer it."""
-CORRECTED = {"01.retry_policy", "03.same_host", "04.zero_or_nine", "06.late_child", "08.purge", "09.threads_limit",
-             "10.llen", "10.heartbeat", "10.max_connections"}
+CORRECTED = {"01.retry_policy", "03.same_host", "04.zero_or_nine", "06.late_child", "07.set_nx", "08.purge",
+             "09.threads_limit", "10.llen", "10.heartbeat", "10.max_connections"}
 """Entries whose answer corrects what the seed note says (each says how in `corrects`)."""
 
 
