@@ -239,3 +239,12 @@ def test_a_closed_lab_leaves_no_ledger_or_backlog_behind(redis_url):
     left = [k for k in namespace.keys(client) if any(name in k.decode(errors="replace") for name in made)]
     client.close()
     assert made and not left, f"left behind: {left}"
+
+
+def test_two_drills_at_once_do_not_serve_each_other(redis_url):
+    """A notebook's drill and a terminal's, in one namespace: each experiment runs on its own drill's worker."""
+    with DrillLab() as one, DrillLab() as two:
+        one.worker("plain"), two.worker("plain")
+        assert one.queue("plain") != two.queue("plain")
+        for lab in (one, two, one, two):
+            assert BY_ID["00.where_body"].settle(lab) == "a pool process of the worker"

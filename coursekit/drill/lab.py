@@ -1,8 +1,8 @@
 """The drill's workers: one long-lived `celery worker` per configuration, started the first time an experiment asks
 for it and shared by every later one, so a whole bank costs a few worker starts, not one per question.
 
-Each configuration reads a queue of its own (`drill.<name>`), so an experiment reaches exactly the worker it asked
-for. `close()` stops them all (and a `with DrillLab() as lab:` block does it for you); a worker that an experiment
+Each configuration reads a queue of its own (`drill.<lab>.<name>`), so an experiment reaches exactly the worker it
+asked for, and two drills at once (a notebook and a terminal) never serve each other's experiments. `close()` stops them all (and a `with DrillLab() as lab:` block does it for you); a worker that an experiment
 must kill or restart is a `fresh()` one, never a shared one.
 """
 from __future__ import annotations
@@ -45,14 +45,6 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def queue_of(name: str) -> str:
-    """The queue a configuration's worker reads (shared by the two workers of a pair)."""
-    return f"drill.{CONFIGS[name].get('queue', name)}"
-
-
-def own_queue(name: str) -> str:
-    """A queue only this configuration's worker reads (for a pair, beside the shared one)."""
-    return f"drill.{name}"
 
 
 class DrillLab:
@@ -69,6 +61,8 @@ class DrillLab:
         self.workers: dict[str, Worker] = {}
         self.extra: list[Worker] = []
         self._ids = itertools.count(1)
+        self.tag = uuid.uuid4().hex[:6]
+        """In every queue name of this lab: another lab in the same namespace has queues of its own."""
         self._memo: dict[str, object] = {}
         self._keys: list[str] = []
         """Redis keys this lab's experiments made (ledgers, backlog queues): deleted when it closes."""
@@ -88,7 +82,8 @@ class DrillLab:
         options = {k: v for k, v in CONFIGS[name].items() if k != "queue"} | override
         options.setdefault("concurrency", 1)
         module = options.pop("app", LAB)
-        queues = list(dict.fromkeys([queue_of(name), own_queue(name)]))
+        queues = list(dict.fromkeys([self.queue(name), self.own_queue(name)]))
+        self._keys.extend(q for q in queues if q not in self._keys)
         return Worker(module, name=f"drill-{name}", queues=queues, **options)
 
     def fresh(self, name: str, queue: str | None = None, **override) -> Worker:
@@ -149,11 +144,16 @@ class DrillLab:
         return ledger
 
     def queue(self, name: str) -> str:
-        return queue_of(name)
+        """The queue a configuration's worker reads (shared by the two workers of a pair)."""
+        return f"drill.{self.tag}.{CONFIGS[name].get('queue', name)}"
+
+    def own_queue(self, name: str) -> str:
+        """A queue only this configuration's worker reads (for a pair, beside the shared one)."""
+        return f"drill.{self.tag}.{name}"
 
     def private_queue(self) -> str:
         """A queue no worker reads: what is sent there stays there (deleted by the namespace reset)."""
-        name = f"drill.nobody.{uuid.uuid4().hex[:8]}"
+        name = f"drill.{self.tag}.nobody.{uuid.uuid4().hex[:8]}"
         self._keys.append(name)
         return name
 

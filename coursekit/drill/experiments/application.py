@@ -34,12 +34,10 @@ def task_before_commit(lab: DrillLab) -> str:
 def rate_limit_scope(lab: DrillLab) -> str:
     """`limited` allows one start every 2 s. Two tasks go to worker a, one to worker b, at once: does b wait
     for a's bucket?"""
-    from ..lab import own_queue
-
     a, b = lab.worker("pair_a", "pair_b")
     ledger = lab.ledger()
     for key, worker in ((0, "pair_a"), (1, "pair_a"), (2, "pair_b")):
-        lab.tasks.limited.apply_async((ledger.name, key), queue=own_queue(worker))
+        lab.tasks.limited.apply_async((ledger.name, key), queue=lab.own_queue(worker))
     lab.wait_for(lambda: len(ledger) >= 3)
     owner = {p: "a" for p in a.children} | {p: "b" for p in b.children}
     starts = {e["key"]: (e["at"], owner.get(e["worker"], "?")) for e in ledger.entries()}
