@@ -1,4 +1,4 @@
-"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team (up, down, table)."""
+"""The `coursekit` command: up, down, status, reset, doctor, run, bench, check, jump, team (up, down, table), drill."""
 from __future__ import annotations
 
 import functools
@@ -287,8 +287,38 @@ def progress(export_to: str | None, merge_from: tuple[str, ...], more: tuple[str
     frame = learner.table(learner.load())
     click.echo(learner.as_text(frame))
     click.echo(learner.MINUTES_NOTE)
+    from .drill import records
+
+    click.echo(records.as_text())
     if not frame.empty and frame["given"].sum():
         click.echo("given: answers `coursekit jump` wrote for you; a check you pass turns them into done")
+
+
+@cli.command(help="The interview drill: timed questions, each answer settled by a live run on a real worker. "
+                   "Ctrl-C ends it with the score so far.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--minutes", type=click.FloatRange(min=0.5), help="A time limit for the whole drill.")
+@click.option("--chapter", help="Only this chapter's questions (00-13).")
+@click.option("--count", type=click.IntRange(min=1), help="How many questions (default: all that fit).")
+@click.option("--seconds", type=click.FloatRange(min=5), default=60, show_default=True, help="Per question.")
+@click.option("--mock", is_flag=True, help="A mock interview: 10 questions across chapters, 20 minutes, no hints.")
+@click.option("--report", "report_to", type=click.Path(dir_okay=False),
+              help="Write the report as JSON here and as Markdown beside it (.md).")
+@click.option("--seed", type=int, hidden=True, help="Shuffle reproducibly (tests).")
+@friendly
+def drill(lang, minutes, chapter, count, seconds, mock, report_to, seed) -> None:
+    from .drill import session, terminal
+    from .drill.bank import AnswerError
+
+    try:
+        questions = session.pick(chapter=chapter, count=count, mock=mock, seed=seed)
+    except AnswerError as exc:
+        raise CourseError(str(exc), fix="e.g. `coursekit drill --chapter 04`") from None
+    if mock:
+        minutes = minutes or session.MOCK_MINUTES
+    run = session.Drill(questions, lang=lang, minutes=minutes, seconds_per_question=seconds, mock=mock)
+    right, asked = terminal.run(run, read=input, out=click.echo, report_to=report_to)
+    _exit_quietly(0)
 
 
 @cli.command(help="Catch up to chapter NN: write the answers of every exercise before it into your workspace "

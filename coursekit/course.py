@@ -63,3 +63,11 @@ def exercises(manifest: Path = MANIFEST) -> dict[str, dict]:
     """Exercise id -> its manifest entry (title, hints), in course order."""
     data = tomllib.loads(manifest.read_text(encoding="utf-8"))
     return {e["id"]: e for ch in data.get("chapter", []) for e in ch.get("exercises", [])}
+
+
+def drill(manifest: Path = MANIFEST) -> dict:
+    """course.toml's `[drill]` section, its `bank` and `notebook` made absolute paths."""
+    data = tomllib.loads(manifest.read_text(encoding="utf-8")).get("drill")
+    if not data:
+        raise CourseError(f"{manifest} has no [drill] section", fix="restore course.toml from git")
+    return {**data, "bank": ROOT / data["bank"], "notebook": ROOT / data["notebook"]}
