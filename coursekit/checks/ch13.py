@@ -1,13 +1,13 @@
 """Chapter 13 exercises: Celery inside an application, judged on what the workers did to the application's data.
 
 13.commit places orders through the learner's place_order while the check holds each transaction open for a time it
-draws (up to 1.9 s, a different time per order): every read the invoice task makes must find its row, soon after the
+draws (up to 1.45 s, a different time per order): every read the invoice task makes must find its row, soon after the
 commit; one order is changed by the check after place_order returned and before the worker could run its task, and
 its invoice must carry the changed total. 13.deploy queues messages of the OLD notify(user_id) and of the learner's
 new code before the worker (on the new code) reads them, and one old message after: each must be delivered once, by
 the right channel. 13.ratelimit sets the partner's quota (hidden) and runs two workers of three threads each: the
 partner's view of the calls (a ledger of their times) must hold no more than the quota in any second, and not
-crawl far below it. 13.revoke schedules posts on two workers, has the learner's cancel() revoke one, restarts every
+crawl far below it. 13.revoke schedules posts on a worker, has the learner's cancel() revoke one, restarts every
 worker before the posts are due, and expects the cancelled post never to be published and the others to be.
 """
 from __future__ import annotations
@@ -44,10 +44,11 @@ def sent_for(s, task_name: str) -> list:
 
 
 # -- 1. commit ----------------------------------------------------------------------------------------------------
-LATE_S = 1.2
-"""A task sent on commit reads the order well within this long of the commit, even on a loaded machine; a task that
-read later waited on purpose (a sleep, a countdown). With commits held from 0.1 to 1.9 s, no fixed wait is both
-longer than the longest hold and within this of the shortest."""
+LATE_S = 1.0
+"""A task sent on commit reads the order well within this long of the commit, even on a loaded machine (0.2 s at
+most on a machine loaded 6 times over); a task that read later waited on purpose (a sleep, a countdown). With
+commits held from 0.05 to 1.45 s, no fixed wait is both longer than the longest hold and within this of the
+shortest."""
 
 
 class Commit(Exercise):
@@ -57,6 +58,7 @@ class Commit(Exercise):
     id = "13.commit"
     module = "ex13_commit"
     functions = ("send_invoice", "place_order")
+    concurrency = 4  # each order's task runs at once, whatever the others do (a sleeping one, say)
 
     def run(self, s, observed):
         task = task_named(s.mod, "send_invoice")
@@ -66,7 +68,7 @@ class Commit(Exercise):
         edited, late = ids[0], ids[1:]
         totals = {order: rng.randint(10, 400) for order in ids}
         changed_to = totals[edited] + rng.randint(5, 90)
-        holds = [round(rng.uniform(0.1, 0.25), 2), round(rng.uniform(0.5, 0.8), 2), round(rng.uniform(1.6, 1.9), 2)]
+        holds = [round(rng.uniform(0.05, 0.15), 2), round(rng.uniform(0.35, 0.6), 2), round(rng.uniform(1.25, 1.45), 2)]
         rng.shuffle(holds)
         placed = {}
         try:
@@ -80,7 +82,12 @@ class Commit(Exercise):
                 placed[order] = self._place(s, order, totals[order])
         finally:
             ex13_shop.hold_commits(0.0)
-        settle(lambda: {e["key"] for e in ex13_shop.invoices().entries()} >= set(ids), 2 * LATE_S)
+        def done() -> bool:  # every order invoiced, or its every task over (a failure is not retried later)
+            billed = {e["key"] for e in ex13_shop.invoices().entries()}
+            return all(order in billed or all(AsyncResult(m.id, app=s.app).ready() for m in sent_for(s, task.name)
+                                              if order in _mentions(m)) for order in ids)
+
+        settle(done, 2 * LATE_S)
         time.sleep(0.2)  # a retry or a second invoice would come now
         messages = {order: [m for m in sent_for(s, task.name) if order in _mentions(m)] for order in ids}
         endings = {m.id: ending(AsyncResult(m.id, app=s.app), budget(0.5)) for ms in messages.values() for m in ms}
@@ -148,7 +155,7 @@ class Commit(Exercise):
             found = [r for r in reads if r["key"] == order and r["found"]]
             gap = found[0]["at"] - commits[order]
             assert gap <= LATE_S, (
-                f"send_invoice read order {order} {gap:.2f} s after its commit (commits were held 0.1 to 1.9 s): "
+                f"send_invoice read order {order} {gap:.2f} s after its commit (commits were held 0.05 to 1.45 s): "
                 "the task waited on purpose (a sleep, a countdown) instead of being sent when the commit is done. "
                 "A fixed wait is too short for a slow commit and too long for a quick one")
         for order in ids:
@@ -257,6 +264,8 @@ JITTER_S = 0.15
 QUOTAS = (3, 7, 8)
 """The quotas the check draws from: never the 5 the notebook shows, and far enough from it that a limit written as
 a number shows (too fast for 3, too slow for 7 or 8: below SLOWEST of the quota)."""
+PHASE = 0.45
+"""Where in a wall-clock second the check sends its batch."""
 SLOWEST = 0.8
 """The calls, from first to last, must average at least this share of the quota: a limiter that waits far longer
 than it needs to is not a limiter but a sleep."""
@@ -285,6 +294,9 @@ class RateLimit(Exercise):
                  for name in ("a", "b")]
         fleet = s.start_fleet(lines)
         contacts = rng.sample(range(10000, 99999), quota + 4)  # calls over more than a second
+        # start the batch in the middle of a wall-clock second: a counter per calendar second then lets its first
+        # burst and the next one through within half a second, every time, not only when the phase happens so
+        time.sleep(budget((PHASE - time.time() % 1.0) % 1.0))
         sent = [(task, (c,), fleet.send(task, (c,))) for c in contacts]
         wait = len(contacts) / quota * 1.6 + 3
         jobs = fleet.jobs(sent, wait=budget(wait))
@@ -342,12 +354,12 @@ class RateLimit(Exercise):
 
 
 # -- 4. revoke ----------------------------------------------------------------------------------------------------
-DUE_S = 3.5
+DUE_S = 3.0
 """The posts are scheduled this far ahead: the check revokes one and stops every worker well before then."""
 
 
 class Revoke(Exercise):
-    """Posts scheduled on two workers; cancel() revokes one; every worker is restarted before they are due: the
+    """Posts scheduled on a worker; cancel() revokes one; every worker is restarted before they are due: the
     cancelled post must never be published, the others must."""
 
     id = "13.revoke"
@@ -362,7 +374,7 @@ class Revoke(Exercise):
         rng = random.SystemRandom()
         posts = rng.sample(range(100, 999), 3)
         target = rng.choice(posts)
-        lines = [parse_line(name, f"celery -A {s.name} worker -P solo", s.name) for name in ("a", "b")]
+        lines = [parse_line("a", f"celery -A {s.name} worker -P solo", s.name)]  # every worker: one, to boot fast
         fleet = s.start_fleet(lines)
         broadcasts = []
         control = s.app.control
@@ -392,9 +404,10 @@ class Revoke(Exercise):
             endings[target] = ending(results[target], budget(1.0), sent=begun)
         time.sleep(0.2)
         published = ex13_posts.published().entries()
-        observed.append(f"scheduled publish() of posts {posts} {DUE_S} s ahead on workers a and b; cancel() for post "
+        observed.append(f"scheduled publish() of posts {posts} {DUE_S} s ahead on worker a; cancel() for post "
                         f"{target} sent {len(revokes)} revoke(s) {[str(i)[:8] for i in asked]}")
-        observed.append(f"workers that knew the revoke: before the restart {known_before}, after it {known_after}")
+        observed.append(f"workers that knew the revoke: before the restart {known_before}, after it {known_after} "
+                        f"(stopped {stopped:.1f} s after sending)")
         for post in posts:
             observed.append(f"publish({post}){' (cancelled)' if post == target else ''}: {endings[post].describe()}; "
                             f"published {sum(1 for e in published if e['key'] == post)} time(s)")
@@ -440,15 +453,6 @@ class Revoke(Exercise):
         target_id = results[target].id
         published = seen["published"]
         label = f"publish({target})"
-        if target_id not in asked:
-            if not seen["revokes"]:
-                raise AssertionError(f"cancel() sent no revoke for {label}: call result.revoke() (or "
-                                     "app.control.revoke(result.id))")
-            others = [i for i in asked if i in {r.id for r in results.values()}]
-            raise AssertionError(f"cancel() revoked {', '.join(str(i)[:36] for i in asked) or 'nothing'}, not the "
-                                 f"id of the task it was given ({target_id})"
-                                 + (": that is another post's task" if others else "")
-                                 + ": revoke result.id, the id of the task to cancel")
         for post in seen["posts"]:
             if post == target:
                 continue
@@ -456,26 +460,33 @@ class Revoke(Exercise):
             assert len(mine) == 1, (f"publish({post}), which nobody cancelled, was published {len(mine)} time(s) "
                                     f"({seen['endings'][post].describe()}): only the cancelled post may be dropped")
         ran = [e for e in published if e["key"] == target]
-        if ran:
-            terminate = any(a.get("terminate") for a in seen["revokes"])
-            said = (f"{label} was revoked by cancel(), and every worker knew it (revoked list of "
-                    f"{', '.join(seen['known_before']) or 'none'}); the check restarted every worker before the post "
-                    f"was due, and after the restart {', '.join(seen['known_after']) or 'no worker'} remembered the "
-                    "revoke, so the post was published anyway")
-            db = seen["settings"].get("worker_state_db") or seen["app"].conf.worker_state_db
-            if not db:
-                said += (": revoked ids live in each worker's memory only. Give the workers a state file "
-                         "(worker_state_db, or --statedb) where they keep them across a restart")
-            else:
-                said += (f": worker_state_db is set ({str(db)[:80]}), but the file a worker read at its next start "
-                         "was not the one it wrote: the path must name the same file at every start of a worker "
-                         "(%n for its name; no pid, no folder made afresh at import)")
-            if terminate:
-                said += (". terminate=True adds nothing here: it only kills a task that is RUNNING, and this one was "
-                         "still waiting")
-            raise AssertionError(said)
-        end = seen["endings"][target]
-        assert end.state in ("REVOKED", "NO RESULT"), f"{label}, cancelled, {end.describe()}"
+        if not ran:
+            return  # judged by its effect: a revoke that stuck, or an equivalent the task itself honours
+        if target_id not in asked:
+            if not seen["revokes"]:
+                raise AssertionError(f"{label} was published though cancel() was called for it: cancel() sent no "
+                                     "revoke (call result.revoke(), or app.control.revoke(result.id))")
+            others = [i for i in asked if i in {r.id for r in results.values()}]
+            raise AssertionError(f"{label} was published though cancel() was called for it: cancel() revoked "
+                                 f"{', '.join(str(i)[:40] for i in asked) or 'nothing'}, not the id of the task it "
+                                 f"was given ({target_id})" + (", another post's task" if others else "")
+                                 + ". Revoke result.id")
+        said = (f"{label} was revoked by cancel(), and the workers knew it (revoked list of "
+                f"{', '.join(seen['known_before']) or 'none'}); the check restarted every worker before the post "
+                f"was due, and after the restart {', '.join(seen['known_after']) or 'no worker'} remembered the "
+                "revoke, so the post was published anyway")
+        db = seen["settings"].get("worker_state_db") or seen["app"].conf.worker_state_db
+        if not db:
+            said += (": revoked ids live in each worker's memory only. Give the workers a state file "
+                     "(worker_state_db, or --statedb) where they keep them across a restart")
+        else:
+            said += (f": worker_state_db is set ({str(db)[:80]}), but the file a worker read at its next start "
+                     "was not the one it wrote: the path must name the same file at every start of a worker "
+                     "(%n for its name; no pid, no folder made afresh at import)")
+        if any(a.get("terminate") for a in seen["revokes"]):
+            said += (". terminate=True adds nothing here: it only kills a task that is RUNNING, and this one was "
+                     "still waiting")
+        raise AssertionError(said)
 
 
 commit = Commit()
