@@ -28,10 +28,8 @@ def stub_source(source: str) -> str:
             inside, answer = m, []
             out.append(f"{m['indent']}# TODO: {m['what']}")  # the learner's instruction
         elif inside is not None and END.match(line):
-            # a block that holds a whole definition (decorated or not) becomes a bare `____`
-            defines = any(a.strip().startswith(("def ", "async def ", "class ")) for a in answer)
-            returns = not defines and any(a.strip().startswith("return") for a in answer)
-            decorator = not defines and bool(answer) and answer[0].strip().startswith("@")
+            returns = any(a.strip().startswith("return") for a in answer)
+            decorator = bool(answer) and answer[0].strip().startswith("@")
             out.append(f"{inside['indent']}{'@' if decorator else 'return ' if returns else ''}____")
             inside = None
         elif inside is not None:

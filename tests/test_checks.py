@@ -1432,7 +1432,7 @@ TABLE += [
 # -- chapter 13: Celery inside an application ------------------------------------------------------------------------
 ON_COMMIT = "        tx.on_commit(lambda: send_invoice.delay(order_id))"
 INVOICE = "def send_invoice(order_id):\n    invoice(read_order(order_id))"
-NOTIFY = '@app.task\ndef notify(user_id, channel="email"):\n    deliver(user_id, channel)'
+NOTIFY = '@app.task\ndef notify(\n    user_id,\n    channel="email",\n):\n    deliver(user_id, channel)'
 REQUEST = "    return notify.delay(user_id, channel)"
 TURN = ("    gap = 1.0 / calls_per_second()\n"
         "    turn = float(shared_redis().eval(NEXT_TURN, 1, key(\"partner-next-turn\"), time.time(), gap))\n"
@@ -1506,7 +1506,8 @@ TABLE += [
         '@app.task\ndef notify(user_id, channel="email"):\n    deliver(user_id, "email")'), "pass the channel on"),
     Row(ch13.deploy, "mechanism", "runs-it-here", notifying(NOTIFY, "    return notify.apply((user_id, channel))"),
         "not on a worker"),
-    Row(ch13.deploy, "blank", "both", notifying("____", "    return ____"), "still hold"),
+    Row(ch13.deploy, "blank", "both", swap(notifying(NOTIFY, "    return ____"), '    channel="email",', "    ____"),
+        "still hold"),
 
     # -- 13.ratelimit ----------------------------------------------------------------------------------------------
     Row(ch13.ratelimit, "right", "sliding-log-under-a-lock", turning("""\

@@ -471,8 +471,12 @@ class Revoke(Exercise):
                                  f"{', '.join(str(i)[:40] for i in asked) or 'nothing'}, not the id of the task it "
                                  f"was given ({target_id})" + (", another post's task" if others else "")
                                  + ". Revoke result.id")
+        if not seen["known_before"]:
+            raise AssertionError(f"{label} was published though cancel() revoked its id: no worker's revoked list held "
+                                 "the id afterwards, so the revoke reached no worker (a destination that names none "
+                                 "of them?). Revoke it on every worker: result.revoke()")
         said = (f"{label} was revoked by cancel(), and the workers knew it (revoked list of "
-                f"{', '.join(seen['known_before']) or 'none'}); the check restarted every worker before the post "
+                f"{', '.join(seen['known_before'])}); the check restarted every worker before the post "
                 f"was due, and after the restart {', '.join(seen['known_after']) or 'no worker'} remembered the "
                 "revoke, so the post was published anyway")
         db = seen["settings"].get("worker_state_db") or seen["app"].conf.worker_state_db
