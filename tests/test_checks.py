@@ -1548,6 +1548,11 @@ TABLE += [
                 return
             time.sleep(second + 1 - time.time())
         """), "lets a burst through"),
+    # almost: the shared schedule, read and then written in two commands: threads that start together share a turn
+    Row(ch13.ratelimit, "mechanism", "schedule-read-then-written", swap(S13R,
+        '    turn = float(shared_redis().eval(NEXT_TURN, 1, key("partner-next-turn"), time.time(), gap))\n',
+        '    r = shared_redis()\n    turn = max(time.time(), float(r.get(key("next")) or 0))\n'
+        '    r.set(key("next"), turn + gap)\n'), "within 0.85 s"),
     Row(ch13.ratelimit, "blank", "wait-for-turn", turning("____\n"), "wait_for_turn() still holds"),
 
     # -- 13.revoke -------------------------------------------------------------------------------------------------
@@ -1569,6 +1574,9 @@ TABLE += [
     Row(ch13.revoke, "mechanism", "state-file-drawn-at-import", cancelling(
         settings='    "worker_state_db": str(Path(tempfile.mkdtemp()) / "revoked.state"),\n'),
         "the path must name the same file"),
+    # the revoke goes to a worker that does not exist: the state file has nothing to keep
+    Row(ch13.revoke, "mechanism", "revoke-sent-nowhere", cancelling(
+        "    app.control.revoke(result.id, destination=['nobody@nowhere'])"), "the revoke reached no worker"),
     Row(ch13.revoke, "blank", "cancel", cancelling("    ____"), "cancel() still holds"),
 ]
 
