@@ -1514,7 +1514,7 @@ TABLE += [
         import uuid
         r, allowed, log = shared_redis(), calls_per_second(), key("partner-log")
         while True:
-            with r.lock(key("partner-lock"), timeout=5, blocking_timeout=5):
+            with r.lock(key("partner-lock"), timeout=5, sleep=0.01, blocking_timeout=5):
                 now = time.time()
                 r.zremrangebyscore(log, 0, now - 1.0)
                 if r.zcard(log) < allowed:
@@ -1572,7 +1572,7 @@ TABLE += [
     Row(ch13.revoke, "mechanism", "terminate-while-waiting", cancelling("    result.revoke(terminate=True)", ""),
         "terminate=True adds nothing here"),
     Row(ch13.revoke, "mechanism", "state-file-drawn-at-import", cancelling(
-        settings='    "worker_state_db": str(Path(tempfile.mkdtemp()) / "revoked.state"),\n'),
+        settings='    "worker_state_db": str(Path(tempfile.mkdtemp(dir=Path(__file__).parent)) / "revoked.state"),\n'),
         "the path must name the same file"),
     # the revoke goes to a worker that does not exist: the state file has nothing to keep
     Row(ch13.revoke, "mechanism", "revoke-sent-nowhere", cancelling(

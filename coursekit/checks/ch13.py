@@ -85,6 +85,7 @@ class Commit(Exercise):
                 placed[order] = self._place(s, order, totals[order])
         finally:
             ex13_shop.hold_commits(0.0)
+
         def done() -> bool:  # every order invoiced, or its every task over (a failure is not retried later)
             billed = {e["key"] for e in ex13_shop.invoices().entries()}
             return all(order in billed or all(AsyncResult(m.id, app=s.app).ready() for m in sent_for(s, task.name)
@@ -313,13 +314,15 @@ class RateLimit(Exercise):
         time.sleep(0.1)
         entries = ledger.entries()
         times = sorted(e["at"] for e in entries)
+        kept = sorted(k.decode() if isinstance(k, bytes) else k
+                      for k in shared.scan_iter(match=ex13_partner.key("*"), count=200))  # the limiter's shared state
         observed.append(f"quota {quota} calls a second; {len(contacts)} contacts sent to workers a and b (-P threads "
                         "-c 3 each)")
         if times:
             first = times[0]
             observed.append("calls at " + ", ".join(f"{t - first:+.2f}" for t in times[:30]) + " s")
         return {"quota": quota, "contacts": contacts, "jobs": jobs, "entries": entries, "times": times,
-                "task": task, "app": s.app, "workers": len(lines)}
+                "task": task, "app": s.app, "workers": len(lines), "kept": kept}
 
     def judge(self, seen, observed):
         quota, times, entries = seen["quota"], seen["times"], seen["entries"]
@@ -346,18 +349,16 @@ class RateLimit(Exercise):
                 said += (f": rate_limit={limit!r} is kept by each worker for itself (a token bucket in its memory), "
                          f"so {seen['workers']} workers let {seen['workers']} times as much through. The quota is "
                          "shared: keep the limiter's state in Redis, where every worker sees it")
+            elif not seen["kept"]:
+                said += (": the limiter kept nothing in Redis (no key made with key(...)), so every process kept its "
+                         "own count or waited its own time. The quota is shared by every worker and thread: keep the "
+                         "limiter's state in Redis, where all of them see it, updated atomically")
             elif clump(times) >= 3:
                 said += (f": {clump(times)} calls came at the same instant (within {CLUMP_S * 1000:.0f} ms): the "
                          "limiter lets a burst through. A counter per calendar second lets a whole second's quota go "
                          "at once, and the next second's right after it; a bucket that holds many tokens does the "
                          "same, and so do threads that all read the limiter's state before any of them writes it. Space the "
                          "calls: each takes the next turn, 1/quota s after the one before, in one atomic step")
-            elif max(busiest(sorted(e["at"] for e in entries if e["pid"] == pid), window)[0]
-                     for pid in {e["pid"] for e in entries}) >= quota:
-                said += (f": each process on its own kept to {quota} a second, and {len({e['pid'] for e in entries})} "
-                         "processes made calls: every process kept its own count or waited its own time. The quota "
-                         "is shared by every worker and thread: keep the limiter's state in Redis, where all of them "
-                         "see it, updated atomically")
             elif sum(1 for a, b in zip(times, times[1:]) if b - a < CLUMP_S) >= 2:
                 said += (": several pairs of calls came within 20 ms of each other, as if two threads had taken the "
                          "same turn: reading the limiter's state and then writing it is two steps, and threads that "
@@ -369,7 +370,7 @@ class RateLimit(Exercise):
                          f"atomically, and read the quota from calls_per_second() (it was {quota})")
             raise AssertionError(said)
         span = times[-1] - times[0]
-        pace = (len(times) - 1) / span if span > 0 else float("inf")
+        pace = pace_of(times)
         assert pace >= SLOWEST * quota, (
             f"{len(times)} calls took {span:.1f} s, {pace:.1f} a second, though the partner allows {quota}: the "
             "limiter waits far longer than it must (a fixed sleep?). Wait only until the next call is allowed, and "
@@ -390,12 +391,32 @@ def busiest(times: list[float], window: float) -> tuple[int, int]:
     return worst, at
 
 
+def pace_of(times: list[float]) -> float:
+    """Calls a second from the first of these (sorted) times to the last; 0 for fewer than three calls."""
+    if len(times) < 3 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
 def clump(times: list[float]) -> int:
     """The most calls (sorted times) within CLUMP_S of the first of them."""
     return max((sum(1 for u in times[i:] if u - t < CLUMP_S) for i, t in enumerate(times)), default=0)
 
 
 # -- 4. revoke ----------------------------------------------------------------------------------------------------
+def state_files(app, nodename: str) -> set:
+    """The files a worker named `nodename` keeps its state in, as the app's worker_state_db names them now."""
+    from pathlib import Path
+
+    from celery.utils.nodenames import node_format
+
+    db = app.conf.worker_state_db
+    if not isinstance(db, str) or not db:
+        return set()
+    path = Path(node_format(db, nodename)).resolve()
+    return {p for p in path.parent.glob(path.name + "*") if p.is_file()} if path.parent.is_dir() else set()
+
+
 class Revoke(Exercise):
     """Posts wait in the queue while the worker is busy elsewhere (it reads another queue); cancel() revokes one;
     the worker is restarted, now reading the posts' queue: the cancelled post must never be published, the others
@@ -415,7 +436,20 @@ class Revoke(Exercise):
         target = rng.choice(posts)
         elsewhere = f"{s.app.conf.task_default_queue}.elsewhere"  # no message is ever sent there
         busy = parse_line("a", f"celery -A {s.name} worker -P solo -Q {elsewhere}", s.name)
-        fleet = s.start_fleet([busy])
+        fleet = Fleet(s, [busy])
+        s.fleet = fleet
+        before = state_files(s.app, fleet.workers[0].nodename)
+        try:
+            return self._observe(s, observed, task, fleet, posts, target)
+        finally:
+            for path in state_files(s.app, fleet.workers[0].nodename) - before:  # what the check's workers made
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+    def _observe(self, s, observed, task, fleet, posts, target):
+        fleet.start()
         broadcasts = []
         control = s.app.control
         plain = control.broadcast
