@@ -102,9 +102,10 @@ class Commit(Exercise):
             mine = [r for r in reads if r["key"] == order]
             at = commits.get(order)
             hold = "changed after sending" if order == edited else f"commit held {holds[late.index(order)]} s"
-            when = ", ".join(f"{r['at'] - at:+.2f} s {'found' if r['found'] else 'MISSING'}" for r in mine) \
+            when = ", ".join(f"{r['at'] - at:+.2f} s {'found' if r['found'] else 'MISSING'}" for r in mine[:3]) \
+                + (f" ... {len(mine)} in all, the last {mine[-1]['at'] - at:+.2f} s" if len(mine) > 3 else "") \
                 if at else "no commit"
-            observed.append(f"order {order} ({hold}): {len(messages[order])} message(s); reads {when or 'none'}; "
+            observed.append(f"order {order} ({hold}): {len(messages[order])} message(s); reads (from the commit) {when or 'none'}; "
                             f"invoices {[e['total'] for e in invoices if e['key'] == order]}")
         return {"ids": ids, "edited": edited, "totals": totals, "changed_to": changed_to, "placed": placed,
                 "messages": messages, "endings": endings, "reads": reads, "invoices": invoices, "commits": commits,
