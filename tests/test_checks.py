@@ -1492,7 +1492,8 @@ TABLE += [
         "@app.task\ndef notify_by(user_id, channel):\n    deliver(user_id, channel)",
         "    return notify_by.delay(user_id, channel)")),
     Row(ch13.deploy, "mechanism", "new-required-argument", notifying(
-        "@app.task\ndef notify(user_id, channel):\n    deliver(user_id, channel)"), "failed on the new code with TypeError"),
+        "@app.task\ndef notify(user_id, channel):\n    deliver(user_id, channel)"),
+        "failed on the new code with TypeError"),
     Row(ch13.deploy, "mechanism", "swallows-the-typeerror", notifying(
         "def _notify(user_id, channel):\n    deliver(user_id, channel)\n\n\n@app.task\ndef notify(*args, **kwargs):\n"
         "    try:\n        _notify(*args, **kwargs)\n    except TypeError:\n        return 'skipped an old message'"),
@@ -1536,7 +1537,8 @@ TABLE += [
         "every process kept its own count"),
     Row(ch13.ratelimit, "timing", "fixed-sleep-for-two-workers", turning("time.sleep(2.0 / calls_per_second())\n"),
         "though it allows"),
-    Row(ch13.ratelimit, "hidden", "quota-written-as-five", swap(S13R, "gap = 1.0 / calls_per_second()", "gap = 1.0 / 5"),
+    Row(ch13.ratelimit, "hidden", "quota-written-as-five",
+        swap(S13R, "gap = 1.0 / calls_per_second()", "gap = 1.0 / 5"),
         "read the quota from calls_per_second()"),
     Row(ch13.ratelimit, "mechanism", "counter-per-calendar-second", turning("""\
         r = shared_redis()

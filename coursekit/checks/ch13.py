@@ -105,8 +105,8 @@ class Commit(Exercise):
             when = ", ".join(f"{r['at'] - at:+.2f} s {'found' if r['found'] else 'MISSING'}" for r in mine[:3]) \
                 + (f" ... {len(mine)} in all, the last {mine[-1]['at'] - at:+.2f} s" if len(mine) > 3 else "") \
                 if at else "no commit"
-            observed.append(f"order {order} ({hold}): {len(messages[order])} message(s); reads (from the commit) {when or 'none'}; "
-                            f"invoices {[e['total'] for e in invoices if e['key'] == order]}")
+            observed.append(f"order {order} ({hold}): {len(messages[order])} message(s); reads (from the commit) "
+                            f"{when or 'none'}; invoices {[e['total'] for e in invoices if e['key'] == order]}")
         return {"ids": ids, "edited": edited, "totals": totals, "changed_to": changed_to, "placed": placed,
                 "messages": messages, "endings": endings, "reads": reads, "invoices": invoices, "commits": commits,
                 "holds": dict(zip(late, holds))}
@@ -358,8 +358,9 @@ class RateLimit(Exercise):
                 said += (f": {clump(times)} calls came at the same instant (within {CLUMP_S * 1000:.0f} ms): the "
                          "limiter lets a burst through. A counter per calendar second lets a whole second's quota go "
                          "at once, and the next second's right after it; a bucket that holds many tokens does the "
-                         "same, and so do threads that all read the limiter's state before any of them writes it. Space the "
-                         "calls: each takes the next turn, 1/quota s after the one before, in one atomic step")
+                         "same, and so do threads that all read the limiter's state before any of them writes it. "
+                         "Space the calls: each takes the next turn, 1/quota s after the one before, in one atomic "
+                         "step")
             elif sum(1 for a, b in zip(times, times[1:]) if b - a < CLUMP_S) >= 2:
                 said += (": several pairs of calls came within 20 ms of each other, as if two threads had taken the "
                          "same turn: reading the limiter's state and then writing it is two steps, and threads that "
@@ -367,8 +368,8 @@ class RateLimit(Exercise):
                          "script, or a lock around the read and the write)")
             else:
                 said += (": every process kept its own count or waited its own time, or the limiter lets a burst "
-                         "through. Every worker and thread shares the quota: keep the limiter's state in Redis, updated "
-                         f"atomically, and read the quota from calls_per_second() (it was {quota})")
+                         "through. Every worker and thread shares the quota: keep the limiter's state in Redis, "
+                         f"updated atomically, and read the quota from calls_per_second() (it was {quota})")
             raise AssertionError(said)
         span = times[-1] - times[0]
         pace = pace_of(times)
