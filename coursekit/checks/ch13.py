@@ -543,8 +543,8 @@ class Revoke(Exercise):
                                  "the id afterwards, so the revoke reached no worker (a destination that names none "
                                  "of them?). Revoke it on every worker: result.revoke()")
         said = (f"{label} was revoked by cancel(), and the workers knew it (revoked list of "
-                f"{', '.join(seen['known_before'])}); the check restarted every worker before the post "
-                f"was due, and after the restart {', '.join(seen['known_after']) or 'no worker'} remembered the "
+                f"{', '.join(seen['known_before'])}); the check restarted every worker before it took the post, "
+                f"and after the restart {', '.join(seen['known_after']) or 'no worker'} remembered the "
                 "revoke, so the post was published anyway")
         db = seen["settings"].get("worker_state_db") or seen["app"].conf.worker_state_db
         if not db:
