@@ -1567,7 +1567,7 @@ TABLE += [
         "CANCELLED = namespace.prefix() + 'ex13-cancelled'\nSETTINGS = {")),
     Row(ch13.revoke, "right", "control-revoke-statedb-by-host", cancelling(
         "    app.control.revoke(result.id)",
-        '    "worker_state_db": str(Path(tempfile.gettempdir()) / "ex13-revoked-%h.db"),\n')),
+        '    "worker_state_db": str(Path(__file__).parent / "revoked-%h.db"),\n')),
     Row(ch13.revoke, "mechanism", "plain-revoke", cancelling(settings=""), "live in each worker's memory only"),
     Row(ch13.revoke, "value", "revokes-the-task-name", cancelling("    app.control.revoke(publish.name)"),
         "not the id of the task it was given"),

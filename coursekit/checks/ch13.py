@@ -66,6 +66,13 @@ class Commit(Exercise):
     def run(self, s, observed):
         task = task_named(s.mod, "send_invoice")
         ex13_shop.reset()
+        try:
+            return self._orders(s, observed, task)
+        finally:
+            ex13_shop.hold_commits(0.0)
+            ex13_shop.drop()  # nothing of the check's is left in the temporary folder
+
+    def _orders(self, s, observed, task):
         rng = random.SystemRandom()
         ids = rng.sample(range(1000, 9999), 4)
         edited, late = ids[0], ids[1:]

@@ -30,7 +30,6 @@ class OrderMissing(LookupError):
 def database() -> Path:
     """The shop's SQLite file, in a temporary folder of this namespace (the same path in every process)."""
     folder = Path(tempfile.gettempdir()) / f"coursekit-ex13-{re.sub(r'[^A-Za-z0-9_-]', '', namespace.prefix())}"
-    folder.mkdir(parents=True, exist_ok=True)
     return folder / "shop.sqlite"
 
 
@@ -40,6 +39,7 @@ def _connect() -> sqlite3.Connection:
 
 def reset() -> None:
     """An empty orders table, and empty ledgers of reads and invoices."""
+    database().parent.mkdir(parents=True, exist_ok=True)
     with _connect() as conn:
         conn.execute("DROP TABLE IF EXISTS orders")
         conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER NOT NULL)")
@@ -47,6 +47,17 @@ def reset() -> None:
     commits.clear()
     reads().clear()
     invoices().clear()
+
+
+def drop() -> None:
+    """Delete the database and its folder. A task that reads later fails to open it (and creates nothing)."""
+    path = database()
+    for leftover in (path, path.with_name(path.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:  # gone already, or something else in it: leave it
+        pass
 
 
 def reads() -> Ledger:
