@@ -29,3 +29,4 @@ S09I, S09C, S09L = (solution_module(m) for m in ("ex09_io", "ex09_cpu", "ex09_li
 S11E, S11O, S11C = (solution_module(m) for m in ("ex11_expires", "ex11_once", "ex11_crontab"))
 S12C, S12H, S12E = (solution_module(m) for m in ("ex12_chain", "ex12_chord", "ex12_errback"))
 S10B, S10P, S10C = (solution_module(m) for m in ("ex10_backlog", "ex10_publish", "ex10_comeback"))
+S13C, S13D, S13R, S13V = (solution_module(m) for m in ("ex13_commit", "ex13_deploy", "ex13_ratelimit", "ex13_revoke"))

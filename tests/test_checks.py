@@ -30,10 +30,10 @@ from pathlib import Path
 import pytest
 from answers import (S00, S01, S02, S03_BURST, S03_PREFETCH, S03_ROUTING, S04R, S04T, S04U, S05F, S05J, S05O, S06F,
                      S06N, S06X, S07E, S07P, S07W, S08M, S08O, S08R, S09C, S09I, S09L, S10B, S10C, S10P, S11C, S11E,
-                     S11O, S12C, S12E, S12H, attempt, solution_module, swap)
+                     S11O, S12C, S12E, S12H, S13C, S13D, S13R, S13V, attempt, solution_module, swap)
 
 from coursekit import queues
-from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12
+from coursekit.checks import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12, ch13
 from coursekit.exercise import Exercise
 
 
@@ -1428,6 +1428,160 @@ TABLE += [
         '    "broker_url": "redis://127.0.0.1:6379/0",\n    "broker_connection_retry_on_startup": False,\n'),
         "the check chooses the broker"),
 ]
+
+# -- chapter 13: Celery inside an application ------------------------------------------------------------------------
+ON_COMMIT = "        tx.on_commit(lambda: send_invoice.delay(order_id))"
+INVOICE = "def send_invoice(order_id):\n    invoice(read_order(order_id))"
+NOTIFY = '@app.task\ndef notify(\n    user_id,\n    channel="email",\n):\n    deliver(user_id, channel)'
+REQUEST = "    return notify.delay(user_id, channel)"
+TURN = ("    gap = 1.0 / calls_per_second()\n"
+        "    turn = float(shared_redis().eval(NEXT_TURN, 1, key(\"partner-next-turn\"), time.time(), gap))\n"
+        "    time.sleep(max(0.0, turn - time.time()))\n")
+STATE_DB = '    "worker_state_db": str(Path(tempfile.gettempdir()) / "ex13-revoke-%n.state"),\n'
+CANCEL = "    result.revoke()"
+
+
+def placing(line: str, task: str = INVOICE) -> str:
+    """The commit module with `line` where on_commit sends the task, and this task."""
+    return swap(swap(S13C, ON_COMMIT, line), INVOICE, task)
+
+
+def notifying(task: str, request: str = REQUEST) -> str:
+    return swap(swap(S13D, NOTIFY, task), REQUEST, request)
+
+
+def turning(body: str, task: str = "@app.task") -> str:
+    """The rate-limit module with wait_for_turn's body (indented 4), and this decorator on sync_contact."""
+    return swap(swap(S13R, TURN, textwrap.indent(textwrap.dedent(body), "    ")), "@app.task\ndef sync_contact",
+                f"{task}\ndef sync_contact")
+
+
+def cancelling(cancel: str = CANCEL, settings: str = STATE_DB) -> str:
+    return swap(swap(S13V, STATE_DB, settings), CANCEL, cancel)
+
+
+TABLE += [
+    # -- 13.commit -------------------------------------------------------------------------------------------------
+    Row(ch13.commit, "right", "sent-after-the-with-block", swap(S13C, ON_COMMIT,
+        "        pass\n    send_invoice.delay(order_id)")),
+    Row(ch13.commit, "mechanism", "sent-inside-the-transaction", placing("        send_invoice.delay(order_id)"),
+        "and found no row"),
+    Row(ch13.commit, "timing", "task-sleeps-first", placing("        send_invoice.delay(order_id)",
+        "def send_invoice(order_id):\n    import time\n    time.sleep(2.0)\n    invoice(read_order(order_id))"),
+        "waited on purpose"),
+    Row(ch13.commit, "mechanism", "retries-until-the-row-is-there", swap(
+        placing("        send_invoice.delay(order_id)"), "@app.task\ndef send_invoice",
+        "@app.task(autoretry_for=(LookupError,), max_retries=None, default_retry_delay=0.1)\ndef send_invoice"),
+        "retrying until the row was there"),
+    Row(ch13.commit, "value", "passes-the-object", placing(
+        '        tx.on_commit(lambda: send_invoice.delay({"id": order_id, "total": total}))',
+        "def send_invoice(order):\n    invoice(order)"), "worked from the data in its message"),
+    Row(ch13.commit, "value", "reads-but-bills-the-sent-object", placing(
+        '        tx.on_commit(lambda: send_invoice.delay({"id": order_id, "total": total}))',
+        'def send_invoice(order):\n    read_order(order["id"])\n    invoice(order)'), "before the worker ran the task"),
+    Row(ch13.commit, "timing", "countdown-inside-the-transaction", placing(
+        "        send_invoice.apply_async((order_id,), countdown=2)"), "waited on purpose"),
+    Row(ch13.commit, "blank", "place-order", swap(S13C, ON_COMMIT, "        ____"), "place_order() still holds"),
+
+    # -- 13.deploy -------------------------------------------------------------------------------------------------
+    Row(ch13.deploy, "right", "kwargs-with-a-default", notifying(
+        '@app.task\ndef notify(user_id, **options):\n    deliver(user_id, options.get("channel", "email"))',
+        "    return notify.delay(user_id, channel=channel)")),
+    Row(ch13.deploy, "right", "new-task-name", notifying(
+        '@app.task\ndef notify(user_id):\n    deliver(user_id, "email")\n\n\n'
+        "@app.task\ndef notify_by(user_id, channel):\n    deliver(user_id, channel)",
+        "    return notify_by.delay(user_id, channel)")),
+    Row(ch13.deploy, "mechanism", "new-required-argument", notifying(
+        "@app.task\ndef notify(user_id, channel):\n    deliver(user_id, channel)"),
+        "failed on the new code with TypeError"),
+    Row(ch13.deploy, "mechanism", "swallows-the-typeerror", notifying(
+        "def _notify(user_id, channel):\n    deliver(user_id, channel)\n\n\n@app.task\ndef notify(*args, **kwargs):\n"
+        "    try:\n        _notify(*args, **kwargs)\n    except TypeError:\n        return 'skipped an old message'"),
+        "nothing was delivered"),
+    Row(ch13.deploy, "value", "drops-old-messages", notifying(
+        "@app.task\ndef notify(user_id, channel=None):\n    if channel is None:\n        return\n"
+        "    deliver(user_id, channel)"), "nothing was delivered"),
+    Row(ch13.deploy, "value", "old-messages-by-sms", notifying(
+        '@app.task\ndef notify(user_id, channel="sms"):\n    deliver(user_id, channel)'), "the old code sent every"),
+    Row(ch13.deploy, "hidden", "always-email", notifying(
+        '@app.task\ndef notify(user_id, channel="email"):\n    deliver(user_id, "email")'), "pass the channel on"),
+    Row(ch13.deploy, "mechanism", "runs-it-here", notifying(NOTIFY, "    return notify.apply((user_id, channel))"),
+        "not on a worker"),
+    Row(ch13.deploy, "blank", "both", swap(notifying(NOTIFY, "    return ____"), '    channel="email",', "    ____"),
+        "still hold"),
+
+    # -- 13.ratelimit ----------------------------------------------------------------------------------------------
+    Row(ch13.ratelimit, "right", "sliding-log-under-a-lock", turning("""\
+        import uuid
+        r, allowed, log = shared_redis(), calls_per_second(), key("partner-log")
+        while True:
+            with r.lock(key("partner-lock"), timeout=5, sleep=0.01, blocking_timeout=5):
+                now = time.time()
+                r.zremrangebyscore(log, 0, now - 1.0)
+                if r.zcard(log) < allowed:
+                    r.zadd(log, {uuid.uuid4().hex: now})
+                    r.expire(log, 60)
+                    return
+                oldest = float(r.zrange(log, 0, 0, withscores=True)[0][1])
+            time.sleep(max(0.005, oldest + 1.0 - now))
+        """)),
+    Row(ch13.ratelimit, "mechanism", "rate-limit-on-the-task", turning("pass\n",
+        '@app.task(rate_limit=f"{calls_per_second()}/s")'), "is kept by each worker for itself"),
+    Row(ch13.ratelimit, "mechanism", "bucket-per-process", swap(turning("""\
+        global _next
+        with _lock:
+            turn = max(time.time(), _next)
+            _next = turn + 1.0 / calls_per_second()
+        time.sleep(max(0.0, turn - time.time()))
+        """), "def wait_for_turn", "import threading\n_lock, _next = threading.Lock(), 0.0\n\n\ndef wait_for_turn"),
+        "every process kept its own count"),
+    Row(ch13.ratelimit, "timing", "fixed-sleep-for-two-workers", turning("time.sleep(2.0 / calls_per_second())\n"),
+        "though it allows"),
+    Row(ch13.ratelimit, "hidden", "quota-written-as-five",
+        swap(S13R, "gap = 1.0 / calls_per_second()", "gap = 1.0 / 5"),
+        "read the quota from calls_per_second()"),
+    Row(ch13.ratelimit, "mechanism", "counter-per-calendar-second", turning("""\
+        r = shared_redis()
+        while True:
+            second = int(time.time())
+            name = key(f"partner-second-{second}")
+            if r.incr(name) <= calls_per_second():
+                r.expire(name, 5)
+                return
+            time.sleep(second + 1 - time.time())
+        """), "lets a burst through"),
+    # almost: the shared schedule, read and then written in two commands: threads that start together share a turn
+    Row(ch13.ratelimit, "mechanism", "schedule-read-then-written", swap(S13R,
+        '    turn = float(shared_redis().eval(NEXT_TURN, 1, key("partner-next-turn"), time.time(), gap))\n',
+        '    r = shared_redis()\n    turn = max(time.time(), float(r.get(key("next")) or 0))\n'
+        '    r.set(key("next"), turn + gap)\n'), "within 0.85 s"),
+    Row(ch13.ratelimit, "blank", "wait-for-turn", turning("____\n"), "wait_for_turn() still holds"),
+
+    # -- 13.revoke -------------------------------------------------------------------------------------------------
+    Row(ch13.revoke, "right", "flag-in-redis", swap(swap(cancelling(
+        "    from coursekit.ledger import client\n    client().sadd(CANCELLED, result.id)", ""),
+        "@app.task\ndef publish(post_id):\n    return publish_post(post_id)",
+        "@app.task(bind=True)\ndef publish(self, post_id):\n    from coursekit.ledger import client\n\n"
+        "    if client().sismember(CANCELLED, self.request.id):\n        return 'cancelled'\n"
+        "    return publish_post(post_id)"), "SETTINGS = {", "from coursekit import namespace\n\n"
+        "CANCELLED = namespace.prefix() + 'ex13-cancelled'\nSETTINGS = {")),
+    Row(ch13.revoke, "right", "control-revoke-statedb-by-host", cancelling(
+        "    app.control.revoke(result.id)",
+        '    "worker_state_db": str(Path(__file__).parent / "revoked-%h.db"),\n')),
+    Row(ch13.revoke, "mechanism", "plain-revoke", cancelling(settings=""), "live in each worker's memory only"),
+    Row(ch13.revoke, "value", "revokes-the-task-name", cancelling("    app.control.revoke(publish.name)"),
+        "not the id of the task it was given"),
+    Row(ch13.revoke, "mechanism", "terminate-while-waiting", cancelling("    result.revoke(terminate=True)", ""),
+        "terminate=True adds nothing here"),
+    Row(ch13.revoke, "mechanism", "state-file-drawn-at-import", cancelling(
+        settings='    "worker_state_db": str(Path(tempfile.mkdtemp(dir=Path(__file__).parent)) / "revoked.state"),\n'),
+        "the path must name the same file"),
+    # the revoke goes to a worker that does not exist: the state file has nothing to keep
+    Row(ch13.revoke, "mechanism", "revoke-sent-nowhere", cancelling(
+        "    app.control.revoke(result.id, destination=['nobody@nowhere'])"), "the revoke reached no worker"),
+    Row(ch13.revoke, "blank", "cancel", cancelling("    ____"), "cancel() still holds"),
+]
+
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.id for row in TABLE])
 def test_check(ws, row, request):
