@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # `make lab PORT=8899` serves on that port; without it, 8888 or else a free port.
 PORT   ?=
 
-.PHONY: lab test test-fast soak bench screenshots recordings clean
+.PHONY: lab test test-fast test-browser soak bench screenshots recordings clean
 
 $(PY):
 	@echo "Creating $(VENV) with $(PYTHON)"
@@ -32,6 +32,10 @@ test: $(VENV)/.installed
 # The edit loop: everything except whole-notebook runs and browser tests (markers `notebook`, `browser`).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n $(TEST_PROCS) -m "not notebook and not browser and not crowd"
+
+# Every lesson from 03 on in JupyterLab, with its facts (make test runs three of them there, the rest headless).
+test-browser: $(VENV)/.installed
+	COURSEKIT_BROWSER_LESSONS=all $(PY) -m pytest -n $(TEST_PROCS) tests/test_browser_chapters.py
 
 # Chapter 06's kill lab five rounds in a row, defaults and right settings each time (left out of `make test`).
 soak: $(VENV)/.installed
