@@ -202,7 +202,7 @@ def timeline(rec: Recording, title: str = "Which process ran which task, when", 
     lane_text = dict(zip(lanes, names))
     fig.facts.update(bars=[{"task_id": b.task_id, "name": b.name, "outcome": b.outcome, "kind": b.kind,
                             "lane": lane_text[(b.node, b.pid)], "tier": b.tier, "x0": b.x0, "x1": b.x1,
-                            "label": (labels or {}).get(b.task_id)}
+                            "label": (labels or {}).get(b.task_id), "y": b.y0 + b.height / 2}
                            for b in bars.itertuples()],
                      overlapping_bars=_overlapping_bars(bars))
     return fig

@@ -118,6 +118,7 @@ def pytest_fixtures() -> list[dict]:
                 last = node.body[-1]
                 gives = ast.unparse(last.value) if isinstance(last, ast.Return) and last.value else ""
                 if any(isinstance(n, ast.Yield) for n in ast.walk(node)):
-                    gives = "(yields, stops after the test)"
+                    # what comes after the yield runs when the fixture's scope ends: one test, or the session
+                    gives = f"(yields, stops after the {'test' if scope == 'function' else scope})"
                 found.append({"fixture": node.name, "scope": scope, "returns": gives, "says": doc[0] if doc else ""})
     return found
