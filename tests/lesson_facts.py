@@ -770,7 +770,8 @@ def every_duplicate_ran_again_after_a_kill(shown):
     twice = {r["settings"]: r for r in rows(shown, "kill lab tally")}["right settings"]["charged twice"]
     assert len(table) == twice >= 1, (table, twice)
     for row in table:
-        assert row["charges (ledger)"] == row["starts (ledger)"] >= 2, row
+        # a payment may also have been killed once before its charge (CI saw 3 starts and 2 charges): a start more
+        assert row["starts (ledger)"] >= row["charges (ledger)"] >= 2, row
         assert row["redelivered runs"] >= 1, row
 
 

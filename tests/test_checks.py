@@ -192,7 +192,7 @@ TABLE: list[Row] = [
     Row(ch01.expires, "timing", "too-late", swap(S01, "expires=1)", "expires=2)"), "should have expired after 1 s"),
     Row(ch01.expires, "timing", "slightly-late", swap(S01, "expires=1)", "expires=1.3)"), "the rule is 1 s"),
     Row(ch01.expires, "mechanism", "also-a-countdown", swap(S01, "expires=1)", "expires=1, countdown=0.5)"),
-        "carried an eta +0.50 s from the call"),
+        "carried an eta +0."),  # +0.50 s, or +0.52 s on a loaded machine (CI)
     Row(ch01.expires, "mechanism", "on-the-task-object", swap(S01, SEND_IF_FRESH, "    add.expires = 1\n"
                                                               "    return add.delay(x, y)"),
         "changed the lab's task itself (add.expires = 1)"),
@@ -993,7 +993,7 @@ TABLE += [
     # (the verdict, when it loses, now names the sweep rather than the timeout)
     Row(ch06.no_loss, "mechanism", "acks-on-failure-false", no_loss(
         f"    task_acks_late=True, task_acks_on_failure_or_timeout=False, {SWEEP},"),
-        "Celery rejected its message without requeueing it"),
+        "without requeueing it"),  # rejected outright, or put back by the sweep first: a race either way
     Row(ch06.no_loss, "value", "timeout-in-result-options", no_loss(
         "    task_acks_late=True, task_reject_on_worker_lost=True, result_backend_transport_options={"
         '"visibility_timeout": 2, "unacked_restore_interval": 1, "unacked_restore_throttle": 1},'),
