@@ -69,67 +69,83 @@ class Commit(Exercise):
         try:
             return self._orders(s, observed, task)
         finally:
-            ex13_shop.hold_commits(0.0)
+            ex13_shop.hold_commits()
             ex13_shop.drop()  # nothing of the check's is left in the temporary folder
 
     def _orders(self, s, observed, task):
         rng = random.SystemRandom()
-        ids = rng.sample(range(1000, 9999), 4)
-        edited, late = ids[0], ids[1:]
+        ids = rng.sample(range(1000, 9999), 5)
+        edited, later = ids[0], ids[1:]
         totals = {order: rng.randint(10, 400) for order in ids}
         changed_to = totals[edited] + rng.randint(5, 90)
         holds = [round(rng.uniform(0.05, 0.15), 2), round(rng.uniform(0.35, 0.6), 2), round(rng.uniform(1.25, 1.45), 2)]
-        rng.shuffle(holds)
         placed = {}
         try:
             # the worker reads nothing yet: this order's task waits in the queue while the customer edits the order
-            ex13_shop.hold_commits(0.05)
+            ex13_shop.hold_commits((0.05, True))
             placed[edited] = self._place(s, edited, totals[edited])
             ex13_shop.edit_order(edited, changed_to)
             s.consume()
-            for order, hold in zip(late, holds):
-                ex13_shop.hold_commits(hold)
+            # each commit draws its fate at the commit: held a short, middling or long time, or refused (rolled back)
+            ex13_shop.hold_commits(*[(hold, True) for hold in holds], (round(rng.uniform(0.2, 0.4), 2), False))
+            for order in later:
                 placed[order] = self._place(s, order, totals[order])
         finally:
-            ex13_shop.hold_commits(0.0)
+            ex13_shop.hold_commits()
+        fates = dict(ex13_shop.held)
+        failed = sorted(ex13_shop.rolled_back)  # the one whose commit was refused
+        kept = [order for order in ids[1:] if order not in failed]
 
         def done() -> bool:  # every order invoiced, or its every task over (a failure is not retried later)
             billed = {e["key"] for e in ex13_shop.invoices().entries()}
             return all(order in billed or all(AsyncResult(m.id, app=s.app).ready() for m in sent_for(s, task.name)
-                                              if order in _mentions(m)) for order in ids)
+                                              if order in _mentions(m)) for order in [edited] + kept)
 
-        settle(done, 2 * LATE_S)
-        time.sleep(0.2)  # a retry or a second invoice would come now
+        settle(done, 3 * LATE_S)  # returns as soon as every order is done; a loaded machine may need it all
+        time.sleep(0.2)  # a retry or a second invoice would come now, and a task sent for the refused order
         messages = {order: [m for m in sent_for(s, task.name) if order in _mentions(m)] for order in ids}
-        endings = {m.id: ending(AsyncResult(m.id, app=s.app), budget(0.5)) for ms in messages.values() for m in ms}
+        endings = {m.id: ending(AsyncResult(m.id, app=s.app), budget(0.2 if order in failed else 0.5))
+                   for order, ms in messages.items() for m in ms}
         reads = ex13_shop.reads().entries()
         invoices = ex13_shop.invoices().entries()
         commits = dict(ex13_shop.commits)
+        stored = {order: ex13_shop.in_database(order) for order in failed}
         for order in ids:
             mine = [r for r in reads if r["key"] == order]
-            at = commits.get(order)
-            hold = "changed after sending" if order == edited else f"commit held {holds[late.index(order)]} s"
+            at = commits.get(order) or ex13_shop.rolled_back.get(order)
+            hold = "changed after sending" if order == edited else (
+                f"commit held {fates.get(order, 0)} s" + (", then REFUSED: rolled back" if order in failed else ""))
             when = ", ".join(f"{r['at'] - at:+.2f} s {'found' if r['found'] else 'MISSING'}" for r in mine[:3]) \
                 + (f" ... {len(mine)} in all, the last {mine[-1]['at'] - at:+.2f} s" if len(mine) > 3 else "") \
                 if at else "no commit"
-            observed.append(f"order {order} ({hold}): {len(messages[order])} message(s); reads (from the commit) "
-                            f"{when or 'none'}; invoices {[e['total'] for e in invoices if e['key'] == order]}")
+            observed.append(f"order {order} ({hold}): {len(messages[order])} message(s); reads (from the "
+                            f"{'rollback' if order in failed else 'commit'}) {when or 'none'}; invoices "
+                            f"{[e['total'] for e in invoices if e['key'] == order]}")
         return {"ids": ids, "edited": edited, "totals": totals, "changed_to": changed_to, "placed": placed,
                 "messages": messages, "endings": endings, "reads": reads, "invoices": invoices, "commits": commits,
-                "holds": dict(zip(late, holds))}
+                "holds": {order: fates.get(order, 0.0) for order in kept}, "failed": failed, "stored": stored,
+                "rolled_back": dict(ex13_shop.rolled_back)}
 
     def _place(self, s, order: int, total: int):
         label = f"place_order({order}, {total})"
-        called = call(s.mod.place_order, order, total, name=label, source=s.source, timeout=6.0)
-        return called
+
+        def placing():  # a refused commit leaves the `with` block as CommitFailed: the request fails, as it should
+            try:
+                return s.mod.place_order(order, total)
+            except ex13_shop.CommitFailed as exc:
+                return exc
+
+        return call(placing, name=label, source=s.source, timeout=6.0)
 
     def judge(self, seen, observed):
         ids, commits, reads, invoices = seen["ids"], seen["commits"], seen["reads"], seen["invoices"]
         for order in ids:
             label = f"place_order({order}, {seen['totals'][order]})"
-            assert order in commits, (f"{label} committed no order through transaction(): save it with "
-                                      "tx.insert_order(...) inside `with transaction() as tx:`")
-            assert seen["messages"][order], f"{label} sent no send_invoice task for the order"
+            assert order in commits or order in seen["failed"], (
+                f"{label} committed no order through transaction(): save it with tx.insert_order(...) inside "
+                "`with transaction() as tx:`")
+            if order not in seen["failed"]:
+                assert seen["messages"][order], f"{label} sent no send_invoice task for the order"
         for order in seen["holds"]:  # the orders whose commit the check held back
             mine = [r for r in reads if r["key"] == order]
             early = [r for r in mine if not r["found"]]
@@ -142,7 +158,23 @@ class Commit(Exercise):
                              "hides the race, and a commit held longer (or rolled back) outruns it")
                 raise AssertionError(said + ": the task was sent before the data it needs was committed. Send it "
                                      "after the commit: tx.on_commit(...), or after the `with` block")
-        for order in ids:
+        for order in ids:  # a row is visible to others only once its transaction commits
+            early = [r for r in reads if r["key"] == order and r["found"] and order in commits
+                     and r["at"] < commits[order]]
+            if early:
+                raise AssertionError(
+                    f"send_invoice found order {order} {commits[order] - early[0]['at']:.2f} s before place_order's "
+                    "transaction ended: the row was committed early (a commit of your own inside the `with` block?), "
+                    "so the rest of the request could no longer roll it back. Let transaction() commit, and send the "
+                    "task after that: tx.on_commit(...)")
+        for order in seen["failed"]:
+            label = f"place_order({order}, {seen['totals'][order]})"
+            if seen["stored"].get(order):
+                raise AssertionError(f"order {order} is in the database though the check refused its commit (rolled "
+                                     "back): it was committed early, inside the `with` block. Let transaction() "
+                                     "commit, and send the task after that: tx.on_commit(...)")
+        placed = [order for order in ids if order not in seen["failed"]]
+        for order in placed:
             mine = [r for r in reads if r["key"] == order]
             billed = [e for e in invoices if e["key"] == order]
             if not mine and billed:
@@ -170,7 +202,23 @@ class Commit(Exercise):
                 f"send_invoice read order {order} {gap:.2f} s after its commit (commits were held 0.05 to 1.45 s): "
                 "the task waited on purpose (a sleep, a countdown) instead of being sent when the commit is done. "
                 "A fixed wait is too short for a slow commit and too long for a quick one")
-        for order in ids:
+        for order in seen["failed"]:
+            label = f"place_order({order}, {seen['totals'][order]})"
+            sent = seen["messages"][order]
+            if sent:
+                mine = [r for r in reads if r["key"] == order]
+                billed = [e["total"] for e in invoices if e["key"] == order]
+                ends = [seen["endings"][m.id] for m in sent]
+                said = (f"{label} sent {len(sent)} send_invoice task(s) for order {order}, whose commit the check "
+                        "refused (the transaction rolled back, CommitFailed): the order does not exist, yet its task "
+                        f"was sent; it read the order {len(mine)} time(s), "
+                        f"{'found it' if any(r['found'] for r in mine) else 'never found it'}, "
+                        + (f"invoiced {billed}, " if billed else "")
+                        + f"and {ends[0].describe() if ends else 'never ran'}")
+                raise AssertionError(said + ". A task sent inside the transaction runs whether or not the commit "
+                                     "comes (a retry, a wait or a countdown only hides that): send it once the commit "
+                                     "is done, tx.on_commit(...), so a rolled-back order sends nothing")
+        for order in placed:
             billed = [e for e in invoices if e["key"] == order]
             want = seen["changed_to"] if order == edited else seen["totals"][order]
             assert len(billed) == 1, f"order {order} was invoiced {len(billed)} times; once"
@@ -230,10 +278,43 @@ class Deploy(Exercise):
                    for r in results]
         time.sleep(0.2)  # a second delivery would come now
         entries = ledger.entries()
+        waiting = self._waiting(s, {r[1] for r in results})
         for (kind, user, channel, result, label), end in zip(results, endings):
             got = [e["channel"] for e in entries if e["key"] == user]
-            observed.append(f"{kind} message {label}: {end.describe()}; delivered {got or 'nothing'}")
-        return {"results": results, "endings": endings, "entries": entries, "task": task}
+            later = waiting.get(user, [])
+            observed.append(f"{kind} message {label}: {end.describe()}; delivered {got or 'nothing'}"
+                            + (f"; {len(later)} more message(s) for the user still to run ({later[0]})" if later
+                               else ""))
+        return {"results": results, "endings": endings, "entries": entries, "task": task, "waiting": waiting}
+
+    @staticmethod
+    def _waiting(s, users: set) -> dict:
+        """User -> the messages for that user still to run when the check ends: sent from here and never run, or
+        held by the worker for a later time (an eta, a countdown): each one a delivery to come."""
+        waiting: dict = {}
+        seen = set()
+
+        def note(task_id, name, args, kwargs, when):
+            values = list(args or ()) + list((kwargs or {}).values())
+            for user in users & {v for v in values if isinstance(v, int)}:
+                if task_id not in seen:
+                    seen.add(task_id)
+                    waiting.setdefault(user, []).append(f"{name.rsplit('.', 1)[-1]}{tuple(args or ())} {when}")
+
+        for m in list(s.sent):
+            if not AsyncResult(m.id, app=s.app).ready():
+                eta = f"due {m.eta - time.time():+.1f} s from now" if m.eta else "not run yet"
+                note(m.id, m.task, m.args, m.kwargs, eta)
+        try:
+            held = s.app.control.inspect(destination=[s.worker.nodename], timeout=budget(1.0)).scheduled() or {}
+        except Exception:  # an answer that cannot be inspected: the sends from here still count
+            held = {}
+        for entries in held.values():
+            for entry in entries or []:
+                request = entry.get("request") or {}
+                note(request.get("id"), str(request.get("name") or request.get("type") or "task"),
+                     request.get("args"), request.get("kwargs"), f"held by the worker until {entry.get('eta')}")
+        return waiting
 
     def judge(self, seen, observed):
         entries = seen["entries"]
@@ -259,6 +340,12 @@ class Deploy(Exercise):
                              "messages must still be delivered, as the old code did: by e-mail")
                 raise AssertionError(said)
             assert len(got) == 1, f"user {user} got {len(got)} deliveries ({got}) from one {kind} message; one"
+            later = seen["waiting"].get(user, [])
+            if later:
+                raise AssertionError(f"user {user} got one delivery from the {kind} message {label}, and {len(later)} "
+                                     f"more message(s) for that user were still to run when the check ended "
+                                     f"({'; '.join(later[:2])}): a second notification on its way. Send each "
+                                     "notification once")
             if got[0] != channel:
                 if kind == "old":
                     raise AssertionError(f"the old message {label} was delivered by {got[0]}: the old code sent every "
