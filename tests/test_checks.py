@@ -1468,7 +1468,7 @@ TABLE += [
         "and found no row"),
     Row(ch13.commit, "timing", "task-sleeps-first", placing("        send_invoice.delay(order_id)",
         "def send_invoice(order_id):\n    import time\n    time.sleep(2.0)\n    invoice(read_order(order_id))"),
-        "waited on purpose"),
+        "whose commit the check refused"),
     Row(ch13.commit, "mechanism", "retries-until-the-row-is-there", swap(
         placing("        send_invoice.delay(order_id)"), "@app.task\ndef send_invoice",
         "@app.task(autoretry_for=(LookupError,), max_retries=None, default_retry_delay=0.1)\ndef send_invoice"),
@@ -1480,7 +1480,10 @@ TABLE += [
         '        tx.on_commit(lambda: send_invoice.delay({"id": order_id, "total": total}))',
         'def send_invoice(order):\n    read_order(order["id"])\n    invoice(order)'), "before the worker ran the task"),
     Row(ch13.commit, "timing", "countdown-inside-the-transaction", placing(
-        "        send_invoice.apply_async((order_id,), countdown=2)"), "waited on purpose"),
+        "        send_invoice.apply_async((order_id,), countdown=2)"), "whose commit the check refused"),
+    # sent on commit, but waiting a fixed time: later than the LATE_S the check allows
+    Row(ch13.commit, "timing", "countdown-after-the-commit", placing(
+        "        tx.on_commit(lambda: send_invoice.apply_async((order_id,), countdown=1.5))"), "waited on purpose"),
     Row(ch13.commit, "blank", "place-order", swap(S13C, ON_COMMIT, "        ____"), "place_order() still holds"),
     # the adversary's: a commit of its own inside the block, then the task: the row is there before the request ends
     Row(ch13.commit, "mechanism", "commits-early-inside-the-block", swap(S13C, ON_COMMIT,

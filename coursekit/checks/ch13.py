@@ -198,13 +198,6 @@ class Commit(Exercise):
             if carried:
                 said += f" (the message carried {str(carried[0].args)[:80]})"
             raise AssertionError(said + ": pass the id, not the object, and read the order when the task runs")
-        for order in seen["holds"]:
-            found = [r for r in reads if r["key"] == order and r["found"]]
-            gap = found[0]["at"] - commits[order]
-            assert gap <= LATE_S, (
-                f"send_invoice read order {order} {gap:.2f} s after its commit (commits were held 0.05 to 1.45 s): "
-                "the task waited on purpose (a sleep, a countdown) instead of being sent when the commit is done. "
-                "A fixed wait is too short for a slow commit and too long for a quick one")
         for order in seen["failed"]:
             label = f"place_order({order}, {seen['totals'][order]})"
             sent = seen["messages"][order]
@@ -221,6 +214,13 @@ class Commit(Exercise):
                 raise AssertionError(said + ". A task sent inside the transaction runs whether or not the commit "
                                      "comes (a retry, a wait or a countdown only hides that): send it once the commit "
                                      "is done, tx.on_commit(...), so a rolled-back order sends nothing")
+        for order in seen["holds"]:
+            found = [r for r in reads if r["key"] == order and r["found"]]
+            gap = found[0]["at"] - commits[order]
+            assert gap <= LATE_S, (
+                f"send_invoice read order {order} {gap:.2f} s after its commit (commits were held 0.05 to 1.45 s): "
+                "the task waited on purpose (a sleep, a countdown) instead of being sent when the commit is done. "
+                "A fixed wait is too short for a slow commit and too long for a quick one")
         for order in placed:
             billed = [e for e in invoices if e["key"] == order]
             want = seen["changed_to"] if order == edited else seen["totals"][order]
@@ -416,13 +416,14 @@ class RateLimit(Exercise):
             worker.env[HOSTNAME_ENV] = host
         s.fleet = fleet
         fleet.start()
-        contacts = rng.sample(range(10000, 99999), quota + 4)  # calls over more than a second
+        # half the quota first, then quota + 3 more: enough for runs of quota + 1 calls within the second part alone
+        early = max(1, quota // 2)
+        contacts = rng.sample(range(10000, 99999), early + quota + 3)
         # start the batch in the middle of a wall-clock second: a counter per calendar second then lets its first
         # burst and the next one through within half a second, every time, not only when the phase happens so
         time.sleep(budget((PHASE - time.time() % 1.0) % 1.0))
         # the batch comes in two parts, the second SECOND_PART_S after the first: a window opened by a first call
         # then holds calls late in it, and the next window's burst comes right after them
-        early = max(1, quota // 2)
         sent = [(task, (c,), fleet.send(task, (c,))) for c in contacts[:early]]
         time.sleep(SECOND_PART_S)
         sent += [(task, (c,), fleet.send(task, (c,))) for c in contacts[early:]]
@@ -497,6 +498,11 @@ class RateLimit(Exercise):
                          "same turn: reading the limiter's state and then writing it is two steps, and threads that "
                          "start together both read before either writes. Take the turn in ONE atomic step (a Lua "
                          "script, or a lock around the read and the write)")
+            elif span > 0.8:  # no burst: the calls are spaced, only a little too close
+                said += (f": the calls came spaced, but a little too close (runs of {quota + 1} calls took "
+                         f"{typical:.2f} s typically): the limiter lets one call too many into a second. Its gap "
+                         f"must be 1/quota s ({1 / quota:.3f} s here), its window a whole second, and the quota "
+                         "calls_per_second(), not one more")
             else:
                 said += (": every process kept its own count or waited its own time, or the limiter lets a burst "
                          "through. Every worker and thread shares the quota: keep the limiter's state in Redis, "
