@@ -1,15 +1,16 @@
 """Chapter 13 exercises: Celery inside an application, judged on what the workers did to the application's data.
 
-13.commit places orders through the learner's place_order while the check holds each transaction open for a time it
-draws (up to 1.45 s, a different time per order): every read the invoice task makes must find its row, soon after the
-commit; one order is changed by the check after place_order returned and before the worker could run its task, and
-its invoice must carry the changed total. 13.deploy queues messages of the OLD notify(user_id) and of the learner's
-new code before the worker (on the new code) reads them, and one old message after: each must be delivered once, by
-the right channel. 13.ratelimit sets the partner's quota (hidden) and runs two workers of three threads each: the
-partner's view of the calls (a ledger of their times) must hold no more than the quota in any second, and not
-crawl far below it. 13.revoke queues posts while the worker reads another queue, has the learner's cancel() revoke
-one, restarts the worker on the posts' queue, and expects the cancelled post never to be published, the others to
-be.
+13.commit places orders through the learner's place_order while each commit draws, at the commit, how long it is
+held (up to 1.45 s) or that it is refused (rolled back): every read the invoice task makes must find its row, after
+the commit and soon after it; the refused order must send no task; one order is changed by the check after
+place_order returned and before the worker could run its task, and its invoice must carry the changed total.
+13.deploy queues messages of the OLD notify(user_id) and of the learner's new code before the worker (on the new code)
+reads them, and one old message after: each must be delivered once, by the right channel, with no second message
+for the user still to run at the end. 13.ratelimit sets the partner's quota (hidden) and runs two workers of three
+threads each, as on two hosts: the partner's view of the calls (a ledger of their times) must hold no more than the
+quota in any second, and not crawl far below it. 13.revoke queues posts while the worker reads another queue, has
+the learner's cancel() cancel one, restarts the worker on the posts' queue, and expects the cancelled post to reach
+the worker and never be published, the others to be, and the state file to be the same one a day later.
 """
 from __future__ import annotations
 
@@ -500,7 +501,7 @@ class RateLimit(Exercise):
                          "same turn: reading the limiter's state and then writing it is two steps, and threads that "
                          "start together both read before either writes. Take the turn in ONE atomic step (a Lua "
                          "script, or a lock around the read and the write)")
-            elif span > 0.8:  # no burst: the calls are spaced, only a little too close
+            elif span > 0.6:  # no burst (nor pairs): the calls are spaced, only a little too close
                 said += (f": the calls came spaced, but a little too close (runs of {quota + 1} calls took "
                          f"{typical:.2f} s typically): the limiter lets one call too many into a second. Its gap "
                          f"must be 1/quota s ({1 / quota:.3f} s here), its window a whole second, and the quota "
