@@ -41,6 +41,11 @@ READY_WAIT_S = 20.0
 HOST = "coursekit.checks.host"
 FILE_ENV, NAME_ENV = "COURSEKIT_CHECK_FILE", "COURSEKIT_CHECK_MODULE"
 SLOW_REDIS_ENV = "COURSEKIT_CHECK_SLOW_REDIS_S"
+STATE_REPORT_ENV = "COURSEKIT_CHECK_STATE_REPORT"
+HOSTNAME_ENV = "COURSEKIT_CHECK_HOSTNAME"
+"""A host name: a check's worker answers it to socket.gethostname(), platform.node() and os.uname(), as a worker on
+another machine would."""
+"""A file: a check's worker appends to it, at each start, the state file (--statedb) it resolved, as JSON."""
 """Set on a check's worker (`Exercise.slow_redis_s`): each Redis command of a task body waits that long first."""
 
 

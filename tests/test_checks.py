@@ -1468,7 +1468,7 @@ TABLE += [
         "and found no row"),
     Row(ch13.commit, "timing", "task-sleeps-first", placing("        send_invoice.delay(order_id)",
         "def send_invoice(order_id):\n    import time\n    time.sleep(2.0)\n    invoice(read_order(order_id))"),
-        "waited on purpose"),
+        "whose commit the check refused"),
     Row(ch13.commit, "mechanism", "retries-until-the-row-is-there", swap(
         placing("        send_invoice.delay(order_id)"), "@app.task\ndef send_invoice",
         "@app.task(autoretry_for=(LookupError,), max_retries=None, default_retry_delay=0.1)\ndef send_invoice"),
@@ -1480,8 +1480,40 @@ TABLE += [
         '        tx.on_commit(lambda: send_invoice.delay({"id": order_id, "total": total}))',
         'def send_invoice(order):\n    read_order(order["id"])\n    invoice(order)'), "before the worker ran the task"),
     Row(ch13.commit, "timing", "countdown-inside-the-transaction", placing(
-        "        send_invoice.apply_async((order_id,), countdown=2)"), "waited on purpose"),
+        "        send_invoice.apply_async((order_id,), countdown=2)"), "whose commit the check refused"),
+    # sent on commit, but waiting a fixed time: later than the LATE_S the check allows
+    Row(ch13.commit, "timing", "countdown-after-the-commit", placing(
+        "        tx.on_commit(lambda: send_invoice.apply_async((order_id,), countdown=1.5))"), "waited on purpose"),
     Row(ch13.commit, "blank", "place-order", swap(S13C, ON_COMMIT, "        ____"), "place_order() still holds"),
+    # the adversary's: a commit of its own inside the block, then the task: the row is there before the request ends
+    Row(ch13.commit, "mechanism", "commits-early-inside-the-block", swap(S13C, ON_COMMIT,
+        "        tx.conn.commit()\n        send_invoice.delay(order_id)"), "committed early"),
+    # sent inside the transaction, the task polls the table (or waits on the writer's lock): the refused order shows
+    Row(ch13.commit, "mechanism", "task-polls-the-table", placing("        send_invoice.delay(order_id)", """\
+def send_invoice(order_id):
+    import sqlite3
+    import time
+    from coursekit.labs.ex13_shop import database
+
+    while True:
+        conn = sqlite3.connect(database(), timeout=10)
+        try:
+            if conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone():
+                break
+        finally:
+            conn.close()
+        time.sleep(0.02)
+    invoice(read_order(order_id))"""), "whose commit the check refused"),
+    Row(ch13.commit, "mechanism", "task-waits-on-the-writer-lock", placing("        send_invoice.delay(order_id)", """\
+def send_invoice(order_id):
+    import sqlite3
+    from coursekit.labs.ex13_shop import database
+
+    conn = sqlite3.connect(database(), timeout=10, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ROLLBACK")
+    conn.close()
+    invoice(read_order(order_id))"""), "whose commit the check refused"),
 
     # -- 13.deploy -------------------------------------------------------------------------------------------------
     Row(ch13.deploy, "right", "kwargs-with-a-default", notifying(
@@ -1507,6 +1539,14 @@ TABLE += [
         '@app.task\ndef notify(user_id, channel="email"):\n    deliver(user_id, "email")'), "pass the channel on"),
     Row(ch13.deploy, "mechanism", "runs-it-here", notifying(NOTIFY, "    return notify.apply((user_id, channel))"),
         "not on a worker"),
+    Row(ch13.deploy, "right", "old-task-forwards-to-a-new-one", notifying(
+        "@app.task\ndef notify_by(user_id, channel):\n    deliver(user_id, channel)\n\n\n"
+        '@app.task\ndef notify(user_id):\n    notify_by.delay(user_id, "email")',
+        "    return notify_by.delay(user_id, channel)")),
+    # a second message for later: delivered after the check would have stopped watching, so counted while it waits
+    Row(ch13.deploy, "mechanism", "reminder-sent-again-later", notifying(
+        NOTIFY, "    notify.apply_async((user_id, channel), countdown=8)\n    return notify.delay(user_id, channel)"),
+        "still to run"),
     Row(ch13.deploy, "blank", "both", swap(notifying(NOTIFY, "    return ____"), '    channel="email",', "    ____"),
         "still hold"),
 
@@ -1554,7 +1594,55 @@ TABLE += [
     Row(ch13.ratelimit, "mechanism", "schedule-read-then-written", swap(S13R,
         '    turn = float(shared_redis().eval(NEXT_TURN, 1, key("partner-next-turn"), time.time(), gap))\n',
         '    r = shared_redis()\n    turn = max(time.time(), float(r.get(key("next")) or 0))\n'
-        '    r.set(key("next"), turn + gap)\n'), "within 0.85 s"),
+        '    r.set(key("next"), turn + gap)\n'), "calls reached the partner within"),
+    # the adversary's limiters that let one call too many through in some second, at every quota drawn
+    Row(ch13.ratelimit, "timing", "one-call-too-many", swap(S13R, "gap = 1.0 / calls_per_second()",
+        "gap = 1.0 / (calls_per_second() + 1)"), "calls reached the partner within"),
+    Row(ch13.ratelimit, "timing", "window-opened-by-the-first-call", turning("""\
+        r, name = shared_redis(), key("partner-window")
+        while True:
+            r.set(name, 0, nx=True, px=1000)
+            if r.incr(name) <= calls_per_second():
+                return
+            time.sleep(0.01)
+        """), "calls reached the partner within"),
+    Row(ch13.ratelimit, "timing", "bucket-of-two-tokens", turning("""\
+        bucket = \"\"\"
+        local rate, cap, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+        local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or ARGV[2])
+        local last = tonumber(redis.call('HGET', KEYS[1], 'l') or ARGV[3])
+        tokens = math.min(cap, tokens + (now - last) * rate)
+        local took = 0
+        if tokens >= 1 then tokens = tokens - 1; took = 1 end
+        redis.call('HSET', KEYS[1], 't', tokens, 'l', now)
+        redis.call('EXPIRE', KEYS[1], 60)
+        return took
+        \"\"\"
+        r, q = shared_redis(), calls_per_second()
+        while not r.eval(bucket, 1, key("bucket"), q, 2, time.time()):
+            time.sleep(0.02)
+        """), "calls reached the partner within"),
+    Row(ch13.ratelimit, "timing", "log-of-0.9-s", turning("""\
+        import uuid
+        r, allowed, log = shared_redis(), calls_per_second(), key("partner-log")
+        while True:
+            with r.lock(key("partner-lock"), timeout=5, sleep=0.01, blocking_timeout=5):
+                now = time.time()
+                r.zremrangebyscore(log, 0, now - 0.9)
+                if r.zcard(log) < allowed:
+                    r.zadd(log, {uuid.uuid4().hex: now})
+                    r.expire(log, 60)
+                    return
+                oldest = float(r.zrange(log, 0, 0, withscores=True)[0][1])
+            time.sleep(max(0.005, oldest + 0.9 - now))
+        """), "allows"),
+    # a schedule per machine, or per worker: worker b stands for another machine, so both show
+    Row(ch13.ratelimit, "mechanism", "schedule-per-host", swap(swap(S13R, 'key("partner-next-turn")',
+        'key(f"partner-next-turn-{socket.gethostname()}")'), "import time\n", "import socket\nimport time\n"),
+        "named after a worker or a host"),
+    Row(ch13.ratelimit, "mechanism", "schedule-per-worker", swap(swap(S13R, 'key("partner-next-turn")',
+        'key(f"partner-next-turn-{current_task.request.hostname}")'), "import time\n",
+        "import time\n\nfrom celery import current_task\n"), "named after a worker or a host"),
     Row(ch13.ratelimit, "blank", "wait-for-turn", turning("____\n"), "wait_for_turn() still holds"),
 
     # -- 13.revoke -------------------------------------------------------------------------------------------------
@@ -1579,6 +1667,22 @@ TABLE += [
     # the revoke goes to a worker that does not exist: the state file has nothing to keep
     Row(ch13.revoke, "mechanism", "revoke-sent-nowhere", cancelling(
         "    app.control.revoke(result.id, destination=['nobody@nowhere'])"), "the revoke reached no worker"),
+    Row(ch13.revoke, "right", "relative-state-file", cancelling(settings='    "worker_state_db": "revoked-%n.state",\n')),
+    # the adversary's: no revoke, the waiting message taken out of the queue's list (a prefetched one would run)
+    Row(ch13.revoke, "mechanism", "takes-the-message-off-the-queue", cancelling("""\
+    import json
+
+    import redis
+
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    queue, broker = prefix + app.conf.task_default_queue, redis.Redis.from_url(app.conf.broker_url)
+    for raw in broker.lrange(queue, 0, -1):
+        if json.loads(raw)["headers"]["id"] == result.id:
+            broker.lrem(queue, 1, raw)""", ""), "took the message out of the broker"),
+    # a state file named by the minute of the import: the same file for a restart soon after, another one tomorrow
+    Row(ch13.revoke, "mechanism", "state-file-named-by-the-minute", cancelling(settings=(
+        '    "worker_state_db": str(Path(tempfile.gettempdir()) / f"ex13-revoke-{int(__import__(\'time\').time()) // 60}'
+        '-%n.state"),\n')), "must not change with the time of the import"),
     Row(ch13.revoke, "blank", "cancel", cancelling("    ____"), "cancel() still holds"),
 ]
 

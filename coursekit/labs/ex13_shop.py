@@ -3,11 +3,13 @@
 The database is a SQLite file in a temporary folder of the namespace's own, so the check's process and its worker
 open the same file. `transaction()` is the helper a web framework gives a request: rows written inside it are
 committed when the `with` block ends, and callbacks given to `on_commit` run right after that commit (as Django's
-`transaction.on_commit` and SQLAlchemy's after-commit event do). `read_order` and `invoice` are what the task calls;
-each leaves an entry in a ledger, so a check sees every read (and whether it found the row) and every invoice.
+`transaction.on_commit` and SQLAlchemy's after-commit event do). A commit can fail: the transaction is rolled back,
+`CommitFailed` leaves the `with` block, and no on_commit callback runs. `read_order` and `invoice` are what the task
+calls; each leaves an entry in a ledger, so a check sees every read (and whether it found the row) and every invoice.
 """
 from __future__ import annotations
 
+import random
 import re
 import sqlite3
 import tempfile
@@ -17,10 +19,19 @@ from pathlib import Path
 from .. import namespace
 from ..ledger import Ledger
 
-_hold_s = 0.0
-"""How long the next commits wait (the rest of the request's work); the check sets it with `hold_commits`."""
+_fates: list[tuple[float, bool]] = []
+"""What the next commits do, (seconds held, whether it commits), one drawn at random at each commit from those left;
+the check sets them with `hold_commits`. Drawn at the commit, so no code can read before it which one it gets."""
 commits: dict[int, float] = {}
 """Order id -> Unix time its transaction committed, in this process."""
+held: dict[int, float] = {}
+"""Order id -> how long its commit was held."""
+rolled_back: dict[int, float] = {}
+"""Order id -> Unix time its transaction rolled back (the commit failed)."""
+
+
+class CommitFailed(sqlite3.DatabaseError):
+    """The database refused the commit (as a deferred constraint or a lost connection would): rolled back."""
 
 
 class OrderMissing(LookupError):
@@ -45,6 +56,8 @@ def reset() -> None:
         conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER NOT NULL)")
     conn.close()
     commits.clear()
+    held.clear()
+    rolled_back.clear()
     reads().clear()
     invoices().clear()
 
@@ -92,7 +105,16 @@ class Transaction:
             if kind is not None:
                 self.conn.rollback()
                 return
-            time.sleep(_hold_s)  # the request's other work: the row stays uncommitted meanwhile
+            hold, commits_ = _fates.pop(random.SystemRandom().randrange(len(_fates))) if _fates else (0.0, True)
+            for order_id in self.saved:
+                held[order_id] = hold
+            time.sleep(hold)  # the request's other work: the row stays uncommitted meanwhile
+            if not commits_:
+                self.conn.rollback()
+                at = time.time()
+                for order_id in self.saved:
+                    rolled_back[order_id] = at
+                raise CommitFailed("the database refused the commit: the transaction was rolled back")
             self.conn.commit()
             at = time.time()
             for order_id in self.saved:
@@ -127,10 +149,21 @@ def invoice(order: dict) -> str:
 
 
 # -- what the check does ------------------------------------------------------------------------------------------
-def hold_commits(seconds: float) -> None:
-    """Make every commit in this process wait `seconds` first."""
-    global _hold_s
-    _hold_s = seconds
+def hold_commits(*fates: tuple[float, bool]) -> None:
+    """The next commits in this process: each draws one (seconds held, whether it commits) of these at random, at
+    the commit; once none is left, commits are neither held nor failed."""
+    _fates[:] = fates
+
+
+def in_database(order_id: int) -> bool:
+    """Whether a committed row holds the order (no ledger entry: the check's own look)."""
+    if not database().exists():
+        return False
+    conn = _connect()
+    try:
+        return conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is not None
+    finally:
+        conn.close()
 
 
 def edit_order(order_id: int, total: int) -> None:
