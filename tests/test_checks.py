@@ -1750,6 +1750,17 @@ def test_syntax_error_names_the_line(ws):
     assert verdict.status == "incorrect" and "syntax error" in verdict.message and "line 12" in verdict.message
 
 
+def test_a_check_reads_the_lab_module_the_learner_imports(ws, monkeypatch):
+    """13.commit keeps its commits in coursekit.labs.ex13_shop; a test that drops the labs from sys.modules
+    (test_team does, to move between brokers) must not leave the check reading a module the learner's code no
+    longer gets (CI: "committed no order" for the solution)."""
+    import coursekit.labs.ex13_shop  # noqa: F401  (imported before the drop, as the check's own import was)
+    for name in [m for m in sys.modules if m.startswith("coursekit.labs.")]:
+        monkeypatch.delitem(sys.modules, name)
+    verdict = attempt(ws, ch13.commit, S13C)
+    assert verdict.status == "passed", repr(verdict)
+
+
 # -- no state between checks ---------------------------------------------------------------------------------------
 def test_a_hung_import_leaves_nothing_for_the_next_check(ws, redis_url):
     from coursekit.labs.calling import app

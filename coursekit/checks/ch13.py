@@ -14,6 +14,7 @@ the worker and never be published, the others to be, and the state file to be th
 """
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import subprocess
@@ -28,11 +29,18 @@ from ..checking import HOSTNAME_ENV, SLOW_REDIS_ENV, STATE_REPORT_ENV
 from ..evidence import call_repr, ending
 from ..exercise import Exercise
 from ..fleet import Fleet, FleetWorker
-from ..labs import ex13_notify, ex13_partner, ex13_posts, ex13_shop
+from ..labs import ex13_notify, ex13_partner, ex13_posts
 from ..outcomes import Incorrect, Uncheckable
 from ..trials import task_named
 from ..worker import stop_all
 from ..workerlines import parse_line
+
+
+def _shop():
+    """coursekit.labs.ex13_shop as the learner's module imports it now. Its commits and holds live in the module: a
+    test that drops coursekit.labs.* from sys.modules (test_team moves between brokers) leaves a module imported
+    earlier beside the one the learner's code gets, and CI saw the check read the stale one ("committed no order")."""
+    return importlib.import_module("coursekit.labs.ex13_shop")
 
 
 def settle(until, bound: float, step: float = 0.05) -> bool:
@@ -69,12 +77,12 @@ class Commit(Exercise):
 
     def run(self, s, observed):
         task = task_named(s.mod, "send_invoice")
-        ex13_shop.reset()
+        _shop().reset()
         try:
             return self._orders(s, observed, task)
         finally:
-            ex13_shop.hold_commits()
-            ex13_shop.drop()  # nothing of the check's is left in the temporary folder
+            _shop().hold_commits()
+            _shop().drop()  # nothing of the check's is left in the temporary folder
 
     def _orders(self, s, observed, task):
         rng = random.SystemRandom()
@@ -86,22 +94,22 @@ class Commit(Exercise):
         placed = {}
         try:
             # the worker reads nothing yet: this order's task waits in the queue while the customer edits the order
-            ex13_shop.hold_commits((0.05, True))
+            _shop().hold_commits((0.05, True))
             placed[edited] = self._place(s, edited, totals[edited])
-            ex13_shop.edit_order(edited, changed_to)
+            _shop().edit_order(edited, changed_to)
             s.consume()
             # each commit draws its fate at the commit: held a short, middling or long time, or refused (rolled back)
-            ex13_shop.hold_commits(*[(hold, True) for hold in holds], (round(rng.uniform(0.2, 0.4), 2), False))
+            _shop().hold_commits(*[(hold, True) for hold in holds], (round(rng.uniform(0.2, 0.4), 2), False))
             for order in later:
                 placed[order] = self._place(s, order, totals[order])
         finally:
-            ex13_shop.hold_commits()
-        fates = dict(ex13_shop.held)
-        failed = sorted(ex13_shop.rolled_back)  # the one whose commit was refused
+            _shop().hold_commits()
+        fates = dict(_shop().held)
+        failed = sorted(_shop().rolled_back)  # the one whose commit was refused
         kept = [order for order in ids[1:] if order not in failed]
 
         def done() -> bool:  # every order invoiced, or its every task over (a failure is not retried later)
-            billed = {e["key"] for e in ex13_shop.invoices().entries()}
+            billed = {e["key"] for e in _shop().invoices().entries()}
             return all(order in billed or all(AsyncResult(m.id, app=s.app).ready() for m in sent_for(s, task.name)
                                               if order in _mentions(m)) for order in [edited] + kept)
 
@@ -110,13 +118,13 @@ class Commit(Exercise):
         messages = {order: [m for m in sent_for(s, task.name) if order in _mentions(m)] for order in ids}
         endings = {m.id: ending(AsyncResult(m.id, app=s.app), budget(0.2 if order in failed else 0.5))
                    for order, ms in messages.items() for m in ms}
-        reads = ex13_shop.reads().entries()
-        invoices = ex13_shop.invoices().entries()
-        commits = dict(ex13_shop.commits)
-        stored = {order: ex13_shop.in_database(order) for order in failed}
+        reads = _shop().reads().entries()
+        invoices = _shop().invoices().entries()
+        commits = dict(_shop().commits)
+        stored = {order: _shop().in_database(order) for order in failed}
         for order in ids:
             mine = [r for r in reads if r["key"] == order]
-            at = commits.get(order) or ex13_shop.rolled_back.get(order)
+            at = commits.get(order) or _shop().rolled_back.get(order)
             hold = "changed after sending" if order == edited else (
                 f"commit held {fates.get(order, 0)} s" + (", then REFUSED: rolled back" if order in failed else ""))
             when = ", ".join(f"{r['at'] - at:+.2f} s {'found' if r['found'] else 'MISSING'}" for r in mine[:3]) \
@@ -128,7 +136,7 @@ class Commit(Exercise):
         return {"ids": ids, "edited": edited, "totals": totals, "changed_to": changed_to, "placed": placed,
                 "messages": messages, "endings": endings, "reads": reads, "invoices": invoices, "commits": commits,
                 "holds": {order: fates.get(order, 0.0) for order in kept}, "failed": failed, "stored": stored,
-                "rolled_back": dict(ex13_shop.rolled_back)}
+                "rolled_back": dict(_shop().rolled_back)}
 
     def _place(self, s, order: int, total: int):
         label = f"place_order({order}, {total})"
@@ -136,7 +144,7 @@ class Commit(Exercise):
         def placing():  # a refused commit leaves the `with` block as CommitFailed: the request fails, as it should
             try:
                 return s.mod.place_order(order, total)
-            except ex13_shop.CommitFailed as exc:
+            except _shop().CommitFailed as exc:
                 return exc
 
         return call(placing, name=label, source=s.source, timeout=6.0)
