@@ -741,7 +741,8 @@ def defaults_lose_payments_and_the_right_settings_lose_at_most_one_in_transit(sh
     assert all(r["what became of it"] == TRANSIT_06 for r in where), where
     batches = shown["kill lab"]["batches"]
     assert batches["defaults"]["final"] < 200 and batches["right settings"]["final"] == right["charged"], batches
-    assert all(len(b["kills"]) == 3 for b in batches.values()), batches
+    assert len(batches["right settings"]["kills"]) == 3, batches
+    assert len(batches["defaults"]["kills"]) in (2, 3), batches  # kill 3's payment may be one kill 2 lost
 
 
 TRANSIT_06 = "never began, in no queue, not in unacked: taken off the queue as its worker died"

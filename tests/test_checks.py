@@ -1417,6 +1417,12 @@ TABLE += [
                          kwargs={"retry": True, "retry_policy": {"max_retries": 20, "interval_max": 1.0}}).start()
         """), "returned while the broker was down"),
 
+    Row(ch10.publish, "value", "sent-twice", send_with("""
+        policy = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5}
+        task.apply_async((n, 0.0), retry_policy=policy)
+        return task.apply_async((n, 0.0), retry_policy=policy)
+        """), "more than once"),
+
     # -- 10.comeback --------------------------------------------------------------------------------------------
     Row(ch10.comeback, "right", "more-tries", settings(
         '    "broker_connection_retry_on_startup": False,\n    "broker_connection_max_retries": 20,\n')),

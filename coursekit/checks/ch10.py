@@ -236,7 +236,14 @@ class Publish(Exercise):
             raise AssertionError(f"{len(missing)} of the {len(returned)} calls returned but their job never reached "
                                  f"the broker (n = {', '.join(map(str, missing[:8]))}): a publish that failed was "
                                  "swallowed; the caller believed it was sent")
-        if twice:
+        down = seen["down"][0]
+        cut = {c["n"] for c in calls if down is not None and c["at"] <= down <= c["at"] + c["seconds"]}
+        if len(twice) == 1 and twice[0] in cut and arrived.count(twice[0]) == 2:
+            # Redis stopped between writing that publish and answering it: a retry sends it again. That is
+            # at-least-once publishing, right by design (CI saw it with the solution); more than that one is not.
+            observed.append(f"job {twice[0]} reached the queue twice: its publish was under way when Redis stopped, "
+                            "written but never answered, and the retry sent it again (consumers must be idempotent)")
+        elif twice:
             raise AssertionError(f"jobs {', '.join(map(str, twice[:8]))} reached the queue more than once: a publish "
                                  "that had gone through was sent again")
         if seen["kept"]:
