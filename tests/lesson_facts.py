@@ -1071,15 +1071,16 @@ def _row_09(shown, table: str, worker: str) -> dict:
 
 @says("09_pools")
 def threads_and_gevent_finish_the_waits_at_least_twice_as_fast(shown):
-    """"threads and gevent ... ran many side by side (up to 20), so they were done at least 1.5 times as fast as
-    prefork -c 2"; prefork "ran 2 at a time"; solo "one at a time ... at least 1.5 times prefork's time". Not "all 20 at
+    """"threads and gevent ... ran many side by side (up to 20), so they were done sooner than prefork -c 2";
+    prefork "ran 2 at a time"; solo "one at a time ... the slowest of the four". Not "all 20 at
     once": on a loaded machine sending 20 messages took longer than a 0.2 s fetch (10 and 13 at once seen)."""
     io = _burst_09(shown, IO_09)
     for pool in ("threads", "gevent"):
         assert 6 <= io[pool]["at_once"] <= 20, io[pool]
-        assert io[pool]["wall_s"] * 1.5 <= io["prefork"]["wall_s"], (pool, io)  # CI under load: 1.77 vs 2.87 s
+        assert io[pool]["wall_s"] < io["prefork"]["wall_s"], (pool, io)  # CI under load: 3.79 vs 4.46 s
     assert io["prefork"]["at_once"] == 2 and io["prefork"]["processes"] == 2, io["prefork"]
-    assert io["solo"]["at_once"] == 1 and io["solo"]["wall_s"] >= 1.5 * io["prefork"]["wall_s"], io
+    slowest = max(io.values(), key=lambda run: run["wall_s"])
+    assert io["solo"]["at_once"] == 1 and slowest is io["solo"], io  # CI under load: 6.03 s against prefork's 4.46
 
 
 @says("09_pools")
