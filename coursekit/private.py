@@ -64,6 +64,11 @@ class PrivateRedis:
                 self.proc.kill()
                 self.proc.wait()
 
+    def close(self) -> None:
+        """Stop it for good and delete its data folder (a notebook's kernel may be killed before Python would)."""
+        self.stop()
+        self._dir.cleanup()
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -72,5 +77,4 @@ class PrivateRedis:
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-        self._dir.cleanup()
+        self.close()
