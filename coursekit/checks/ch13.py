@@ -19,7 +19,9 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from celery.result import AsyncResult
 
@@ -617,9 +619,6 @@ class Revoke(Exercise):
     fleet = True
 
     def run(self, s, observed):
-        import tempfile
-        from pathlib import Path
-
         task = task_named(s.mod, "publish")
         ledger = ex13_posts.published()
         ledger.clear()
