@@ -37,11 +37,12 @@ def embedded_ready() -> float:
 def _ping_until_ready(app, node: str, proc: subprocess.Popen, begun: float, timeout: float = 30) -> float:
     # the same readiness test Worker.wait_until_ready uses, so both figures measure the same thing
     from .defaults import DEFAULTS
+    from .worker import answers_ping
 
     while time.monotonic() - begun < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"bare worker exited with {proc.returncode}")
-        if app.control.ping(destination=[node], timeout=DEFAULTS.ping_timeout_s, limit=1):
+        if answers_ping(app, node, DEFAULTS.ping_timeout_s):
             return time.monotonic() - begun
     raise RuntimeError("bare worker did not answer a ping")
 

@@ -28,8 +28,9 @@ class Defaults:
     worker_stop_timeout_s: float = 10.0
     """Warm shutdown waits this long for running tasks before the process group is SIGKILLed."""
 
-    ping_timeout_s: float = 0.25
-    """One readiness ping; `start()` pings again until `worker_ready_timeout_s`."""
+    ping_timeout_s: float = 0.1
+    """The first readiness ping's wait; `start()` pings again, each wait 1.5 times the last (at most 1 s), until
+    `worker_ready_timeout_s`."""
 
     owner_poll_s: float = 0.5
     """How often a worker checks that the process which started it is still alive."""
