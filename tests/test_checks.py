@@ -1109,7 +1109,7 @@ TABLE += [
     Row(ch08.results, "value", "clicks-stored", kept(click="@app.task\ndef track_click"),
         "track_click results sat in Redis after the burst"),
     Row(ch08.results, "timing", "never-expire", kept('"result_expires": None,'), "they never expire"),
-    Row(ch08.results, "timing", "default-day", kept(""), "expire in 86400 s"),
+    Row(ch08.results, "timing", "default-day", kept(""), "(result_expires=datetime.timedelta(days=1))"),
     Row(ch08.results, "blank", "settings", kept("____"), "placeholder in ex08_results.py (it sits in SETTINGS)"),
     Row(ch08.results, "timing", "one-second", kept('"result_expires": 5,'), "a caller who reads a minute late"),
     Row(ch08.results, "right", "annotations", kept(
