@@ -59,7 +59,7 @@ def child_peaks(rec, node: str) -> dict[int, float]:
 
 # -- 1. recycle -----------------------------------------------------------------------------------------------------
 class Recycle(Exercise):
-    """30 renders, each caching 2 or 3 MiB for good in its pool child (`-c 1`): every child must stay under
+    """30 renders, each caching 3 or 4 MiB for good in its pool child (`-c 1`): every child must stay under
     BOUND_MB of RSS, judged on the recorder's samples and on what each task measured in its child as it ended; and
     the children must live for several tasks each (recycling after every task costs a fork per task)."""
 
@@ -68,7 +68,7 @@ class Recycle(Exercise):
     functions = ("SETTINGS",)
     tasks = 30
     bound_mb = 100
-    """A fresh child holds about 55-60 MiB; 30 x 2-3 MiB more would take it to 115-150 MiB."""
+    """A fresh child holds about 43-45 MiB; 30 x 3-4 MiB more would take it to 135-165 MiB."""
     fewest_tasks = 3
     wait_s = 18.0
     """How long the check waits for the renders, from the sending."""
@@ -77,8 +77,8 @@ class Recycle(Exercise):
     def run(self, s, observed):
         task = task_named(s.mod, "render")
         rng = random.SystemRandom()
-        mb, tag = rng.choice([2, 3]), rng.randint(100, 999)
-        s.recorder.interval = 0.05  # the leak climbs 2-3 MiB every 0.1 s: sample faster than that
+        mb, tag = rng.choice([3, 4]), rng.randint(100, 999)
+        s.recorder.interval = 0.05  # the leak climbs 3-4 MiB every 0.1 s: sample faster than that
         s.consume()
         begun = time.monotonic()
         results = [send(task, (f"page-{tag}-{i}", mb), s.source) for i in range(1, self.tasks + 1)]
@@ -171,11 +171,11 @@ class Recycle(Exercise):
                     "a child was replaced every task or few, a fork and a wait each time, so the burst crawled")
             if limit_kib and limit_kib < 10_000:
                 said += (f". worker_max_memory_per_child={limit_kib} is in KiB, not MB: {limit_kib / 1024:.2g} MiB, "
-                         "below what a fresh child already holds (about 55-60 MiB), so every child was past it after "
+                         "below what a fresh child already holds (about 45 MiB), so every child was past it after "
                          "its first task")
             elif limit_kib:
                 said += (f". worker_max_memory_per_child={limit_kib} KiB ({limit_kib / 1024:.3g} MiB) leaves a fresh "
-                         "child (about 55-60 MiB) room for hardly a task: the limit is compared with the child's "
+                         "child (about 45 MiB) room for hardly a task: the limit is compared with the child's "
                          "peak RSS, its start included")
             elif per_task:
                 said += f". worker_max_tasks_per_child={per_task} recycles that often"

@@ -84,7 +84,7 @@ def too_many_processes(line, app, what: str) -> None:
     size = line.concurrency or app.conf.worker_concurrency
     if effective_pool(line, app) == "prefork" and isinstance(size, int) and size > MAX_WAITING_PROCESSES:
         raise Incorrect(f"{line.name}: -c {size} on the prefork pool forks {size} processes, a whole Python "
-                        f"interpreter each (about 55 MiB here), to {what}: pick a pool whose -c counts threads or "
+                        f"interpreter each (about 45 MiB here), to {what}: pick a pool whose -c counts threads or "
                         "greenlets of one process",
                         fix="see the lesson's table: what -c means on each pool")
 
