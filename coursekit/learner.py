@@ -253,6 +253,9 @@ class Preflight:
             report = json.loads(Path(self._out.name).read_text() or "{}")
         except (OSError, ValueError):
             report = {}
+        # gone now, not at close(): a check that runs out of its time never closes its session (its thread is
+        # still inside the learner's code), and every `make test` left one file in /tmp that way
+        Path(self._out.name).unlink(missing_ok=True)
         if report:
             return Imported(seconds=seconds, **report)
         self._err.seek(0)
