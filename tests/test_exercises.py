@@ -145,6 +145,21 @@ def test_cli_check_and_watch(ws):
     assert "Traceback" not in everything.stderr and "Exception ignored" not in everything.stderr, everything.stderr
 
 
+def test_the_preflight_leaves_no_file_once_read(ws):
+    """A check that runs out of its time never reaches close() (its thread is still in the learner's code): the
+    preflight's report file must be gone as soon as it has been read."""
+    from pathlib import Path
+
+    from coursekit import learner
+
+    (ws / "ex01_calling.py").write_text(S01)
+    preflight = learner.Preflight(ws / "ex01_calling.py", "workspace.ex01_calling", 20)
+    seen = preflight.result()
+    assert "send_later" in seen.names, seen
+    assert not Path(preflight._out.name).exists(), "the report file outlived its reading"
+    preflight.close()
+
+
 def test_a_check_never_runs_past_its_time_bound(ws, monkeypatch):
     monkeypatch.setattr(ch01.Countdown, "timeout", 3.0)
     verdict = attempt(ws, ch01.countdown, swap(S01, "return add.apply_async((x, y), countdown=2)",
