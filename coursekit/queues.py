@@ -39,20 +39,41 @@ def held(app: Celery, queue: str | None = None) -> int:
     """Messages of `queue` (default: the app's default queue) that a worker holds unacknowledged on Redis: reserved
     by prefetch, or waiting for their eta or countdown. kombu keeps each in the `unacked` hash as
     [message, exchange, routing key] until it is acknowledged; other queues' entries are not counted."""
+    return len(_held_tags(app, queue))
+
+
+def drop_held(app: Celery, queue: str | None = None) -> int:
+    """Delete the `unacked` entries of `queue` and return how many: what a worker killed or a kernel restarted
+    mid-lesson left held, which the next worker to start would restore and count once `visibility_timeout` is up.
+    Only that queue's entries; call it before the queue's worker starts, not while one holds them."""
+    import redis
+
+    tags = _held_tags(app, queue)
+    if tags:
+        prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+            client.hdel(f"{prefix}unacked", *tags)
+            client.zrem(f"{prefix}unacked_index", *tags)
+    return len(tags)
+
+
+def _held_tags(app: Celery, queue: str | None) -> list[bytes]:
+    """The delivery tags of `queue`'s entries in the Redis transport's `unacked` hash."""
     import redis
 
     name = queue or app.conf.task_default_queue
     if rabbit.is_amqp(app):
-        raise ValueError("held() reads the Redis transport's `unacked` hash")
+        raise ValueError("the `unacked` hash is the Redis transport's: RabbitMQ keeps unacknowledged messages itself")
     prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
-    count = 0
+    tags = []
     with redis.Redis.from_url(str(app.conf.broker_url)) as client:  # HSCAN: kombu's client would not prefix it
-        for _, payload in client.hscan_iter(f"{prefix}unacked"):
+        for tag, payload in client.hscan_iter(f"{prefix}unacked"):
             try:
-                count += json.loads(payload)[2] == name
+                if json.loads(payload)[2] == name:
+                    tags.append(tag)
             except (ValueError, IndexError, TypeError):
                 continue
-    return count
+    return tags
 
 
 def key_of(app: Celery, queue: str | None = None) -> str:

@@ -71,6 +71,26 @@ def test_kill_ends_the_whole_group(clean_namespace):
     assert wait_until(lambda: group_alive(pgid) == [], timeout=5), group_alive(pgid)
 
 
+def test_drop_held_deletes_what_a_killed_worker_held_of_one_queue_only(clean_namespace):
+    """A worker SIGKILLed while it holds prefetched messages leaves them in `unacked`; drop_held(queue) deletes that
+    queue's entries and no other queue's."""
+    from coursekit import queues
+
+    held_by = {}
+    for queue in ("held.a", "held.b"):
+        w = ck.Worker(LAB, name=queue.replace(".", "-"), queues=[queue]).start()  # -c 1, prefetch 4
+        nap.apply_async((30,), queue=queue)  # acknowledged as it starts (early ack): the 3 behind it stay held
+        for _ in range(3):
+            nap.apply_async((0,), queue=queue)
+        assert wait_until(lambda: queues.held(app, queue) == 3, timeout=10), queues.held(app, queue)
+        w.kill()
+        held_by[queue] = queues.held(app, queue)
+    assert held_by == {"held.a": 3, "held.b": 3}
+    assert queues.drop_held(app, "held.a") == 3
+    assert queues.held(app, "held.a") == 0 and queues.held(app, "held.b") == 3
+    assert queues.drop_held(app, "held.b") == 3 and queues.unacked(app) == 0
+
+
 def test_kill_child_is_replaced_by_a_new_pid(clean_namespace):
     with ck.Worker(LAB) as w:
         before = w.children
