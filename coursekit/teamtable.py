@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 KEY = "coursekit:progress"
 KEEP_S = 24 * 3600  # yesterday's room does not crowd today's table; any action publishes the whole record again
-COLUMNS = ["learner", "chapter", "exercise", "done", "given", "hints", "solutions", "idle_min", "stuck"]
+COLUMNS = ["learner", "chapter", "exercise", "done", "given", "hints", "solutions", "drill", "idle_min", "stuck"]
 CLOSED = ("passed", "given")
 
 
@@ -52,8 +52,10 @@ def card(data: dict) -> dict:
         current, chapter = None, jumped["chapter"]
     else:
         chapter = (current or latest or "").split(".")[0] or None  # no work yet: the notebook last run
+    drilled = [e["last"] for e in data.get("drill", {}).values() if e.get("last")]
+    moments = ([exercises[latest]["last_seen"]] if latest else []) + drilled  # an answer in the drill is activity
     return {**data, "current": current, "chapter": chapter,
-            "last_activity": exercises[latest]["last_seen"] if latest else None,
+            "last_activity": max(moments) if moments else None,
             "passed": [i for i, e in exercises.items() if e["status"] == "passed"],
             "hints": sum(e["hints"] for e in exercises.values()),
             "solutions": [i for i, e in exercises.items() if e["solution"]]}
@@ -146,10 +148,18 @@ def team_table(redis_url: str | None = None, stuck_minutes: float = 10, base: st
                      "given": sum(e["status"] == "given" for e in exercises.values()),
                      "hints": sum(e["hints"] for e in exercises.values()),
                      "solutions": ", ".join(i for i, e in exercises.items() if e["solution"]),
+                     "drill": drill_score(record),
                      "idle_min": round((now - last) / 60, 1) if last else None,
                      "stuck": bool(entry) and entry["status"] not in CLOSED
                      and now - entry["first_seen"] > stuck_minutes * 60})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def drill_score(record: dict) -> str:
+    """The learner's interview drill so far, as "right/asked" over every answer given ("-": not drilled)."""
+    answers = record.get("drill", {}).values()
+    asked = sum(e.get("asked", 0) for e in answers)
+    return f"{sum(e.get('right', 0) for e in answers)}/{asked}" if asked else "-"
 
 
 def as_html(frame: pd.DataFrame, stuck_minutes: float) -> str:

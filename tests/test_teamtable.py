@@ -87,6 +87,31 @@ def test_checks_and_hints_publish_as_they_happen(private_state, redis_url, tmp_p
         namespace.reset(redis_url)
 
 
+def test_drill_answers_publish_and_show_in_the_table(private_state, redis_url, monkeypatch):
+    """Each drill answer is published as a check is: the table's `drill` column is right/asked, and the answer counts
+    as activity for `idle_min`."""
+    from types import SimpleNamespace
+
+    from coursekit.drill import records
+
+    learner = f"cktest{os.getpid()}-dee:"
+    monkeypatch.setenv("COURSEKIT_NAMESPACE", learner)
+    try:
+        progress._update("01.countdown", lambda e: e.update(status="incorrect", attempts=1))
+        data = progress.load()
+        data["exercises"]["01.countdown"]["last_seen"] -= 3600  # the check an hour ago, the drill now
+        from coursekit import state
+
+        state.write(progress.FILE, data)
+        for right in (True, False, True):
+            records.record(SimpleNamespace(id="06.late_child", chapter="06", correct=right))
+        row = teamtable.team_table(redis_url, base=f"cktest{os.getpid()}-").set_index("learner").loc["dee"]
+        assert row.drill == "2/3" and row.idle_min < 1, row
+    finally:
+        namespace.reset(redis_url)
+    assert teamtable.drill_score({"exercises": {}}) == "-"
+
+
 def test_a_broker_that_is_down_breaks_no_hint(private_state, monkeypatch):
     monkeypatch.setenv("COURSEKIT_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
     begun = time.monotonic()

@@ -23,6 +23,9 @@ def record(outcome) -> None:
     entry["right"] += int(outcome.correct)
     entry["last"], entry["last_right"] = time.time(), bool(outcome.correct)
     state.write(progress.FILE, data)
+    from ..teamtable import publish
+
+    publish(data)  # the facilitator's team table shows the drill's score too; never raises
 
 
 def chapters(data: dict | None = None) -> dict[str, tuple[int, int]]:
