@@ -333,11 +333,14 @@ def start_all(*workers: Worker, timeout: float = DEFAULTS.worker_ready_timeout_s
 
 
 def stop_all(workers=None, timeout: float = DEFAULTS.worker_stop_timeout_s, wait: bool = True) -> None:
-    """Warm shutdown of these workers (default: every live one), side by side. With `wait=False` only ask: the
-    workers finish shutting down by themselves (a warm shutdown waits a second or two for the pool), and a later
-    `stop_all()`, or the end of this process, reaps them."""
+    """Warm shutdown of these workers (default: every live worker and beat), side by side. With `wait=False` only
+    ask: the workers finish shutting down by themselves (a warm shutdown waits a second or two for the pool), and a
+    later `stop_all()`, or the end of this process, reaps them."""
+    from .beat import live_beats  # beats are listed apart (beat.py), but "stop everything" means them too
+
+    beats = live_beats() if workers is None else []
     with _live_lock:
-        targets = list(workers if workers is not None else _live)
+        targets = list(workers) if workers is not None else [*_live, *beats]
     for w in targets:
         if w.running:
             w.proc.send_signal(signal.SIGTERM)

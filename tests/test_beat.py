@@ -34,6 +34,14 @@ def test_ready_at_first_send_and_a_worker_runs_what_it_sends(clean_namespace):
     ledger.clear()
 
 
+def test_stop_all_stops_beats_too(clean_namespace):
+    """ck.stop_all() with no list means every worker and every beat this process started."""
+    worker, beat = ck.Worker(LAB).start(), ck.Beat(LAB, config=every(1.0)).start()
+    ck.stop_all()
+    assert not worker.running and not beat.running and beat.proc.returncode == 0
+    assert group_alive(beat.pid) == []
+
+
 def test_nothing_due_is_a_clear_error(clean_namespace):
     beat = ck.Beat(LAB, config=every(600.0))
     with pytest.raises(ck.WorkerError, match="sent no message within 2 s") as err:
