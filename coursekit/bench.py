@@ -39,11 +39,13 @@ def _ping_until_ready(app, node: str, proc: subprocess.Popen, begun: float, time
     from .defaults import DEFAULTS
     from .worker import answers_ping
 
+    patience = DEFAULTS.ping_timeout_s
     while time.monotonic() - begun < timeout:
         if proc.poll() is not None:
             raise RuntimeError(f"bare worker exited with {proc.returncode}")
-        if answers_ping(app, node, DEFAULTS.ping_timeout_s):
+        if answers_ping(app, node, patience):
             return time.monotonic() - begun
+        patience = min(1.0, patience * 1.5)  # as Worker.wait_until_ready waits longer each time
     raise RuntimeError("bare worker did not answer a ping")
 
 

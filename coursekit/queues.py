@@ -65,15 +65,15 @@ def _held_tags(app: Celery, queue: str | None) -> list[bytes]:
     if rabbit.is_amqp(app):
         raise ValueError("the `unacked` hash is the Redis transport's: RabbitMQ keeps unacknowledged messages itself")
     prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
-    tags = []
+    tags = {}  # HSCAN may return an entry twice while Redis rehashes the hash: each tag counts once
     with redis.Redis.from_url(str(app.conf.broker_url)) as client:  # HSCAN: kombu's client would not prefix it
         for tag, payload in client.hscan_iter(f"{prefix}unacked"):
             try:
                 if json.loads(payload)[2] == name:
-                    tags.append(tag)
+                    tags[tag] = True
             except (ValueError, IndexError, TypeError):
                 continue
-    return tags
+    return list(tags)
 
 
 def key_of(app: Celery, queue: str | None = None) -> str:

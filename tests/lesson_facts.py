@@ -950,17 +950,19 @@ def the_memory_limit_is_checked_after_the_task(shown):
     assert len(lives) >= 2 and lives[0]["ended"], lives
     assert lives[0]["peak_mb"] >= limit_mb - 2, f"the first child ended at {lives[0]['peak_mb']} MiB"
     big = [r for r in rows(shown, "children") if r.get("peak(80)") == "SUCCESS"]
-    assert len(big) == 1 and big[0]["peak RSS (KiB)"] > 100_000 + 30 * 1024, big
+    assert len(big) == 1 and big[0]["peak RSS (KiB)"] > 100_000 + 20 * 1024, big
     ran_it = [life for life in lives if life["pid"] == big[0]["child"]]
-    assert ran_it and ran_it[0]["ended"] and ran_it[0]["peak_mb"] > limit_mb + 30, (ran_it, lives)
+    assert ran_it and ran_it[0]["ended"] and ran_it[0]["peak_mb"] > limit_mb + 20, (ran_it, lives)
     assert sum(_renders_08(shown, "memory")) == 16
 
 
 @says("08_memory")
 def a_fresh_child_holds_about_43_to_45_mib(shown):
     """"A fresh child already holds about 43-45 MiB here" (a limit in MB would sit below it)."""
-    starts = [life["first_mb"] for panel in PANELS_08 for life in _children_08(shown, panel)]
-    assert starts and all(40 <= mb <= 50 for mb in starts), starts
+    # each panel's first child, sampled before its first render: a replacement's first sample (50 ms apart, or
+    # more under load) may already hold a render or two
+    starts = [_children_08(shown, panel)[0]["first_mb"] for panel in PANELS_08]
+    assert all(40 <= mb <= 50 for mb in starts), starts
 
 
 @says("08_memory")
@@ -1010,7 +1012,7 @@ def the_limit_lines_are_drawn_and_labelled(shown):
     caps = shown["oom kill"]["limits"]
     for panel, lives in shown["oom kill"]["children"].items():
         cap = caps[panel]
-        assert "+ 40 MiB" in cap["label"] and 80 <= cap["mb"] <= 115, (panel, cap)
+        assert "+ 40 MiB" in cap["label"] and 75 <= cap["mb"] <= 100, (panel, cap)
         assert lives[0]["peak_mb"] <= cap["mb"] + 5, (panel, lives[0], cap)  # 4 MiB a piece: one piece past, at most
 
 

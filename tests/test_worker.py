@@ -82,7 +82,8 @@ def test_drop_held_deletes_what_a_killed_worker_held_of_one_queue_only(clean_nam
         nap.apply_async((30,), queue=queue)  # acknowledged as it starts (early ack): the 3 behind it stay held
         for _ in range(3):
             nap.apply_async((0,), queue=queue)
-        assert wait_until(lambda: queues.held(app, queue) == 3, timeout=10), queues.held(app, queue)
+        assert wait_until(lambda: queues.held(app, queue) == 3 and queues.depth(app, queue) == 0, timeout=10), \
+            (queues.held(app, queue), queues.depth(app, queue))
         w.kill()
         held_by[queue] = queues.held(app, queue)
     assert held_by == {"held.a": 3, "held.b": 3}

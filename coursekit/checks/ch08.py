@@ -78,7 +78,7 @@ class Recycle(Exercise):
         task = task_named(s.mod, "render")
         rng = random.SystemRandom()
         mb, tag = rng.choice([3, 4]), rng.randint(100, 999)
-        s.recorder.interval = 0.05  # the leak climbs 3-4 MiB every 0.1 s: sample faster than that
+        s.recorder.interval = 0.05  # the leak climbs 3-4 MiB a render (0.05 s each): sample as often
         s.consume()
         begun = time.monotonic()
         results = [send(task, (f"page-{tag}-{i}", mb), s.source) for i in range(1, self.tasks + 1)]
