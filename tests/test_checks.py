@@ -1047,7 +1047,7 @@ TABLE += [
 
 
 # -- chapter 08: memory and results. Each row boots one worker on the module: a few seconds a row. ----------------
-RECYCLE = '    "worker_max_memory_per_child": 90_000,'
+RECYCLE = '    "worker_max_memory_per_child": 80_000,'
 EXPIRES = '    "result_expires": 3600,'
 IGNORED = "@app.task(ignore_result=True)\ndef track_click"
 SURVIVE = '    "task_acks_late": True,\n    "task_reject_on_worker_lost": True,'
@@ -1073,7 +1073,7 @@ def survive(settings: str, task: str = "@app.task") -> str:
 TABLE += [
     # -- 08.recycle ---------------------------------------------------------------------------------------------
     Row(ch08.recycle, "right", "tasks-per-child", recycle('"worker_max_tasks_per_child": 10,')),
-    Row(ch08.recycle, "value", "nothing-set", recycle(""), "above the bound of 100 MiB"),
+    Row(ch08.recycle, "value", "nothing-set", recycle(""), "above the bound of 90 MiB"),
     Row(ch08.recycle, "value", "limit-in-mb", recycle('"worker_max_memory_per_child": 100,'),
         "is in KiB, not MB: 0.098 MiB"),
     Row(ch08.recycle, "value", "limit-too-high", recycle('"worker_max_memory_per_child": 400_000,'),
@@ -1083,7 +1083,7 @@ TABLE += [
     Row(ch08.recycle, "blank", "settings", recycle("____"), "SETTINGS still holds"),
     Row(ch08.recycle, "right", "set-on-conf-after", swap(recycle(""), 'app = ck.make_app("ex08_recycle", **SETTINGS)',
                                                         'app = ck.make_app("ex08_recycle", **SETTINGS)\n'
-                                                        "app.conf.worker_max_memory_per_child = 88_000")),
+                                                        "app.conf.worker_max_memory_per_child = 76_000")),
     Row(ch08.recycle, "value", "limit-in-bytes", recycle('"worker_max_memory_per_child": 90 * 1024 * 1024,'),
         "Written in bytes? 94371840 bytes would be 92160 KiB"),
     Row(ch08.recycle, "value", "never-reached-task-count", recycle('"worker_max_tasks_per_child": 1000,'),
@@ -1091,7 +1091,9 @@ TABLE += [
     Row(ch08.recycle, "mechanism", "limit-on-the-task", swap(recycle(""), "@app.task\ndef render",
                                                               "@app.task(max_memory_per_child=90_000)\ndef render"),
         "max_memory_per_child=90000 on the task is not read by anyone"),
-    Row(ch08.recycle, "timing", "limit-at-the-bound", recycle('"worker_max_memory_per_child": 100 * 1024,'),
+    Row(ch08.recycle, "value", "the-lessons-limit", recycle('"worker_max_memory_per_child": 100_000,'),
+        "is 97.66 MiB, above the bound of 90 MiB itself"),
+    Row(ch08.recycle, "timing", "limit-at-the-bound", recycle('"worker_max_memory_per_child": 90 * 1024,'),
         "is checked only after a task ends, against the child's peak"),
     Row(ch08.recycle, "crash", "limit-as-text", recycle('"worker_max_memory_per_child": "90000",'),
         "worker_max_memory_per_child='90000' is a str, not a number of KiB"),
