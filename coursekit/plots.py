@@ -391,13 +391,14 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
 
 def child_lives(rec: Recording, node: str) -> list[dict]:
     """Each pool child of worker `node` as the memory samples saw it: pid, first and last sample (s), its RSS at
-    the first sample and its peak (MiB), and whether it ended before the recording did (no sample in its last
+    the first sample, at the last and its peak (MiB), and whether it ended before the recording did (no sample in its last
     0.5 s)."""
     m = rec.memory
     kids = m[(m.node == node) & (m.role == "child") & (m.rss > 0)]  # an exited child not yet reaped reads 0
     end = m.t.max() if len(m) else 0.0
     lives = [{"pid": int(pid), "start": float(part.t.min()), "end": float(part.t.max()),
               "first_mb": round(float(part.sort_values("t").rss.iloc[0]) / 2**20, 1),
+              "last_mb": round(float(part.sort_values("t").rss.iloc[-1]) / 2**20, 1),
               "peak_mb": round(float(part.rss.max()) / 2**20, 1), "ended": bool(part.t.max() < end - 0.5)}
              for pid, part in kids.groupby("pid")]
     return sorted(lives, key=lambda life: life["start"])

@@ -913,10 +913,11 @@ def _renders_08(shown, worker: str) -> list[int]:
 @says("08_memory")
 def without_a_limit_one_child_grows_and_never_ends(shown):
     """"With no limit one child ran all 16 renders and kept growing, 4 MiB a task: its line climbs step by step
-    and never ends." """
+    while it renders, stays at the top once the renders are done, and never ends (no ✕)." """
     lives = _children_08(shown, PANELS_08[0])
     assert len(lives) == 1 and not lives[0]["ended"], lives
     assert lives[0]["peak_mb"] - lives[0]["first_mb"] >= 16 * 4 * 0.8, lives
+    assert lives[0]["last_mb"] >= lives[0]["peak_mb"] - 2, lives  # it stays at the top: nothing frees the cache
     assert _renders_08(shown, "plain") == [16]
 
 
