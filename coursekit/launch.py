@@ -36,9 +36,9 @@ def _without_unused_commands() -> None:
     """Keep Celery's command line from loading what a worker or beat never runs: the commands other packages plug
     into `celery` (Flower's, which brings tornado and prometheus_client) and click_repl (prompt_toolkit), which
     only `celery amqp repl` uses. They cost each start about 0.1 s of CPU (0.46-0.47 s to 0.36-0.38 s to `ready.`,
-    medians of 6 starts, twice) and every process of the worker 11 MiB (a fresh pool child: 54 MiB to 43.5 MiB), and a check starts
-    a worker for every answer it judges. Nothing else changes: the same `celery ... worker` command runs, parsed by
-    Celery's own command line."""
+    medians of 6 starts, twice) and every process of the worker 11 MiB (a fresh pool child: 54 MiB to 43.5 MiB),
+    and a check starts a worker for every answer it judges. Nothing else changes: the same `celery ... worker`
+    command runs, parsed by Celery's own command line."""
     import importlib.metadata
     import types
 

@@ -391,8 +391,8 @@ def memory(rec: Recording, title: str = "Resident memory of each worker process"
 
 def child_lives(rec: Recording, node: str) -> list[dict]:
     """Each pool child of worker `node` as the memory samples saw it: pid, first and last sample (s), its RSS at
-    the first sample, at the last and its peak (MiB), and whether it ended before the recording did (no sample in its last
-    0.5 s)."""
+    the first sample, at the last and its peak (MiB), and whether it ended before the recording did (no sample in
+    its last 0.5 s)."""
     m = rec.memory
     kids = m[(m.node == node) & (m.role == "child") & (m.rss > 0)]  # an exited child not yet reaped reads 0
     end = m.t.max() if len(m) else 0.0
