@@ -1,6 +1,7 @@
 """ck.PrivateRedis: a throw-away broker that never outlives the process that started it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,9 @@ def test_dies_with_its_owner_even_when_sigkilled(tmp_path):
         print(private.proc.pid, flush=True)
         time.sleep(120)
     """))
-    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    # its data folder in tmp_path: the owner is SIGKILLed, so nothing deletes the folder (it was left in /tmp)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         pid = int(owner.stdout.readline())
         assert psutil.pid_exists(pid)
