@@ -201,3 +201,19 @@ def test_cpu_use_is_sampled_per_worker(clean_namespace):
     over_half_a_second = mine.cpu_s.rolling(5).sum() / mine.t.diff().rolling(5).sum()
     assert over_half_a_second.max() <= 1.15, mine  # one thread: at most one core, give or take a clock tick
     assert (cpu.cores >= 0).all() and (cpu.t.diff().dropna() >= 0).all()
+
+
+def test_a_retry_that_starts_before_its_retried_event_is_still_a_retry():
+    """The order CI saw in lesson 02's jitter storm: a retry due at once (jitter drew 0) started on a second pool
+    child before the first child's task-retried event; a later copy of the same retry is a redelivery."""
+    from coursekit.observe.events import EventType as E
+    from coursekit.observe.frames import runs_frame
+
+    def event(kind, t, pid):
+        return {"type": kind.value, "uuid": "t1", "name": "storm", "hostname": "w@h", "pid": pid, "t": t}
+
+    events = [event(E.STARTED, 0.0, 1), event(E.STARTED, 0.30, 2), event(E.RETRIED, 0.31, 1),
+              event(E.SUCCEEDED, 0.5, 2), event(E.STARTED, 2.0, 1), event(E.SUCCEEDED, 2.1, 1)]
+    runs = runs_frame(events)
+    assert list(runs.kind) == ["first", "retry", "redelivery"]
+    assert list(runs.outcome) == ["RETRY", "SUCCESS", "SUCCESS"]

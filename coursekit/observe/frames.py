@@ -80,7 +80,7 @@ def runs_frame(events: list[Event]) -> pd.DataFrame:
     time order."""
     open_runs: dict[tuple, list[dict]] = {}
     attempts: dict[str, int] = {}
-    retried: set[str] = set()
+    last_start: dict[tuple, float] = {}
     names: dict[str, str] = {}
     out = []
     for e in _in_time_order(events):
@@ -90,28 +90,45 @@ def runs_frame(events: list[Event]) -> pd.DataFrame:
         names[uuid] = names.get(uuid) or e.get("name")
         key = (uuid, e.get("hostname"))
         if e["type"] == EventType.STARTED:
-            if open_runs.get(key):  # this worker started it again without ending it: that run was lost
-                out += [run | {"outcome": "LOST"} for run in open_runs.pop(key)]
             attempts[uuid] = attempts.get(uuid, 0) + 1
-            kind = "first" if attempts[uuid] == 1 else "retry" if uuid in retried else "redelivery"
-            retried.discard(uuid)
+            last_start[key] = e["t"]
             open_runs.setdefault(key, []).append(
-                {"task_id": uuid, "name": names[uuid], "attempt": attempts[uuid], "kind": kind,
+                {"task_id": uuid, "name": names[uuid], "attempt": attempts[uuid], "kind": None,
                  "node": e.get("hostname"), "pid": e.get("pid"), "started": e["t"], "ended": None})
         elif e["type"] in RUN_ENDS.keys() and open_runs.get(key):
-            run = open_runs[key].pop(0)
+            # Two open runs on one worker: a retry due at once can start (on another pool child) before the worker
+            # reports the retry of the run that asked for it, so a RETRIED ends the earliest run. Any other end
+            # ends the latest: the earlier one was lost (its child killed, the message requeued, no end sent).
+            run = open_runs[key].pop(0 if e["type"] == EventType.RETRIED else -1)
             run.update(ended=e["t"], outcome=RUN_ENDS[EventType(e["type"])])
             out.append(run)
-            if e["type"] == EventType.RETRIED:
-                retried.add(uuid)
-    out += [run | {"outcome": "RUNNING"} for runs in open_runs.values() for run in runs]
+    for key, runs in open_runs.items():  # no end: lost if the worker started the task again later, else running
+        out += [run | {"outcome": "LOST" if run["started"] < last_start[key] else "RUNNING"} for run in runs]
     out.sort(key=lambda r: r["started"])
+    _name_kinds(out)
     children = child_pids(events)
     for run in out:  # the n-th task-child event of a task id names the pool child of its n-th run
         pids = children.get(run["task_id"], [])
         if len(pids) >= run["attempt"]:
             run["pid"] = pids[run["attempt"] - 1]
     return pd.DataFrame(out, columns=RUN_COLUMNS)
+
+
+def _name_kinds(runs: list[dict]) -> None:
+    """Each run (in start order) is a task's "first", a "retry" that a run of it ending in RETRY asked for, or
+    else a "redelivery". Judged on outcomes, not on event order: a retry due at once (a jittered countdown that
+    drew 0) can start on another pool child before the retrying child has sent its task-retried event."""
+    owed: dict[str, int] = {}  # retries asked for and not yet seen to start, per task id
+    for run in runs:
+        uuid = run["task_id"]
+        if uuid not in owed:
+            run["kind"], owed[uuid] = "first", 0
+        elif owed[uuid]:
+            run["kind"] = "retry"
+            owed[uuid] -= 1
+        else:
+            run["kind"] = "redelivery"
+        owed[uuid] += run["outcome"] == "RETRY"
 
 
 def state_changes(events: list[Event]) -> list[tuple[float, str, str]]:
