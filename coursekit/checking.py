@@ -16,13 +16,12 @@ On the way out every worker is SIGKILLed, the preflight too, and the lab's tasks
 from __future__ import annotations
 
 import difflib
-import json
 import time
 from pathlib import Path
 
 from celery import Celery, states
 
-from . import broker, learner, namespace, probe, rabbit, state
+from . import broker, learner, namespace, probe, queues, rabbit, state
 from .errors import CourseError, WorkerError
 from .evidence import Publishes, ending, restore_lab_tasks
 from .calls import send
@@ -130,7 +129,6 @@ def _tracked(exercise_id: str) -> Path:
 def empty_queues(app: Celery) -> int:
     """Empty the exercise's queue and return how many messages it held: purged on Redis; on RabbitMQ deleted with
     the app's other course queues (see rabbit.drop: an earlier answer may have declared them differently)."""
-    from . import queues
 
     if rabbit.is_amqp(app):
         return rabbit.drop(str(app.conf.broker_url), rabbit.course_queues(app))
@@ -144,22 +142,7 @@ def clear_slate(app: Celery, exercise_id: str) -> int:
     listing = _tracked(exercise_id)
     ids = set(listing.read_text().split()) if listing.exists() else set()
     if ids and probe.scheme(str(app.conf.broker_url)) in probe.REDIS_SCHEMES:
-        import redis
-
-        client = redis.Redis.from_url(str(app.conf.broker_url))
-        prefix = namespace.prefix()
-        try:
-            # kombu keeps every delivered, unacknowledged message in the hash `unacked` (prefixed) until acked
-            for tag, payload in client.hscan_iter(f"{prefix}unacked"):
-                try:
-                    headers = json.loads(payload)[0].get("headers", {})
-                except (ValueError, IndexError, AttributeError):
-                    continue
-                if headers.get("id") in ids:
-                    client.hdel(f"{prefix}unacked", tag)
-                    client.zrem(f"{prefix}unacked_index", tag)
-        finally:
-            client.close()
+        queues.drop_held(app, task_ids=ids)  # held by a worker killed mid-check: Redis would restore them later
     for task_id in ids:
         try:
             app.AsyncResult(task_id).forget()

@@ -42,13 +42,14 @@ def held(app: Celery, queue: str | None = None) -> int:
     return len(_held_tags(app, queue))
 
 
-def drop_held(app: Celery, queue: str | None = None) -> int:
-    """Delete the `unacked` entries of `queue` and return how many: what a worker killed or a kernel restarted
+def drop_held(app: Celery, queue: str | None = None, *, task_ids=None) -> int:
+    """Delete the `unacked` entries of `queue` (default: the app's default queue), or, given `task_ids`, those of
+    these tasks whatever their queue; return how many. They are what a worker killed or a kernel restarted
     mid-lesson left held, which the next worker to start would restore and count once `visibility_timeout` is up.
-    Only that queue's entries; call it before the queue's worker starts, not while one holds them."""
+    Call it before the queue's worker starts, not while one holds them."""
     import redis
 
-    tags = _held_tags(app, queue)
+    tags = _held_tags(app, queue, task_ids)
     if tags:
         prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
         with redis.Redis.from_url(str(app.conf.broker_url)) as client:
@@ -57,11 +58,12 @@ def drop_held(app: Celery, queue: str | None = None) -> int:
     return len(tags)
 
 
-def _held_tags(app: Celery, queue: str | None) -> list[bytes]:
-    """The delivery tags of `queue`'s entries in the Redis transport's `unacked` hash."""
+def _held_tags(app: Celery, queue: str | None, task_ids=None) -> list[bytes]:
+    """The delivery tags of the entries in the Redis transport's `unacked` hash that are `queue`'s, or, given
+    `task_ids`, these tasks'. kombu keeps each entry as [message, exchange, routing key]."""
     import redis
 
-    name = queue or app.conf.task_default_queue
+    name, ids = queue or app.conf.task_default_queue, None if task_ids is None else set(task_ids)
     if rabbit.is_amqp(app):
         raise ValueError("the `unacked` hash is the Redis transport's: RabbitMQ keeps unacknowledged messages itself")
     prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
@@ -69,9 +71,10 @@ def _held_tags(app: Celery, queue: str | None) -> list[bytes]:
     with redis.Redis.from_url(str(app.conf.broker_url)) as client:  # HSCAN: kombu's client would not prefix it
         for tag, payload in client.hscan_iter(f"{prefix}unacked"):
             try:
-                if json.loads(payload)[2] == name:
+                entry = json.loads(payload)
+                if entry[2] == name if ids is None else entry[0].get("headers", {}).get("id") in ids:
                     tags[tag] = True
-            except (ValueError, IndexError, TypeError):
+            except (ValueError, IndexError, TypeError, AttributeError):
                 continue
     return list(tags)
 

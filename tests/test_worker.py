@@ -73,15 +73,14 @@ def test_kill_ends_the_whole_group(clean_namespace):
 
 def test_drop_held_deletes_what_a_killed_worker_held_of_one_queue_only(clean_namespace):
     """A worker SIGKILLed while it holds prefetched messages leaves them in `unacked`; drop_held(queue) deletes that
-    queue's entries and no other queue's."""
+    queue's entries and no other queue's; drop_held(task_ids=...) those tasks' entries only."""
     from coursekit import queues
 
-    held_by = {}
+    held_by, behind = {}, {}
     for queue in ("held.a", "held.b"):
         w = ck.Worker(LAB, name=queue.replace(".", "-"), queues=[queue]).start()  # -c 1, prefetch 4
         nap.apply_async((30,), queue=queue)  # acknowledged as it starts (early ack): the 3 behind it stay held
-        for _ in range(3):
-            nap.apply_async((0,), queue=queue)
+        behind[queue] = [nap.apply_async((0,), queue=queue).id for _ in range(3)]
         assert wait_until(lambda: queues.held(app, queue) == 3 and queues.depth(app, queue) == 0, timeout=10), \
             (queues.held(app, queue), queues.depth(app, queue))
         w.kill()
@@ -89,7 +88,10 @@ def test_drop_held_deletes_what_a_killed_worker_held_of_one_queue_only(clean_nam
     assert held_by == {"held.a": 3, "held.b": 3}
     assert queues.drop_held(app, "held.a") == 3
     assert queues.held(app, "held.a") == 0 and queues.held(app, "held.b") == 3
-    assert queues.drop_held(app, "held.b") == 3 and queues.unacked(app) == 0
+    # by task id, whatever the queue (what a check leaves): only the ones named
+    assert queues.drop_held(app, task_ids=behind["held.b"][:2] + behind["held.a"]) == 2
+    assert queues.held(app, "held.b") == 1
+    assert queues.drop_held(app, "held.b") == 1 and queues.unacked(app) == 0
 
 
 def test_kill_child_is_replaced_by_a_new_pid(clean_namespace):

@@ -58,20 +58,9 @@ def waits_inside(self, x, guard=True, limit=60.0):
 def drop_held(queue: str) -> int:
     """Delete the messages of `queue` that a killed worker held unacknowledged (kombu's `unacked` hash, in the
     namespace): otherwise Redis would hand them back an hour later. Returns how many."""
-    import json
+    from .. import queues
 
-    from .. import namespace
-
-    redis_client, prefix, dropped = client(), namespace.prefix(), 0
-    for tag, payload in redis_client.hscan_iter(f"{prefix}unacked"):
-        try:
-            routing_key = json.loads(payload)[2]
-        except (ValueError, IndexError, TypeError):
-            continue
-        if routing_key == queue:
-            dropped += redis_client.hdel(f"{prefix}unacked", tag)
-            redis_client.zrem(f"{prefix}unacked_index", tag)
-    return dropped
+    return queues.drop_held(app, queue)
 
 
 def attempts_key(name: str) -> str:
