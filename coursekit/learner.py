@@ -3,7 +3,7 @@
 1. `Source` reads and parses the file. Whether an exercise is attempted is decided from the definitions of that
    exercise's own names, in any form (`def`, `name = app.task(fn)`, a decorated def, an import), and of the
    module's functions they use: a `____` left there means "not attempted".
-2. `Preflight` imports the module in a subprocess, bounded in time. A module that blocks at import (a `.get()` or
+2. `Preflight` imports the module in a process of its own, bounded in time. A module that blocks at import (a `.get()` or
    a polling loop at the bottom) is stopped there, and faulthandler's dump names the line it was stuck on.
 3. `load` imports it into the checking process, for the check to call.
 
@@ -24,7 +24,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +33,8 @@ import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+
+from . import forkserver
 
 PLACEHOLDER = "____"
 
@@ -205,7 +206,7 @@ class Source:
         return min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
 
 
-# -- preflight: import it in a subprocess, with a time bound --------------------------------------------------
+# -- preflight: import it in a process of its own, with a time bound ----------------------------------------
 @dataclass
 class Imported:
     """What the preflight saw: the names the module defines, or the error it raised, or where it hung."""
@@ -224,29 +225,28 @@ DUMP_GRACE_S = 1.0
 
 
 class Preflight:
-    """`python -m coursekit.learner` importing the module, started now and read with `result()`; it runs while
-    the check's worker boots."""
+    """The learner's module imported in a process of its own, started now and read with `result()`; it runs while
+    the check's worker boots. The process is forked from a server that has imported Celery and coursekit already
+    (forkserver.py); the module itself is imported afresh in each."""
 
     def __init__(self, path: Path, name: str, bound: float, env: dict | None = None):
         self.path, self.bound = Path(path), bound
         self._out = tempfile.NamedTemporaryFile(prefix="coursekit-preflight-", suffix=".json", delete=False)
-        self._err = tempfile.TemporaryFile()
+        self._err = tempfile.NamedTemporaryFile(prefix="coursekit-preflight-", suffix=".err", delete=False)
         self._out.close()
+        self._err.close()
         self.begun = time.monotonic()
         self.deadline = self.begun + bound
         # CLOCK_MONOTONIC is one clock for every process: the child arms its dump for this same instant, however
-        # long its interpreter takes to start on a busy machine
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coursekit.learner", str(self.path), name, f"{self.deadline:.3f}", self._out.name],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._err, cwd=self.path.parent.parent,
-            env={**os.environ, **(env or {})}, start_new_session=True)
+        # long it takes to start on a busy machine
+        self.pid = forkserver.start("coursekit.learner:_preflight_child", str(self.path), name, self.deadline,
+                                    self._out.name, self._err.name, str(self.path.parent.parent),
+                                    {**os.environ, **(env or {})})
+        self._ended = False
 
     def result(self) -> Imported:
         """Wait for the import to end, or for the dump at the deadline (plus a moment to write it)."""
-        try:
-            self.proc.wait(max(0.0, self.deadline + DUMP_GRACE_S - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
+        self._ended = forkserver.wait(self.pid, self.deadline + DUMP_GRACE_S - time.monotonic())
         seconds = time.monotonic() - self.begun
         self.kill()
         try:
@@ -256,30 +256,52 @@ class Preflight:
         # gone now, not at close(): a check that runs out of its time never closes its session (its thread is
         # still inside the learner's code), and every `make test` left one file in /tmp that way
         Path(self._out.name).unlink(missing_ok=True)
+        try:
+            dump = "" if report else Path(self._err.name).read_text(errors="replace")
+        except OSError:
+            dump = ""
+        Path(self._err.name).unlink(missing_ok=True)
         if report:
             return Imported(seconds=seconds, **report)
-        self._err.seek(0)
-        dump = self._err.read().decode(errors="replace")
         frames = frames_in(dump, self.path)
         module_level = [line for line, func in frames if func == "<module>"]
         line = module_level[-1] if module_level else frames[-1][0] if frames else None
         return Imported(hung=True, line=line, seconds=seconds, message=dump[-2000:])
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        """SIGKILL the preflight and whatever it started (its session), and wait until it has ended."""
+        if not self._ended:
+            for kill in (os.killpg, os.kill):  # before its setsid() it leads no group yet: the pid alone
+                try:
+                    kill(self.pid, signal.SIGKILL)
+                    break
+                except (ProcessLookupError, PermissionError):
+                    continue
+            self._ended = forkserver.wait(self.pid, 5)
 
     def close(self) -> None:
         self.kill()
-        self._err.close()
-        try:
-            os.unlink(self._out.name)
-        except OSError:
-            pass
+        for name in (self._out.name, self._err.name):
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
+
+
+def _preflight_child(path: str, name: str, deadline: float, out: str, err: str, cwd: str, env: dict) -> None:
+    """In the forked process: become what `python -m coursekit.learner` started in `cwd` with `env` was (a session
+    of its own, stdin and stdout on /dev/null, stderr to the `err` file, `cwd` first on the import path), then
+    import."""
+    os.setsid()
+    with open(os.devnull, "r+b") as devnull, open(err, "ab") as errors:
+        os.dup2(devnull.fileno(), 0)  # 0 and 1 were the fork server's pipes to its owner
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(errors.fileno(), 2)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path[:] = [cwd, *[p for p in sys.path if p not in ("", cwd)]]
+    _preflight_main([path, name, f"{deadline:.3f}", out])
 
 
 def _preflight_main(argv: list[str]) -> None:

@@ -376,8 +376,10 @@ class FailFast(Exercise):
                                      "task's default_retry_delay (180 s unless set), and max_retries bounds how many "
                                      "come; it must end FAILURE soon")
             if runs >= 2:
+                # fewer than 5 runs in the wait only on a busy machine: the same loop, seen for a shorter time
                 raise AssertionError(f"{said} and was still {bad}, with no failure recorded: its message is put back "
-                                     "in the queue after every death (task_reject_on_worker_lost), with no limit")
+                                     "in the queue after every death (task_reject_on_worker_lost requeues it each "
+                                     "time), with no limit")
             raise AssertionError(f"{said} and was still {bad}, with no failure recorded: it must end FAILURE soon")
         assert runs <= 4, (f"work({poison!r}) failed, but only after {runs} runs; at most 4 (the first and up to "
                            "3 retries)")
