@@ -235,6 +235,11 @@ class Session:
                 fix=(f"remove line {seen.line} or move it under `if __name__ == '__main__':`" if seen.line else
                      "remove the code that waits") + ": module code runs every time the module is imported, by "
                 "the check and by every worker, and nothing answers a .get() while a module is still importing")
+        if seen.ended:
+            raise Incorrect(f"importing {file} ended the process that imported it, before the import finished "
+                            "(os._exit(), a crash or a signal: no exception was raised)",
+                            fix="remove the code that ends the process: module code runs every time the module is "
+                                "imported, by the check and by every worker")
         if seen.error:
             text = f"importing {file} raised {seen.error}: {seen.message}"
             if seen.course_error:

@@ -189,10 +189,12 @@ def _exit_quietly(code: int) -> None:
     """Exit once the verdicts are printed, without the interpreter's shutdown: a check can leave AsyncResults
     of tasks that never finished, and one collected during shutdown unsubscribes from Redis and prints
     "Exception ignored in AsyncResult.__del__", which reads like a crash under a correct verdict. Workers are
-    stopped first; nothing else of this command needs its exit handlers."""
+    stopped first, and the preflights' fork server; nothing else of this command needs its exit handlers."""
+    from . import forkserver
     from .worker import stop_all
 
     stop_all(timeout=3)
+    forkserver.stop()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -217,6 +217,8 @@ class Imported:
     course_error: bool = False
     line: int | None = None
     hung: bool = False
+    ended: bool = False
+    """The process ended before the import finished, with no report: os._exit() at import, a crash, a signal."""
     seconds: float = 0.0
 
 
@@ -239,14 +241,15 @@ class Preflight:
         self.deadline = self.begun + bound
         # CLOCK_MONOTONIC is one clock for every process: the child arms its dump for this same instant, however
         # long it takes to start on a busy machine
-        self.pid = forkserver.start("coursekit.learner:_preflight_child", str(self.path), name, self.deadline,
-                                    self._out.name, self._err.name, str(self.path.parent.parent),
-                                    {**os.environ, **(env or {})})
-        self._ended = False
+        self.child = forkserver.start("coursekit.learner:_preflight_child", str(self.path), name, self.deadline,
+                                      self._out.name, self._err.name, str(self.path.parent.parent),
+                                      {**os.environ, **(env or {})})
 
     def result(self) -> Imported:
         """Wait for the import to end, or for the dump at the deadline (plus a moment to write it)."""
-        self._ended = forkserver.wait(self.pid, self.deadline + DUMP_GRACE_S - time.monotonic())
+        ended_early = self.child.wait(self.deadline - time.monotonic()) and time.monotonic() < self.deadline
+        if not ended_early:
+            self.child.wait(self.deadline + DUMP_GRACE_S - time.monotonic())  # the dump, written at the deadline
         seconds = time.monotonic() - self.begun
         self.kill()
         try:
@@ -263,6 +266,8 @@ class Preflight:
         Path(self._err.name).unlink(missing_ok=True)
         if report:
             return Imported(seconds=seconds, **report)
+        if ended_early:
+            return Imported(ended=True, seconds=seconds, message=dump[-2000:])
         frames = frames_in(dump, self.path)
         module_level = [line for line, func in frames if func == "<module>"]
         line = module_level[-1] if module_level else frames[-1][0] if frames else None
@@ -270,17 +275,12 @@ class Preflight:
 
     def kill(self) -> None:
         """SIGKILL the preflight and whatever it started (its session), and wait until it has ended."""
-        if not self._ended:
-            for kill in (os.killpg, os.kill):  # before its setsid() it leads no group yet: the pid alone
-                try:
-                    kill(self.pid, signal.SIGKILL)
-                    break
-                except (ProcessLookupError, PermissionError):
-                    continue
-            self._ended = forkserver.wait(self.pid, 5)
+        self.child.kill()
+        self.child.wait(5)
 
     def close(self) -> None:
         self.kill()
+        self.child.close()
         for name in (self._out.name, self._err.name):
             try:
                 os.unlink(name)
@@ -289,18 +289,20 @@ class Preflight:
 
 
 def _preflight_child(path: str, name: str, deadline: float, out: str, err: str, cwd: str, env: dict) -> None:
-    """In the forked process: become what `python -m coursekit.learner` started in `cwd` with `env` was (a session
-    of its own, stdin and stdout on /dev/null, stderr to the `err` file, `cwd` first on the import path), then
-    import."""
+    """In the forked process (stdin and stdout on /dev/null already): become what `python -m coursekit.learner`
+    started in `cwd` with `env` was (a session of its own, stderr to the `err` file, the same import path and
+    argv), then import."""
     os.setsid()
-    with open(os.devnull, "r+b") as devnull, open(err, "ab") as errors:
-        os.dup2(devnull.fileno(), 0)  # 0 and 1 were the fork server's pipes to its owner
-        os.dup2(devnull.fileno(), 1)
+    with open(err, "ab") as errors:
         os.dup2(errors.fileno(), 2)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    sys.path[:] = [cwd, *[p for p in sys.path if p not in ("", cwd)]]
+    # as `python -m` in `cwd` would have it: cwd first, then PYTHONPATH, then the interpreter's own (site) path
+    python_path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    site_path = [p for p in sys.path[1:] if p not in python_path]  # sys.path[0]: the server's start folder
+    sys.path[:] = list(dict.fromkeys([cwd, *python_path, *site_path]))
+    sys.argv = [str(Path(__file__)), path, name, f"{deadline:.3f}", out]
     _preflight_main([path, name, f"{deadline:.3f}", out])
 
 

@@ -50,12 +50,13 @@ def drop_held(app: Celery, queue: str | None = None, *, task_ids=None) -> int:
     import redis
 
     tags = _held_tags(app, queue, task_ids)
-    if tags:
-        prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
-        with redis.Redis.from_url(str(app.conf.broker_url)) as client:
-            client.hdel(f"{prefix}unacked", *tags)
-            client.zrem(f"{prefix}unacked_index", *tags)
-    return len(tags)
+    if not tags:
+        return 0
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    with redis.Redis.from_url(str(app.conf.broker_url)) as client:
+        deleted = client.hdel(f"{prefix}unacked", *tags)  # a worker may have acked some since they were listed
+        client.zrem(f"{prefix}unacked_index", *tags)
+    return deleted
 
 
 def _held_tags(app: Celery, queue: str | None, task_ids=None) -> list[bytes]:

@@ -180,6 +180,8 @@ TABLE: list[Row] = [
         "does not finish importing: line 2"),
     Row(ch01.countdown, "crash", "import-raises", swap(S01, "def here():", "undefined_name\n\n\ndef here():"),
         "importing ex01_calling.py raised NameError"),
+    Row(ch01.countdown, "crash", "import-exits", S01 + "\n\nimport os\n\nos._exit(0)\n",
+        "importing ex01_calling.py ended the process that imported it"),
 
     # -- 01.expires ---------------------------------------------------------------------------------------------
     Row(ch01.expires, "right", "datetime", swap(S01, SEND_IF_FRESH, (

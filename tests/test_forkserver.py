@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
+import pytest
 from procs import running, wait_until_gone
 
 from coursekit import forkserver, learner
@@ -40,7 +42,7 @@ def test_a_hung_import_is_stopped_at_its_bound_and_its_line_named(tmp_path):
     seen = preflight.result()
     preflight.close()
     assert seen.hung and seen.line == 4 and 1.4 < seen.seconds < 1.5 + learner.DUMP_GRACE_S + 1, seen
-    assert not running(preflight.pid)
+    assert not running(preflight.child.pid)
 
 
 OWNER = """
@@ -49,7 +51,7 @@ from pathlib import Path
 from coursekit import forkserver, learner
 preflight = learner.Preflight(Path(sys.argv[1]), "workspace.ex_hang", 60)
 time.sleep(0.5)
-print(forkserver._server.pid, preflight.pid, flush=True)
+print(forkserver._server.pid, preflight.child.pid, flush=True)
 time.sleep(60)
 """
 
@@ -73,8 +75,69 @@ def test_the_server_and_its_children_end_with_their_owner(tmp_path):
 
 
 def test_a_killed_server_is_started_again():
-    first = forkserver.start("os:getpid")
-    os.kill(forkserver._server.pid, signal.SIGKILL)
-    forkserver._server.wait()
+    forkserver.start("os:getpid").close()
+    killed = forkserver._server.pid
+    os.kill(killed, signal.SIGKILL)
+    time.sleep(0.2)  # dead, not yet reaped: start() must notice by itself
     begun = time.monotonic()
-    assert forkserver.start("os:getpid") != first and time.monotonic() - begun < 10
+    child = forkserver.start("os:getpid")
+    assert forkserver._server.pid != killed and child.wait(10) and time.monotonic() - begun < 10
+    child.close()
+
+
+def test_an_interrupted_request_leaves_no_answer_for_the_next(monkeypatch):
+    """A Ctrl-C in the kernel while start() waits for its answer: the next start must get its own child's pid,
+    not the answer left in the pipe."""
+    forkserver.start("os:getpid").close()
+    before = forkserver._server
+
+    def interrupted(server, request, number):
+        server.stdin.write(request)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(forkserver, "_answer", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            forkserver.start("time:sleep", 30)
+    assert before.poll() is not None, "the interrupted server was left running"
+    child = forkserver.start("time:sleep", 0.2)
+    assert psutil.Process(child.pid).ppid() == forkserver._server.pid and child.wait(10)
+    child.close()
+
+
+def test_preflights_from_several_threads_each_get_their_own_answer(tmp_path):
+    folder = tmp_path / "workspace"
+    folder.mkdir()
+    for n in range(6):
+        (folder / f"ex_{n}.py").write_text(f"NAME_{n} = {n}\n")
+
+    def preflight(n):
+        one = learner.Preflight(folder / f"ex_{n}.py", f"workspace.ex_{n}", 20)
+        try:
+            return one.result().names
+        finally:
+            one.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(preflight, range(6))) == [[f"NAME_{n}"] for n in range(6)]
+
+
+def test_an_import_that_ends_its_process_is_told_apart_from_a_hang(tmp_path):
+    folder = tmp_path / "workspace"
+    folder.mkdir()
+    (folder / "ex_exit.py").write_text("import os\n\nos._exit(3)\n")
+    preflight = learner.Preflight(folder / "ex_exit.py", "workspace.ex_exit", 10)
+    seen = preflight.result()
+    preflight.close()
+    assert seen.ended and not seen.hung and seen.seconds < 5, seen
+
+
+def test_a_normal_exit_leaves_no_server_even_for_a_moment(tmp_path):
+    """At a normal exit the owner ends its server before it goes (a test that looks for processes right after a
+    `coursekit check` must find none)."""
+    script = ("from coursekit import forkserver\n"
+              "child = forkserver.start('os:getpid')\n"
+              "print(forkserver._server.pid, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    server = int(done.stdout.split()[0])
+    assert not running(server), "the server outlived its owner's exit"

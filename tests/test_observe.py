@@ -203,17 +203,54 @@ def test_cpu_use_is_sampled_per_worker(clean_namespace):
     assert (cpu.cores >= 0).all() and (cpu.t.diff().dropna() >= 0).all()
 
 
-def test_a_retry_that_starts_before_its_retried_event_is_still_a_retry():
-    """The order CI saw in lesson 02's jitter storm: a retry due at once (jitter drew 0) started on a second pool
-    child before the first child's task-retried event; a later copy of the same retry is a redelivery."""
+def _events(*spec):
+    """Hand-written events of one task on one worker: (type, t) or (type, t, {field: value})."""
     from coursekit.observe.events import EventType as E
+
+    return [{"type": E[kind].value, "uuid": "t1", "name": "storm", "hostname": "w@h", "pid": 1, "t": t,
+             **(extra[0] if extra else {})} for kind, t, *extra in spec]
+
+
+RUN_PAIRINGS = {
+    # CI, lesson 02's jitter storm: a retry due at once started on a second pool child before the first child's
+    # task-retried event; a later copy of the same retry is a redelivery
+    "retry-starts-before-its-retried-event": (
+        _events(("RECEIVED", 0.0, {"retries": 0}), ("STARTED", 0.0), ("RECEIVED", 0.29, {"retries": 1}),
+                ("STARTED", 0.30), ("RETRIED", 0.31), ("SUCCEEDED", 0.5, {"runtime": 0.2}),
+                ("RECEIVED", 1.9, {"retries": 1}), ("STARTED", 2.0), ("SUCCEEDED", 2.1, {"runtime": 0.1})),
+        [("first", "RETRY"), ("retry", "SUCCESS"), ("redelivery", "SUCCESS")]),
+    "the-same-without-retries-known": (
+        _events(("STARTED", 0.0), ("STARTED", 0.30), ("RETRIED", 0.31), ("SUCCEEDED", 0.5),
+                ("STARTED", 2.0), ("SUCCEEDED", 2.1)),
+        [("first", "RETRY"), ("retry", "SUCCESS"), ("redelivery", "SUCCESS")]),
+    # acks_late + reject_on_worker_lost: the child is killed (no end event), the message comes back
+    "killed-child-redelivered": (
+        _events(("RECEIVED", 0.0, {"retries": 0}), ("STARTED", 0.0), ("RECEIVED", 1.0, {"retries": 0}),
+                ("STARTED", 1.0), ("SUCCEEDED", 1.5, {"runtime": 0.5})),
+        [("first", "LOST"), ("redelivery", "SUCCESS")]),
+    "killed-child-redelivered-then-retried": (
+        _events(("RECEIVED", 0.0, {"retries": 0}), ("STARTED", 0.0), ("RECEIVED", 1.0, {"retries": 0}),
+                ("STARTED", 1.0), ("RETRIED", 1.2), ("RECEIVED", 1.3, {"retries": 1}), ("STARTED", 1.3),
+                ("SUCCEEDED", 1.5, {"runtime": 0.2})),
+        [("first", "LOST"), ("redelivery", "RETRY"), ("retry", "SUCCESS")]),
+    # a redelivery past visibility_timeout runs beside the first copy on the same worker; the first ends first
+    "overlapping-copies": (
+        _events(("RECEIVED", 0.0, {"retries": 0}), ("STARTED", 0.0), ("RECEIVED", 1.0, {"retries": 0}),
+                ("STARTED", 1.0), ("SUCCEEDED", 2.0, {"runtime": 2.0}), ("SUCCEEDED", 3.0, {"runtime": 2.0})),
+        [("first", "SUCCESS"), ("redelivery", "SUCCESS")]),
+    # a hard time limit: the child is killed, and the worker reports the failure itself
+    "time-limit": (
+        _events(("RECEIVED", 0.0, {"retries": 0}), ("STARTED", 0.0), ("FAILED", 1.0)),
+        [("first", "FAILURE")]),
+}
+
+
+@pytest.mark.parametrize("case", RUN_PAIRINGS)
+def test_each_end_closes_the_run_it_belongs_to(case):
     from coursekit.observe.frames import runs_frame
 
-    def event(kind, t, pid):
-        return {"type": kind.value, "uuid": "t1", "name": "storm", "hostname": "w@h", "pid": pid, "t": t}
-
-    events = [event(E.STARTED, 0.0, 1), event(E.STARTED, 0.30, 2), event(E.RETRIED, 0.31, 1),
-              event(E.SUCCEEDED, 0.5, 2), event(E.STARTED, 2.0, 1), event(E.SUCCEEDED, 2.1, 1)]
+    events, want = RUN_PAIRINGS[case]
     runs = runs_frame(events)
-    assert list(runs.kind) == ["first", "retry", "redelivery"]
-    assert list(runs.outcome) == ["RETRY", "SUCCESS", "SUCCESS"]
+    assert list(zip(runs.kind, runs.outcome)) == want
+    if case == "overlapping-copies":
+        assert list(runs.ended) == [2.0, 3.0]

@@ -105,7 +105,7 @@ class DrillLab:
         """Delete the ledgers and backlog queues (every priority list of each) the experiments made, and what a
         killed worker held of those queues: the learner's namespace keeps nothing of the drill but results,
         which expire by themselves (result_expires)."""
-        from ..labs.canvas import drop_held
+        from .. import queues as course_queues
         from ..ledger import client
 
         if not self._keys:
@@ -118,7 +118,7 @@ class DrillLab:
         try:
             redis.unlink(*names)
             for q in queues:
-                drop_held(q)
+                course_queues.drop_held(self.app, q)
         except Exception:  # a broker gone at the end of a drill: nothing left to clean there
             pass
         self._keys.clear()

@@ -77,8 +77,9 @@ def tasks_frame(events: list[Event], priorities: dict, published: dict) -> pd.Da
 def runs_frame(events: list[Event]) -> pd.DataFrame:
     """One row per execution attempt: a retry or a redelivery is a new run of the same task id. Copies of one
     task may run at once on different workers (a redelivery), so starts and ends pair up per task and worker, in
-    time order."""
+    time order; where one worker has two runs of a task open at once, `_ending` says which one an end closes."""
     open_runs: dict[tuple, list[dict]] = {}
+    received: dict[tuple, list[int | None]] = {}  # per task and worker, the `retries` of each delivery not started
     attempts: dict[str, int] = {}
     last_start: dict[tuple, float] = {}
     names: dict[str, str] = {}
@@ -89,17 +90,17 @@ def runs_frame(events: list[Event]) -> pd.DataFrame:
             continue
         names[uuid] = names.get(uuid) or e.get("name")
         key = (uuid, e.get("hostname"))
-        if e["type"] == EventType.STARTED:
+        if e["type"] == EventType.RECEIVED:
+            received.setdefault(key, []).append(e.get("retries"))
+        elif e["type"] == EventType.STARTED:
             attempts[uuid] = attempts.get(uuid, 0) + 1
             last_start[key] = e["t"]
             open_runs.setdefault(key, []).append(
                 {"task_id": uuid, "name": names[uuid], "attempt": attempts[uuid], "kind": None,
-                 "node": e.get("hostname"), "pid": e.get("pid"), "started": e["t"], "ended": None})
+                 "node": e.get("hostname"), "pid": e.get("pid"), "started": e["t"], "ended": None,
+                 "retries": received[key].pop(0) if received.get(key) else None})
         elif e["type"] in RUN_ENDS.keys() and open_runs.get(key):
-            # Two open runs on one worker: a retry due at once can start (on another pool child) before the worker
-            # reports the retry of the run that asked for it, so a RETRIED ends the earliest run. Any other end
-            # ends the latest: the earlier one was lost (its child killed, the message requeued, no end sent).
-            run = open_runs[key].pop(0 if e["type"] == EventType.RETRIED else -1)
+            run = open_runs[key].pop(_ending(open_runs[key], e))
             run.update(ended=e["t"], outcome=RUN_ENDS[EventType(e["type"])])
             out.append(run)
     for key, runs in open_runs.items():  # no end: lost if the worker started the task again later, else running
@@ -114,15 +115,43 @@ def runs_frame(events: list[Event]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=RUN_COLUMNS)
 
 
+def _ending(runs: list[dict], end: Event) -> int:
+    """Which of one worker's open runs of a task (in start order) `end` closes.
+    - A success carries its runtime: the run that started closest to `end` minus it (copies that overlap, a
+      redelivery past visibility_timeout beside the first copy, end in any order).
+    - A retry comes from the run with the fewest retries so far (a retry due at once can start, on another pool
+      child, before the worker reports the retry that asked for it); of equals, the latest, since an earlier one
+      with no end was lost (its child killed and the message requeued: no end event is sent). With no `retries`
+      known (the deliveries came before the recording), the earliest.
+    - Any other end closes the latest run, for the same reason."""
+    if len(runs) == 1:
+        return 0
+    if end["type"] == EventType.SUCCEEDED and end.get("runtime") is not None:
+        began = end["t"] - end["runtime"]
+        return min(range(len(runs)), key=lambda i: abs(runs[i]["started"] - began))
+    if end["type"] == EventType.RETRIED:
+        if any(run["retries"] is None for run in runs):
+            return 0
+        fewest = min(run["retries"] for run in runs)
+        return max(i for i, run in enumerate(runs) if run["retries"] == fewest)
+    return len(runs) - 1
+
+
 def _name_kinds(runs: list[dict]) -> None:
-    """Each run (in start order) is a task's "first", a "retry" that a run of it ending in RETRY asked for, or
-    else a "redelivery". Judged on outcomes, not on event order: a retry due at once (a jittered countdown that
-    drew 0) can start on another pool child before the retrying child has sent its task-retried event."""
+    """Each run (in start order) is a task's "first", a "retry", or else a "redelivery" (the same message again).
+    A retry is a delivery with more `retries` than any before it; where a run's `retries` is not known, a retry is
+    a run that a run ending in RETRY asked for. Not judged on event order: a retry due at once can start before
+    the task-retried event of the run that asked for it."""
     owed: dict[str, int] = {}  # retries asked for and not yet seen to start, per task id
-    for run in runs:
-        uuid = run["task_id"]
+    most: dict[str, int | None] = {}  # the most `retries` seen so far, per task id (None: not known)
+    for run in sorted(runs, key=lambda r: r["started"]):
+        uuid, retries = run["task_id"], run.pop("retries", None)
         if uuid not in owed:
-            run["kind"], owed[uuid] = "first", 0
+            run["kind"], owed[uuid], most[uuid] = "first", 0, retries
+        elif retries is not None and most[uuid] is not None:
+            run["kind"] = "retry" if retries > most[uuid] else "redelivery"
+            owed[uuid] = max(0, owed[uuid] - (run["kind"] == "retry"))
+            most[uuid] = max(most[uuid], retries)
         elif owed[uuid]:
             run["kind"] = "retry"
             owed[uuid] -= 1

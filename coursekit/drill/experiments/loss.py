@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ... import queues
-from ...labs.canvas import drop_held
 from ..lab import DrillLab
 from .common import finished
 
@@ -46,7 +45,7 @@ def whole_worker_killed(lab: DrillLab) -> str:
     lab.wait_for(lambda: len(ledger) >= 1)
     w.kill()
     waiting, held = queues.depth(lab.app, queue), queues.held(lab.app, queue)
-    drop_held(queue)
+    queues.drop_held(lab.app, queue)
     if r.state == "PENDING" and waiting == 0 and held == 0:
         return "lost: PENDING for ever, no copy left in Redis"
     return f"{r.state}, {waiting} waiting, {held} held in unacked"

@@ -33,7 +33,7 @@ def default_retry_wait(lab: DrillLab) -> int:
     """The retry's eta, as the worker holding it reports, minus the moment the task called retry()."""
     from datetime import datetime
 
-    from ...labs.canvas import drop_held
+    from ... import queues
 
     queue = lab.private_queue()
     w = lab.fresh("plain", queue=queue)  # it will hold the retry for minutes: a worker of this experiment's own
@@ -56,7 +56,7 @@ def default_retry_wait(lab: DrillLab) -> int:
         return round(datetime.fromisoformat(found).timestamp() - called)
     finally:
         w.kill()
-        drop_held(queue)
+        queues.drop_held(lab.app, queue)
 
 
 def backoff_second_wait(lab: DrillLab) -> float:
