@@ -1693,6 +1693,10 @@ def send_invoice(order_id):
     Row(ch13.revoke, "mechanism", "state-file-named-by-the-minute", cancelling(settings=(
         '    "worker_state_db": str(Path(tempfile.gettempdir()) / f"ex13-revoke-{int(__import__(\'time\').time()) // 60}'
         '-%n.state"),\n')), "must not change with the time of the import"),
+    # named by the nanosecond: every restart reads a new file, so the revoke is lost, and the verdict still says why
+    Row(ch13.revoke, "mechanism", "state-file-named-by-the-clock", cancelling(settings=(
+        '    "worker_state_db": str(Path(tempfile.gettempdir()) / f"ex13-revoke-{__import__(\'time\').time_ns()}'
+        '-%n.state"),\n')), "must not change with the time of the import"),
     Row(ch13.revoke, "blank", "cancel", cancelling("    ____"), "cancel() still holds"),
 ]
 

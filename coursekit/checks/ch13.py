@@ -785,11 +785,15 @@ class Revoke(Exercise):
             said += (": revoked ids live in each worker's memory only. Give the workers a state file "
                      "(worker_state_db, or --statedb) where they keep them across a restart")
         else:
+            answered, later = seen["later"]
             said += (f": worker_state_db is set ({str(db)[:80]}), but the file a worker read at its next start "
                      "was not the one it wrote" + (f" ({files[0]} at its first start, {files[1]} after the "
                                                    "restart)" if len(files) > 1 else "")
                      + ": the path must name the same file at every start of a worker (%n for its name; no pid, no "
                      "folder made afresh at import)")
+            if answered and isinstance(db, str) and later != db:  # the restart crossed the unit of time it uses
+                said += (f". Loaded with the clock {LATER_S // 3600} hours ahead your module names yet another "
+                         f"file ({later!r}): the path must not change with the time of the import")
         if any(a.get("terminate") for a in seen["revokes"]):
             said += (". terminate=True adds nothing here: it only kills a task that is RUNNING, and this one was "
                      "still waiting in the queue")
