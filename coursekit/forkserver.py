@@ -11,6 +11,10 @@ child's pid. It ends when its stdin closes, that is when the process that starte
 each child then ends too (it watches its parent, as launch.py's processes do). Children are reaped by the kernel
 (SIGCHLD ignored), so a caller holds a `Child`: a pidfd where Linux has them, which tells when the child has ended
 and keeps its pid from being reused while the caller may still signal it.
+
+What a child can tell apart from a fresh `python -m`: Celery and coursekit are in `sys.modules` before its target
+runs, and its resource limits are the server's, from when the server started (the target sets the working folder,
+environment, import path and argv itself).
 """
 from __future__ import annotations
 
