@@ -129,7 +129,6 @@ def _tracked(exercise_id: str) -> Path:
 def empty_queues(app: Celery) -> int:
     """Empty the exercise's queue and return how many messages it held: purged on Redis; on RabbitMQ deleted with
     the app's other course queues (see rabbit.drop: an earlier answer may have declared them differently)."""
-
     if rabbit.is_amqp(app):
         return rabbit.drop(str(app.conf.broker_url), rabbit.course_queues(app))
     return queues.purge(app, app.conf.task_default_queue)

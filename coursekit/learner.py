@@ -3,11 +3,12 @@
 1. `Source` reads and parses the file. Whether an exercise is attempted is decided from the definitions of that
    exercise's own names, in any form (`def`, `name = app.task(fn)`, a decorated def, an import), and of the
    module's functions they use: a `____` left there means "not attempted".
-2. `Preflight` imports the module in a process of its own, bounded in time. A module that blocks at import (a `.get()` or
-   a polling loop at the bottom) is stopped there, and faulthandler's dump names the line it was stuck on.
+2. `Preflight` imports the module in a process of its own, bounded in time. A module that blocks at import (a
+   `.get()` or a polling loop at the bottom) is stopped there, and faulthandler's dump names the line it was stuck
+   on.
 3. `load` imports it into the checking process, for the check to call.
 
-Wherever the module runs for a check (the subprocess, this process, the check's worker through
+Wherever the module runs for a check (the preflight, this process, the check's worker through
 `coursekit.checks.host`), `____` is bound in the module's own namespace to `BLANK`, a harmless stand-in. So a blank
 left in another exercise of the same module never raises at import (an `@____` decorator returns the function
 unchanged), while "not attempted" is still read from the source text of the exercise's own definitions. Binding it
@@ -23,7 +24,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import sys
 import tempfile
 import threading
@@ -307,7 +307,7 @@ def _preflight_child(path: str, name: str, deadline: float, out: str, err: str, 
 
 
 def _preflight_main(argv: list[str]) -> None:
-    """In the subprocess: import, then write what happened as JSON and leave at once (os._exit), so that
+    """In the preflight's process: import, then write what happened as JSON and leave at once (os._exit), so that
     threads the module started and objects it left cannot keep the process alive or print at exit."""
     path, name, deadline, out = Path(argv[0]), argv[1], float(argv[2]), argv[3]
     # the stack of a module stuck at import, to stderr, at the parent's deadline
