@@ -226,7 +226,9 @@ class Exercise:
         try:
             source = Source.read(path)
         except SyntaxError as exc:
-            raise Incorrect(f"{path.name}, line {exc.lineno}: syntax error: {exc.msg}",
+            code = (exc.text or "").strip()
+            where = f"line {exc.lineno}" + (f" (`{code[:80]}`)" if code else "")  # the file's numbering: quoted
+            raise Incorrect(f"{path.name}, {where}: syntax error: {exc.msg}",  # so the cell's extra line misleads none
                             fix="correct that line, run the %%writefile cell again, then check") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise Uncheckable(f"cannot read {path.name}: {exc}") from None

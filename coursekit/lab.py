@@ -203,7 +203,8 @@ def serve(port: int | None = None, open_browser: bool = True, root: Path = ROOT,
                               fix="run `coursekit doctor`, then `make lab` again")
         time.sleep(0.1)
     address = url(port, token)
-    say(f"JupyterLab for Celery Lab: {address}   (Ctrl-C stops it)")
+    # the folder, too: a coursekit installed from another checkout serves that checkout, not the current folder
+    say(f"JupyterLab for Celery Lab: {address}   (serving {root}; Ctrl-C stops it)")
     if open_browser and _desktop_browser():
         try:
             webbrowser.open(address)

@@ -39,6 +39,8 @@ def test_lab_serves_the_repository_root_and_says_only_the_broker_and_the_url(tmp
     root_note = ["note: running as root, so JupyterLab gets --allow-root (normal in a container; on a shared "
                  "machine, run as your own user)"]
     assert said[1:] == (root_note if os.geteuid() == 0 else []), lab.lines
+    url_line = next(line for line in lab.lines if "JupyterLab for Celery Lab:" in line)
+    assert f"(serving {lab.root}; Ctrl-C stops it)" in url_line, url_line  # which checkout a learner is in
 
 
 def test_lab_on_a_taken_port_says_so_in_one_line(tmp_path, redis_url, taken_port):
