@@ -447,8 +447,9 @@ def child_memory(rec: Recording, nodes: dict[str, str], title: str = "Resident m
             else:  # one child's: over its life, so that its successors are not read as bound by it
                 part = kids[kids.pid == life["pid"]]
                 ax.hlines(limit_mb, part.t.iloc[0], part.t.iloc[-1], color="tab:red", linestyle="--", linewidth=1.5)
-                ax.annotate(said, xy=(part.t.iloc[0], limit_mb), xytext=(0, 4), textcoords="offset points",
-                            ha="left", va="bottom", fontsize="x-small", color="tab:red")
+                # named in the panel's title line, not beside the line: a child killed within a second leaves a
+                # short line, and a label there crossed its successor's curve
+                ax.set_title(f"– – {said}", loc="right", fontsize="x-small", color="tab:red")
             fig.facts["limits"][label] = {"mb": limit_mb, "label": said, "child": child[0] if child else None}
         top = max([float(m[(m.node.isin(list(nodes))) & (m.role == "child")].rss.max()) / 2**20, bound_mb or 0,
                    *(limit[0] for limit in limits.values())])
