@@ -254,3 +254,34 @@ def test_each_end_closes_the_run_it_belongs_to(case):
     assert list(zip(runs.kind, runs.outcome)) == want
     if case == "overlapping-copies":
         assert list(runs.ended) == [2.0, 3.0]
+
+
+def test_frames_of_a_live_recording_survive_its_samplers_appending():
+    """A sampler thread appends while a lesson builds a frame: pandas once read a list of 276 rows as 281 (CI,
+    lesson 03: ValueError). The frames read a copy; without it this loop raised tens of times in 2 s."""
+    import threading
+
+    from coursekit.observe.recording import Recording
+
+    rec = Recording(started_at=time.time())
+    going = True
+
+    def sample():
+        while going:
+            if len(rec.queue_samples) > 20_000:
+                del rec.queue_samples[:10_000]
+            rec.queue_samples.append((0.0, "q", 1, 0))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    errors, begun = [], time.monotonic()
+    try:
+        while time.monotonic() - begun < 2:
+            try:
+                rec.queues
+            except ValueError as exc:
+                errors.append(str(exc))
+    finally:
+        going = False
+        sampler.join()
+    assert errors == [], errors[:3]

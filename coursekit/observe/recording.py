@@ -46,40 +46,42 @@ class Recording:
         self.cpu_samples = [tuple(row) for row in self.cpu_samples]
 
     # -- frames ----------------------------------------------------------------------------------------
+    # Each frame reads a copy of its list: in a live recording a sampler thread appends while pandas reads, and
+    # pandas took 276 rows where it had counted 281 (a ValueError in lesson 03 on CI).
     @property
     def events_df(self) -> pd.DataFrame:
-        return frames.events_frame(self.events)
+        return frames.events_frame(list(self.events))
 
     @property
     def tasks(self) -> pd.DataFrame:
         """One row per task id: when it was sent, received, started and finished, where, and how it ended."""
-        return frames.tasks_frame(self.events, self.priorities, self.published)
+        return frames.tasks_frame(list(self.events), self.priorities, self.published)
 
     @property
     def runs(self) -> pd.DataFrame:
         """One row per execution attempt: a retry or a redelivery is a new run of the same task id."""
-        return frames.runs_frame(self.events)
+        return frames.runs_frame(list(self.events))
 
     @property
     def queues(self) -> pd.DataFrame:
-        return pd.DataFrame(self.queue_samples, columns=frames.QUEUE_COLUMNS)
+        return pd.DataFrame(list(self.queue_samples), columns=frames.QUEUE_COLUMNS)
 
     @property
     def priority_lists(self) -> pd.DataFrame:
         """On Redis, one row per sample of each priority list: its queue, its priority step (the lowest priority
         it holds: 0, 3, 6, 9 by default) and how many messages it held. `queues.depth` is their sum."""
-        return pd.DataFrame(self.list_samples, columns=frames.LIST_COLUMNS)
+        return pd.DataFrame(list(self.list_samples), columns=frames.LIST_COLUMNS)
 
     @property
     def memory(self) -> pd.DataFrame:
-        return pd.DataFrame(self.memory_samples, columns=frames.MEMORY_COLUMNS)
+        return pd.DataFrame(list(self.memory_samples), columns=frames.MEMORY_COLUMNS)
 
     @property
     def cpu(self) -> pd.DataFrame:
         """One row per sample of each worker on this machine: `cpu_s`, the CPU time its processes (main and pool
         children) used since the previous sample, and `cores`, that over the seconds between the two: 1.0 is one
         core busy."""
-        return pd.DataFrame(self.cpu_samples, columns=frames.CPU_COLUMNS)
+        return pd.DataFrame(list(self.cpu_samples), columns=frames.CPU_COLUMNS)
 
     def state_changes(self) -> list[tuple[float, str, str]]:
         """(t, task id, state after) for every event that moves a task, in time order."""
