@@ -60,8 +60,9 @@ def test_the_server_and_its_children_end_with_their_owner(tmp_path):
     folder = tmp_path / "workspace"
     folder.mkdir()
     (folder / "ex_hang.py").write_text(HANGS)
+    # the owner dies with its preflight's two files unread: they go to tmp_path, not /tmp
     owner = subprocess.Popen([sys.executable, "-c", OWNER, str(folder / "ex_hang.py")], stdout=subprocess.PIPE,
-                             text=True)
+                             text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         server, child = (int(pid) for pid in owner.stdout.readline().split())
         assert psutil.Process(child).ppid() == server
