@@ -30,10 +30,11 @@ def main(tasks: int) -> dict:
         here = calling.whereabouts.apply().get()  # eager: in this process, no message
         time.sleep(0.5)
     hosts = {e.get("hostname") for e in recorder.recording.events if e.get("type") == "task-succeeded"}
-    workspace = Path(tempfile.mkdtemp()) / "workspace"
-    workspace.mkdir()
     exercise = next(ex for ex in all_exercises().values() if ex.module == "ex00_first")
-    verdict = attempt(workspace, exercise, S00)  # its progress stays published: the test reads the team table
+    with tempfile.TemporaryDirectory(prefix="crowd-learner-") as folder:  # each run left ten folders in /tmp
+        workspace = Path(folder) / "workspace"
+        workspace.mkdir()
+        verdict = attempt(workspace, exercise, S00)  # its progress stays published: the test reads the team table
     return {"namespace": namespace.prefix(), "values": values, "expected": [i + 1000 for i in range(tasks)],
             "countdown_held_s": round(held, 2), "apply_ran_here": here["eager"] and here["pid"] == os.getpid(),
             "worker": worker.nodename, "event_hosts": sorted(h for h in hosts if h),
