@@ -57,9 +57,25 @@ def _without_unused_commands() -> None:
     sys.modules.setdefault("click_repl", repl)
 
 
+POOL_TMP_ENV = "COURSEKIT_POOL_TMP"
+"""A folder for multiprocessing's temporary files. billiard's pool makes a shared value per worker, whose heap
+arena creates a /tmp/pymp-* folder that only a clean exit removes: every check SIGKILLs its worker, and each
+`make test` left about 500 of them. Here the folder is the course's, and `Worker` removes it when the worker has
+gone."""
+
+
+def _pool_tmp_in(folder: str) -> None:
+    import multiprocessing.process
+
+    os.makedirs(folder, exist_ok=True)
+    multiprocessing.process.current_process()._config["tempdir"] = folder  # what util.get_temp_dir() returns
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[0] != "--owner" or argv[2] != "celery":
         sys.exit("usage: python -m coursekit.launch --owner PID celery ARGS...")
+    if os.environ.get(POOL_TMP_ENV):
+        _pool_tmp_in(os.environ[POOL_TMP_ENV])
     owner = int(argv[1])
     threading.Thread(target=_follow_owner, args=(owner, DEFAULTS.owner_poll_s), daemon=True,
                      name="coursekit-follow-owner").start()

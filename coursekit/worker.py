@@ -10,6 +10,7 @@ import importlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +133,8 @@ class Worker(OwnedProcess):
         self.mingle = mingle
         self.cwd = Path(cwd or os.getcwd()).resolve()
         self.logfile = state.logs_dir() / f"{self.name}-{os.getpid()}-{self.index}.log"
+        self.pool_tmp = state.state_dir() / "pool-tmp" / self.logfile.stem
+        """multiprocessing's temp folder for this worker (launch.POOL_TMP_ENV), removed once the worker is gone."""
         self.proc: subprocess.Popen | None = None
         self._copier: streams.Copier | None = None
         self.app: Celery | None = None
@@ -174,6 +177,7 @@ class Worker(OwnedProcess):
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self.cwd), env.get("PYTHONPATH", "")] if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.update(census.marks(self.started_by))  # how `coursekit status` tells this course's workers apart
+        env[launch.POOL_TMP_ENV] = str(self.pool_tmp)
         env.update(self.env)
         return env
 
@@ -269,6 +273,8 @@ class Worker(OwnedProcess):
             _live.discard(self)
         if self._copier is not None:
             self._copier.drain()
+        if self.proc is not None and self.proc.poll() is not None:
+            shutil.rmtree(self.pool_tmp, ignore_errors=True)
         return None if self.proc is None else self.proc.returncode
 
     def _fail(self, problem: str, fix: str = "") -> None:

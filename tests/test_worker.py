@@ -212,3 +212,14 @@ def test_stop_all_without_waiting_only_asks_and_a_later_stop_all_reaps(clean_nam
     assert wait_until(lambda: not w.running, timeout=15), "the worker did not finish its warm shutdown"
     ck.stop_all()
     assert w.proc.returncode == 0 and w not in ck.live_workers() and group_alive(w.pid) == []
+
+
+def test_a_killed_worker_leaves_no_temp_folder(clean_namespace, tmp_path, monkeypatch):
+    """billiard's pool makes a multiprocessing temp folder (pymp-*) that only a clean exit removes; every check
+    SIGKILLs its worker, and each make test left about 500 in /tmp. Now it is the worker's own, removed when it has
+    gone (without that, this worker leaves one pymp- folder in TMPDIR)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    w = ck.Worker(LAB, name="tmp").start()
+    assert w.pool_tmp.is_dir()
+    w.kill()
+    assert not w.pool_tmp.exists() and list(tmp_path.glob("pymp-*")) == []
