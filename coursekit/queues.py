@@ -73,10 +73,11 @@ def _held_tags(app: Celery, queue: str | None, task_ids=None) -> list[bytes]:
         for tag, payload in client.hscan_iter(f"{prefix}unacked"):
             try:
                 entry = json.loads(payload)
-                if entry[2] == name if ids is None else entry[0].get("headers", {}).get("id") in ids:
-                    tags[tag] = True
+                ours = entry[2] == name if ids is None else entry[0].get("headers", {}).get("id") in ids
             except (ValueError, IndexError, TypeError, AttributeError):
                 continue
+            if ours:
+                tags[tag] = True
     return list(tags)
 
 

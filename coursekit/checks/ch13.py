@@ -746,6 +746,8 @@ class Revoke(Exercise):
                                     f"({seen['endings'][post].describe()}): only the cancelled post may be dropped")
         ran = [e for e in published if e["key"] == target]
         db = seen["settings"].get("worker_state_db") or seen["app"].conf.worker_state_db
+        answered, later = seen["later"]  # the state file's name with the clock hours ahead
+        renamed_by_time = answered and isinstance(db, str) and later != db
         if not ran:  # judged by its effect: a revoke that stuck, or an equivalent the task itself honours, ...
             if (seen["endings"][target].state == "NO RESULT" and target_id not in asked
                     and not seen["known_before"]):  # ... but not a message taken away before a worker could see it
@@ -754,8 +756,7 @@ class Revoke(Exercise):
                     "revoke: cancel() took the message out of the broker. That works only while it waits in the "
                     "queue's list: a worker that has prefetched it (up to 4 a process, by default) runs it anyway. "
                     "Revoke the task (result.revoke()), and let the workers keep their revokes across a restart")
-            answered, later = seen["later"]
-            if answered and isinstance(db, str) and later != db:
+            if renamed_by_time:
                 raise AssertionError(
                     f"{label} was not published, but only because the restart came soon: loaded with the clock "
                     f"{LATER_S // 3600} hours ahead (a worker started after tomorrow's deploy), your module names "
@@ -785,13 +786,12 @@ class Revoke(Exercise):
             said += (": revoked ids live in each worker's memory only. Give the workers a state file "
                      "(worker_state_db, or --statedb) where they keep them across a restart")
         else:
-            answered, later = seen["later"]
             said += (f": worker_state_db is set ({str(db)[:80]}), but the file a worker read at its next start "
                      "was not the one it wrote" + (f" ({files[0]} at its first start, {files[1]} after the "
                                                    "restart)" if len(files) > 1 else "")
                      + ": the path must name the same file at every start of a worker (%n for its name; no pid, no "
                      "folder made afresh at import)")
-            if answered and isinstance(db, str) and later != db:  # the restart crossed the unit of time it uses
+            if renamed_by_time:  # the restart crossed the unit of time the name uses
                 said += (f". Loaded with the clock {LATER_S // 3600} hours ahead your module names yet another "
                          f"file ({later!r}): the path must not change with the time of the import")
         if any(a.get("terminate") for a in seen["revokes"]):
