@@ -704,9 +704,10 @@ def a_whole_worker_kill_loses_early_ack_and_restores_acks_late_after_the_timeout
     _killed_in_first_run(fate)
     again = fate["runs"][1]
     assert again["kind"] == "redelivery" and again["outcome"] == "SUCCESS", fate
-    # its age counts from its delivery, which came before its first start
-    assert again["x0"] - fate["runs"][0]["x0"] >= 3.0, f"ran again {again['x0'] - fate['runs'][0]['x0']:.1f} s after " \
-        "its first start: before it was 3 s old"
+    # Its age counts from its delivery, which came before its first start: so the second start may come up to that
+    # head start sooner than 3 s after the first (CI: 2.95-3.0 s, reported as 3.0 s). 0.2 s allows for it.
+    assert again["x0"] - fate["runs"][0]["x0"] >= 2.8, f"ran again {again['x0'] - fate['runs'][0]['x0']:.2f} s " \
+        "after its first start: before it was 3 s old"
     early = _fate(shown, "whole kills", EARLY_06)
     assert len(early["runs"]) == 1 and early["state"] == "PENDING", early
 
