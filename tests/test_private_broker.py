@@ -42,3 +42,27 @@ def test_dies_with_its_owner_even_when_sigkilled(tmp_path):
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_a_first_start_whose_port_was_taken_moves_to_another():
+    """free_port() can hand out a port that another process binds before redis-server does: the server answering
+    there is then not ours, and a lesson would stop and start someone else's broker (or none)."""
+    with ck.PrivateRedis() as other:
+        mine = ck.PrivateRedis()
+        mine.port, mine.url = other.port, other.url  # the race, made certain
+        with mine:
+            assert mine.port != other.port
+            assert mine._answering_pid() == mine.proc.pid != other.proc.pid
+
+
+def test_a_restart_on_a_port_someone_took_says_so():
+    with ck.PrivateRedis() as mine:
+        mine.stop()
+        with ck.PrivateRedis(port=mine.port) as thief:
+            try:
+                mine.start()
+            except ck.BrokerError as exc:
+                assert f"could not listen on port {mine.port}" in str(exc) and "redis-server" in str(exc)
+            else:
+                raise AssertionError(f"the restart reported success on the port pid {thief.proc.pid} holds")
+            assert not mine.running
