@@ -1419,6 +1419,14 @@ def idle_retries_two_then_four_seconds_and_comes_back(shown):
         assert said[-1]["s"] - lost >= 2.5, said  # could connect
 
 
+def _outage_story(shown) -> str:
+    """What the workers' logs and the recorder said about the outage: the context a failing fact of lesson 10 needs
+    (CI once saw `steady` reconnect with its burst still held, and no gap in the recording)."""
+    f = shown["outage timeline"]
+    said = "; ".join(f"{r['worker']} {r['s']} s {r['says']}" for r in rows(shown, "connection lines"))
+    return f"broker down {f['down_at']:.2f}-{f['back_at']:.2f} s, recorder gaps {f['gaps']}; logs: {said}"
+
+
 def _steady_died(shown) -> bool:
     """Whether `steady` gave up on the loss (the run most lessons see) rather than reconnecting."""
     return "worker gives up" in [r["says"] for r in _said_10(shown, "steady")]
@@ -1443,14 +1451,15 @@ def running_jobs_end_prefetched_ones_are_held(shown):
     code 1."""
     by = {(r["sent"], r["where"]): r["jobs"].split(", ") for r in rows(shown, "fates")}
     burst = {w: jobs for (sent, w), jobs in by.items() if sent.startswith("burst")}
-    assert sum(map(len, burst.values())) == 12, by
+    story = (by, _outage_story(shown))
+    assert sum(map(len, burst.values())) == 12, story
     if _steady_died(shown):
-        assert len(burst.get("ran", [])) >= 4 and len(burst.get("held", [])) >= 1, by  # it stopped after 4 ran
-        assert set(burst) <= {"ran", "held", "waiting"}, by  # nothing vanished: Redis saved what it had
-        assert set(w for (sent, w) in by if sent == "to steady, after the restart") == {"waiting"}, by
+        assert len(burst.get("ran", [])) >= 4 and len(burst.get("held", [])) >= 1, story  # it stopped after 4 ran
+        assert set(burst) <= {"ran", "held", "waiting"}, story  # nothing vanished: Redis saved what it had
+        assert set(w for (sent, w) in by if sent == "to steady, after the restart") == {"waiting"}, story
     else:
-        assert set(burst) == {"ran"}, by
-    assert len(by[("to idle, after the restart", "ran")]) == 4, by
+        assert set(burst) == {"ran"}, story
+    assert len(by[("to idle, after the restart", "ran")]) == 4, story
     (late,) = rows(shown, "late")
     assert late["exit code"] == 1 and "has been disabled" in late["said"], late
 
@@ -1459,9 +1468,9 @@ def running_jobs_end_prefetched_ones_are_held(shown):
 def the_gap_is_the_outage(shown):
     """"The recorder's gap (shaded) starts when the broker went away." """
     f = shown["outage timeline"]
-    assert f["gaps"], f["gaps"]
+    assert f["gaps"], _outage_story(shown)
     start, end = f["gaps"][0]
-    assert abs(start - f["down_at"]) <= 0.6 and end is not None and end >= f["back_at"] - 0.3, f["gaps"]
+    assert abs(start - f["down_at"]) <= 0.6 and end is not None and end >= f["back_at"] - 0.3, _outage_story(shown)
     # "their grey bars ... carry the time the tally file recorded, inside the gap"
     grey = [b for b in f["bars"] if b["outcome"] == "RUNNING"]
     assert grey and all(b["label"] for b in grey), grey
@@ -1472,8 +1481,9 @@ def the_gap_is_the_outage(shown):
 def default_policy_raises_tuned_policy_rides_it_out(shown):
     """"With the default policy ... each call made during the outage raised OperationalError after about 0.6 s ...
     Those jobs exist nowhere ... (At most one may be the exception ...) With the tuned policy ... the one call made
-    while the broker was down blocked until Redis was back ... nothing raised, and every call that returned is in
-    the queue." """
+    while the broker was down blocked until Redis was back ... and every call that returned is in
+    the queue ... (in 2 of 15 runs) one call of this producer raised builtins.AttributeError instead ... Its job was
+    not sent." """
     by = {r["producer"]: r for r in rows(shown, "publishing")}
     default, tuned = by["default policy"], by["tuned policy"]
     assert default["raised"] >= 2, default
@@ -1481,7 +1491,8 @@ def default_policy_raises_tuned_policy_rides_it_out(shown):
     assert default["returned"] <= default["in the queue"] <= default["returned"] + 1, default
     assert default["what was raised"] == "kombu.exceptions.OperationalError", default
     assert 0.5 <= default["longest call s"] <= 2.0, default
-    assert tuned["raised"] == 0 and tuned["in the queue"] == tuned["returned"] == tuned["calls"], tuned
+    assert tuned["raised"] <= 1 and tuned["in the queue"] == tuned["returned"] == tuned["calls"] - tuned["raised"], tuned
+    assert tuned["what was raised"] == ("builtins.AttributeError" if tuned["raised"] else ""), tuned
     assert tuned["longest call s"] >= 2.0, tuned
 
 
