@@ -13,10 +13,12 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from . import ran_here
+
+if TYPE_CHECKING:  # pandas is for the notebook's side: a worker importing this lab would pay 0.5 s of CPU for it
+    import pandas as pd
 
 NAME = "outage"
 
@@ -74,10 +76,12 @@ _SAID = [  # what a worker's log line says about its broker connection, as a sho
 ]
 
 
-def connection_lines(log: str) -> pd.DataFrame:
+def connection_lines(log: str) -> "pd.DataFrame":
     """The worker's log lines about its broker connection, one row each: `s` (seconds after the first loss; the
     log's own clock), `says` (a short name), and the line itself (cut), with the retry wait Celery announced on the
     next line ("Trying again in 2.00 seconds... (1/100)") as `next try in s`."""
+    import pandas as pd
+
     rows, lines = [], log.splitlines()
     for i, line in enumerate(lines):
         found = _STAMP.match(line)
@@ -99,9 +103,11 @@ def connection_lines(log: str) -> pd.DataFrame:
     return out
 
 
-def fates(sent: dict, tally, app, queue: str = NAME) -> pd.DataFrame:
+def fates(sent: dict, tally, app, queue: str = NAME) -> "pd.DataFrame":
     """Where each job sent (n -> task id) is now: `ran` (its line is in the tally), `waiting` (in one of the queue's
     lists), `held` (in the `unacked` hash: taken by a worker, neither acknowledged nor given back), or `nowhere`."""
+    import pandas as pd
+
     from .. import whereis
 
     done = Counter(r["n"] for r in ran(tally))
