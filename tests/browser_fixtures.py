@@ -1,7 +1,7 @@
 """The fixtures of the browser tests: chromium, JupyterLab served from a copy of the repository (as `make lab`
-does), and a fresh browser context per test (conftest.py imports them). Chromium and the lab are started once per test process that runs a
-browser test (session scope), so the browser tests spread over the suite's processes instead of queueing in one
-behind a module's shared lab."""
+does), and a fresh browser context per test (conftest.py imports them). Chromium and the lab are started once per
+test process that runs a browser test (session scope); the browser tests run in two lanes, one test at a time in
+each (parallel.BROWSER_LANES), so that no more than two chromiums and labs load the machine at once."""
 from __future__ import annotations
 
 import os

@@ -2,6 +2,9 @@
 
 - Long tests first: the longest tests are handed out first and the millisecond ones last, so that at the end
   no worker is left with a minute-long test while the others idle.
+- Browser lanes: the browser tests run in BROWSER_LANES groups, one test at a time in each. Handed out first
+  and spread over every process, five chromiums, five JupyterLabs and their kernels started at once on 2 cores (at
+  half the usual speed, one day) left workers 17-30 s from start to their first ping, and four tests failed.
 - Groups: tests marked `xdist_group(name)` run in one worker, one after another; so do the tests that share a
   module- or class-scoped fixture (it is set up once per process: spread out, it would be set up in each).
   xdist 3.8 passes groups to its scheduler by appending "@name" to node ids, which pytest 9.2's structured ids
@@ -21,6 +24,8 @@ LONGEST_FIRST = ("browser", "notebook")
 BROKER_FIXTURES = ("redis_url", "rabbitmq_url")
 """A test that needs a broker starts real workers or kernels and takes seconds; one that does not, milliseconds."""
 GROUPS_ENV = "COURSEKIT_TEST_GROUPS"
+BROWSER_LANES = 2
+"""How many browser tests may run at once (each: a chromium, a JupyterLab, a kernel, its workers)."""
 
 
 def name_groups_file(folder: Path) -> None:
@@ -64,6 +69,9 @@ def group_of(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    browser = [item for item in items if item.get_closest_marker("browser") and group_of(item) is None]
+    for i, item in enumerate(browser):
+        item.add_marker(pytest.mark.xdist_group(f"browser lane {i % BROWSER_LANES + 1}"))
     for item in items:
         if shares_a_fixture(item) and group_of(item) is None:
             item.add_marker(pytest.mark.xdist_group(shared_group(item)))

@@ -1,7 +1,7 @@
 """Chapters 03 on as a learner meets them in JupyterLab: each lesson with Run All (its figures drawn, nothing on
 stderr). Their solutions notebooks run headless in strict mode (test_notebooks.py): in the browser they cost about
-15 s more each, and a Passed card is the same HTML for every chapter (test_browser.py looks at one). Each test
-process that runs a lesson has its own lab (browser_fixtures.py), so they spread over the suite's processes."""
+15 s more each, and a Passed card is the same HTML for every chapter (test_browser.py looks at one). They run in the
+browser lanes of tests/parallel.py, each lane's process with its own lab (browser_fixtures.py)."""
 from __future__ import annotations
 
 from pathlib import Path
