@@ -89,6 +89,8 @@ class Job:
     """The queue the message went to (the task-sent event)."""
     end: Ending
     runs: list[Run]
+    received: float | None = None
+    """When a worker first took the message (its task-received event), in seconds since the fleet's first message."""
 
     @property
     def worker(self) -> str | None:
@@ -142,6 +144,10 @@ class Fleet:
 
     # -- start ---------------------------------------------------------------------------------------------------
     def start(self) -> "Fleet":
+        if not self.app.conf.worker_enable_remote_control:
+            raise Incorrect("your app sets worker_enable_remote_control=False: its workers would answer no ping and "
+                            "no inspect, so neither the check nor `celery inspect` could see them",
+                            fix="leave worker_enable_remote_control at its default (True)")
         self._check_pools()
         self.used |= self._queues_before()
         self.purge()
@@ -206,6 +212,10 @@ class Fleet:
             if out_of_time():
                 raise Uncheckable(f"the check ran out of its time while worker {worker.name!r} started "
                                   f"({exc.problem})", fix="the machine may be busy: run the check again") from None
+            if " ready." in worker.logs():  # it started: only the ping went unanswered
+                raise Uncheckable(f"worker {worker.name!r} ({worker.line.text}) logged that it was ready, but did "
+                                  f"not answer a ping in time ({exc.problem})",
+                                  fix="the machine may be busy: run the check again") from None
             why = stopped_by(worker.logs(), self.session.source) or exc.problem
             raise Incorrect(f"worker {worker.name!r} ({worker.line.text}) could not start: {why}",
                             fix="correct what the log names: a setting of your app, or the worker's line") from None
@@ -293,7 +303,10 @@ class Fleet:
             if queue is None or pd.isna(queue):
                 queue = message[0].queue if message else None
             at = message[0].at - self.first_sent if message and self.first_sent else None
-            out.append(Job(call_repr(task.name, args), task.name.rsplit(".", 1)[-1], result.id, at, queue, end, own))
+            taken = tasks.loc[result.id, "received"] if result.id in tasks.index else None
+            taken = None if taken is None or pd.isna(taken) else float(taken) + shift
+            out.append(Job(call_repr(task.name, args), task.name.rsplit(".", 1)[-1], result.id, at, queue, end, own,
+                           taken))
         self.used |= {job.queue for job in out if job.queue}
         return out
 

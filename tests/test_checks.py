@@ -475,6 +475,10 @@ TABLE += [
         "went to queue 'Images'; send it to the queue named 'images'"),
     Row(ch03.routing, "value", "routes-every-task", routing(ROUTE, '    "*": {"queue": "images"},'),
         "notify('user-"),
+    # its workers start and log ready, but answer no ping: refused before any starts (it waited 20 s, then blamed "ready.")
+    Row(ch03.routing, "mechanism", "remote-control-off", routing('make_app("ex03_routing", task_routes=ROUTES)',
+        'make_app("ex03_routing", task_routes=ROUTES, worker_enable_remote_control=False)'),
+        "worker_enable_remote_control=False"),
     Row(ch03.routing, "crash", "concurrency-not-a-number", routing(IMAGES_Q, "worker -Q images -c one"),
         "Invalid value for '-c'"),
     Row(ch03.routing, "crash", "worker-loads-another-module", routing("celery -A workspace.ex03_routing worker -Q im",
@@ -2051,3 +2055,23 @@ def test_no_rabbitmq_is_uncheckable_with_a_fix(ws, monkeypatch):
     shown = probe.safe(closed)  # the password masked, as every URL the course prints
     assert f"nothing usable answers at COURSEKIT_RABBITMQ_URL={shown}" in verdict.message, repr(verdict)
 
+
+
+@pytest.mark.parametrize(("size", "late_received", "slow"), [
+    (100, 1.45, True),    # room for all, and the late fetch reached the worker only after the first ended: busy machine
+    (100, 0.10, False),   # room for all, yet a fetch the worker held since 0.10 s started late: something held it
+    (20, 1.45, False),    # a pool of 20 for 40 fetches: the late start is the pool's, whenever the message came
+])
+def test_09_io_tells_a_slow_delivery_from_a_full_pool(size, late_received, slow):
+    """CI, at half the machine's usual speed: the right line (-P gevent -c 100) had 39 of 40 fetches in flight at
+    once, the 40th received by the worker after the first fetch ended. That is the machine's doing, not the pool's."""
+    @dataclass
+    class Job:
+        received: float | None
+
+    ran = [{"started": 0.1 + i * 0.01, "ended": 1.4 + i * 0.01, "done": True, "job": Job(0.05 + i * 0.01)}
+           for i in range(39)]
+    ran.append({"started": 1.46, "ended": 2.8, "done": True, "job": Job(late_received)})
+    stats = {"pool": {"implementation": "celery.concurrency.gevent:TaskPool", "max-concurrency": size}}
+    assert ch09.slow_delivery(ran, stats, 40) is slow
+    assert ch09.slow_delivery(ran[:39], stats, 39) is False  # nothing started late
