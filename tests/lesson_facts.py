@@ -1029,15 +1029,15 @@ def the_redelivered_batch_ran_past_the_cap_on_an_uncapped_child(shown):
 
 @says("08_memory")
 def stored_results_climb_then_expire_by_themselves(shown):
-    """"The stored results climb to 40 and then vanish about 3 s after they were written, with no process deleting
-    them; `ignore_result=True` never wrote one." """
+    """"The stored results climb to 40 and then vanish about 5 s after they were written, with no process deleting
+    them; `ignore_result=True` never wrote one." (5 s, not 3: on a machine at half its usual speed, under a full
+    test run, the 40 clicks took longer than 3 s and the first keys expired before the last were written.)"""
     lines = shown["results"]["lines"]
     stored, quiet = lines["click (result stored)"], lines["quiet_click (ignore_result=True)"]
     assert {y for _, y in quiet} == {0}, quiet
     full = next(x for x, y in stored if y == 40)
     gone = next(x for x, y in stored if x > full and y == 0)
-    # 3 s, not 2: at load 20 the 40 clicks took longer than 2 s to run, so the first keys went before the last came
-    assert 2.0 <= gone <= 6.0 and stored[-1][1] == 0, stored
+    assert 4.0 <= gone <= 9.0 and stored[-1][1] == 0, stored
 
 
 @says("08_memory")
