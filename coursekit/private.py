@@ -70,7 +70,10 @@ class PrivateRedis:
         deadline = time.monotonic() + DEFAULTS.embedded_ready_timeout_s
         while probe.redis_answers(self.url, timeout=0.2) is not None:
             if self.proc.poll() is not None:
-                return False
+                if probe.port_open(self.port):
+                    return False  # it could not bind: the port is someone else's
+                raise BrokerError(f"a private redis-server on port {self.port} exited at start with code "
+                                  f"{self.proc.returncode}", fix="run `coursekit doctor`")
             if time.monotonic() > deadline:
                 self.stop()
                 raise BrokerError(f"a private redis-server on port {self.port} did not start",

@@ -66,3 +66,15 @@ def test_a_restart_on_a_port_someone_took_says_so():
             else:
                 raise AssertionError(f"the restart reported success on the port pid {thief.proc.pid} holds")
             assert not mine.running
+
+
+def test_a_server_that_exits_at_start_is_not_taken_for_a_busy_port(monkeypatch):
+    from coursekit import embedded
+
+    monkeypatch.setattr(embedded, "binary", lambda: "/bin/false")
+    try:
+        ck.PrivateRedis().start()
+    except ck.BrokerError as exc:
+        assert "exited at start with code 1" in str(exc), exc
+    else:
+        raise AssertionError("a redis-server that exited at once was reported started")
