@@ -475,7 +475,7 @@ TABLE += [
         "went to queue 'Images'; send it to the queue named 'images'"),
     Row(ch03.routing, "value", "routes-every-task", routing(ROUTE, '    "*": {"queue": "images"},'),
         "notify('user-"),
-    # its workers start and log ready, but answer no ping: refused before any starts (it waited 20 s, then blamed "ready.")
+    # workers that log ready but answer no ping: refused before any starts (it waited 20 s, then blamed "ready.")
     Row(ch03.routing, "mechanism", "remote-control-off", routing('make_app("ex03_routing", task_routes=ROUTES)',
         'make_app("ex03_routing", task_routes=ROUTES, worker_enable_remote_control=False)'),
         "worker_enable_remote_control=False"),
@@ -2075,3 +2075,16 @@ def test_09_io_tells_a_slow_delivery_from_a_full_pool(size, late_received, slow)
     stats = {"pool": {"implementation": "celery.concurrency.gevent:TaskPool", "max-concurrency": size}}
     assert ch09.slow_delivery(ran, stats, 40) is slow
     assert ch09.slow_delivery(ran[:39], stats, 39) is False  # nothing started late
+
+
+@pytest.mark.parametrize("runs", [2, 3, 5, 7])
+def test_06_fail_fast_names_a_requeue_loop_alike_however_many_runs_fit(runs):
+    """CI, busy machine: a poison task requeued 3 times in 20 s got "with no limit", one requeued 5 times "does not
+    count requeues": one loop, seen for a shorter or longer time, must get the same words."""
+    seen = {"item": "item-1", "poison": "poison:1", "first": ("SUCCESS", ""), "charged": 1, "poison_runs": runs,
+            "bad": ("PENDING", ""), "waited": 20.0, "max_retries": 1, "retry": False}
+    with pytest.raises(AssertionError) as said:
+        ch06.fail_fast.judge(seen, [])
+    text = str(said.value)
+    assert "task_reject_on_worker_lost requeues it each time" in text and "does not count requeues" in text, text
+    assert f"it ran {runs} time(s)" in text

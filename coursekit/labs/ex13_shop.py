@@ -115,8 +115,9 @@ class Transaction:
                 for order_id in self.saved:
                     rolled_back[order_id] = at
                 raise CommitFailed("the database refused the commit: the transaction was rolled back")
-            self.conn.commit()
+            # the clock read before the commit: a reader polling the table can find the row before a read after it
             at = time.time()
+            self.conn.commit()
             for order_id in self.saved:
                 commits[order_id] = at
         finally:
