@@ -4,7 +4,7 @@
   no worker is left with a minute-long test while the others idle.
 - Browser lanes: the browser tests run in BROWSER_LANES groups, one test at a time in each. Handed out first
   and spread over every process, five chromiums, five JupyterLabs and their kernels started at once on 2 cores (at
-  half the usual speed, one day) left workers 17-30 s from start to their first ping, and four tests failed.
+  half the usual speed, one day): a worker started then was still unready after 30 s, and five tests failed.
 - Groups: tests marked `xdist_group(name)` run in one worker, one after another; so do the tests that share a
   module- or class-scoped fixture (it is set up once per process: spread out, it would be set up in each).
   xdist 3.8 passes groups to its scheduler by appending "@name" to node ids, which pytest 9.2's structured ids

@@ -115,7 +115,8 @@ class Transaction:
                 for order_id in self.saved:
                     rolled_back[order_id] = at
                 raise CommitFailed("the database refused the commit: the transaction was rolled back")
-            # the clock read before the commit: a reader polling the table can find the row before a read after it
+            # the clock is read before committing: a task polling the table sees the row the moment it lands,
+            # which can be before a clock read just after the commit
             at = time.time()
             self.conn.commit()
             for order_id in self.saved:
