@@ -1085,7 +1085,7 @@ def threads_and_gevent_finish_the_waits_at_least_twice_as_fast(shown):
     once": on a loaded machine sending 20 messages took longer than a 0.2 s fetch (10 and 13 at once seen)."""
     io = _burst_09(shown, IO_09)
     for pool in ("threads", "gevent"):
-        assert 6 <= io[pool]["at_once"] <= 20, io[pool]
+        assert 3 <= io[pool]["at_once"] <= 20, io[pool]  # more than prefork's 2 (CI at half speed: 5)
         assert io[pool]["wall_s"] < io["prefork"]["wall_s"], (pool, io)  # CI under load: 3.79 vs 4.46 s
     assert io["prefork"]["at_once"] == 2 and io["prefork"]["processes"] == 2, io["prefork"]
     slowest = max(io.values(), key=lambda run: run["wall_s"])
@@ -1450,20 +1450,23 @@ def steady_gives_back_what_it_held_then_dies_or_retries(shown):
 
 @says("10_broker_trouble")
 def running_jobs_end_prefetched_ones_are_held(shown):
-    """"Jobs already running when the broker went away ran to their end ... If `steady` died, its prefetched jobs
-    are `held` ... If it survived ... every job of the burst is in the tally ... Jobs sent after the restart ran on
-    `idle` ... If `steady` died, the jobs sent to it after the restart wait in the queue"; `late` exited with
-    code 1."""
+    """"Jobs already running when the broker went away ran to their end ... Prefetched jobs that were not given back
+    are `held` (if `steady` died, or survived without restoring them) ... If `steady` survived and its Restoring
+    reached Redis ... every job of the burst is in the tally ... Jobs sent after the restart ran on `idle` ... and on
+    `steady` if it survived. If `steady` died, the jobs sent to it after the restart wait in the queue"; `late`
+    exited with code 1."""
     by = {(r["sent"], r["where"]): r["jobs"].split(", ") for r in rows(shown, "fates")}
     burst = {w: jobs for (sent, w), jobs in by.items() if sent.startswith("burst")}
     story = (by, _outage_story(shown))
     assert sum(map(len, burst.values())) == 12, story
+    after = set(w for (sent, w) in by if sent == "to steady, after the restart")
     if _steady_died(shown):
         assert len(burst.get("ran", [])) >= 4 and len(burst.get("held", [])) >= 1, story  # it stopped after 4 ran
         assert set(burst) <= {"ran", "held", "waiting"}, story  # nothing vanished: Redis saved what it had
-        assert set(w for (sent, w) in by if sent == "to steady, after the restart") == {"waiting"}, story
-    else:
-        assert set(burst) == {"ran"}, story
+        assert after == {"waiting"}, story
+    else:  # survived: its Restoring reached Redis (all ran), or failed while Redis was down (the rest held; CI)
+        assert len(burst.get("ran", [])) >= 4 and set(burst) <= {"ran", "held"}, story
+        assert after == {"ran"}, story
     assert len(by[("to idle, after the restart", "ran")]) == 4, story
     (late,) = rows(shown, "late")
     assert late["exit code"] == 1 and "has been disabled" in late["said"], late
@@ -1476,9 +1479,12 @@ def the_gap_is_the_outage(shown):
     assert f["gaps"], _outage_story(shown)
     start, end = f["gaps"][0]
     assert abs(start - f["down_at"]) <= 0.6 and end is not None and end >= f["back_at"] - 0.3, _outage_story(shown)
-    # "their grey bars ... carry the time the tally file recorded, inside the gap"
+    # "If `steady` died, their grey bars ... carry the time the tally file recorded, inside the gap" (if it survived,
+    # it sent their end events once connected again: no grey bars, CI)
     grey = [b for b in f["bars"] if b["outcome"] == "RUNNING"]
-    assert grey and all(b["label"] for b in grey), grey
+    assert all(b["label"] for b in grey), grey
+    if _steady_died(shown):
+        assert grey, (grey, _outage_story(shown))
     assert all(start - 0.2 <= at <= end for at in f["ended_in_gap"].values()), (f["ended_in_gap"], f["gaps"])
 
 
@@ -1515,13 +1521,15 @@ def llen_counts_one_list_true_depth_adds_held(shown):
 
 @says("10_broker_trouble")
 def held_jobs_keep_the_unacked_line_up(shown):
-    """"If `steady` died ... on the queue plot the *unacked* line is still up at the end, long after the last job
-    ran." (If it survived, the burst ran: running_jobs_end_prefetched_ones_are_held.)"""
+    """"Prefetched jobs that were not given back are `held` (if `steady` died, or survived without restoring them):
+    on the queue plot the *unacked* line is still up at the end, long after the last job ran." """
     f = shown["outage queue"]
     held = next(pts for label, pts in f["lines"].items() if "unacked" in label)
     jobs = {r["where"]: len(r["jobs"].split(", ")) for r in rows(shown, "fates") if r["sent"].startswith("burst")}
     if _steady_died(shown):
-        assert held[-1][1] >= jobs.get("held", 0) >= 1, (held[-1], jobs)
+        assert jobs.get("held", 0) >= 1, jobs
+    if jobs.get("held", 0):
+        assert held[-1][1] >= jobs["held"], (held[-1], jobs)
 
 
 def _flower_10(shown) -> dict:

@@ -65,8 +65,9 @@ def judge(runs: list[dict]) -> None:
 
 def test_kill_lab_loses_with_defaults_and_nothing_with_the_right_settings():
     runs = lab_rounds(1)
-    if any(run["problems"] for run in runs):
-        # a kill that could not land where the plan meant (the machine too busy to time it) tests nothing: once more
+    if any(run["problems"] or run["kills"] != ["before", "worker", "after"] for run in runs):
+        # a kill that could not land where the plan meant, or did not land at all (the machine too busy to time it:
+        # CI at half speed saw the batch end before the third kill) tests nothing: once more
         runs = lab_rounds(1)
     judge(runs)
 
