@@ -112,7 +112,10 @@ def test_progress_counts_hints_solutions_and_passes(private_state, ws):
     attempt(ws, ch01.countdown, AT_ONCE)
     entry = progress.load()["exercises"]["01.countdown"]
     assert entry["status"] == "incorrect" and entry["hints"] == 2 and entry["attempts"] == 1
-    attempt(ws, ch01.countdown, S01)
+    verdict = attempt(ws, ch01.countdown, S01)
+    if verdict.status == "uncheckable":  # a busy machine (CI at half speed): as its card says, check again
+        verdict = attempt(ws, ch01.countdown, S01)
+    assert verdict.passed, repr(verdict)
     table = progress.table(progress.load()).set_index("chapter")
     assert table.loc["01_calling", "done"] == "1/3" and table.loc["01_calling", "hints"] == 2
     assert table.loc["01_calling", "solutions"] == 1 and table.loc["00_setup", "done"] == "0/1"
